@@ -1,0 +1,58 @@
+# Warren build, test and demo targets.
+#
+#   make build             build bin/warren
+#   make test              ensure RabbitMQ, vet, unit tests, integration tests
+#   make test-unit         unit tests only (no broker needed)
+#   make test-integration  ensure RabbitMQ, then the integration tests
+#   make demo              ensure RabbitMQ, build, run scripts/demo.sh
+#   make fmt | lint | clean
+#
+# Integration tests read WARREN_TEST_URL (default amqp://guest:guest@127.0.0.1:5672/)
+# from the environment; make passes the environment through unchanged.
+
+GO                ?= go
+GOFMT             ?= gofmt
+BIN               ?= bin/warren
+UNIT_FLAGS        ?= -race -count=1
+INTEGRATION_FLAGS ?=
+
+GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './vendor/*' -not -path './bin/*'
+
+.PHONY: all build test test-unit test-integration vet vet-integration ensure-rabbitmq demo fmt lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/warren
+
+ensure-rabbitmq:
+	bash scripts/ensure-rabbitmq.sh
+
+vet:
+	$(GO) vet ./...
+
+vet-integration:
+	$(GO) vet -tags integration ./...
+
+test: ensure-rabbitmq vet vet-integration
+	$(GO) test $(UNIT_FLAGS) ./...
+	$(GO) test -race -count=1 -tags integration -timeout 15m -p 1 $(INTEGRATION_FLAGS) ./...
+
+test-unit:
+	$(GO) test $(UNIT_FLAGS) ./...
+
+test-integration: ensure-rabbitmq
+	$(GO) test -race -count=1 -tags integration -timeout 15m -p 1 $(INTEGRATION_FLAGS) ./...
+
+demo: ensure-rabbitmq build
+	WARREN_BIN=$(BIN) bash scripts/demo.sh
+
+fmt:
+	@files="$$($(GO_FILES))"; [ -z "$$files" ] || $(GOFMT) -w $$files
+
+lint: vet vet-integration
+	@files="$$($(GO_FILES))"; out="$$([ -z "$$files" ] || $(GOFMT) -l $$files)"; \
+	if [ -n "$$out" ]; then echo "gofmt needs to be run on:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,30 @@
+// Package broker is Warren's only contact with RabbitMQ: it dials, declares
+// the topology, encodes and decodes tasks, and publishes with confirms.
+//
+// # Topology
+//
+// For every Warren queue Q, Declare creates:
+//
+//   - Q, a durable quorum queue (classic by option) whose dead-letter
+//     exchange routes to Q.dlq, with an x-delivery-limit so that a task
+//     that keeps killing its worker ends in Q.dlq instead of looping;
+//   - Q.dlq, a durable quorum queue that keeps dead tasks with their
+//     failure metadata;
+//   - a binding of Q to the shared delivery exchange, so delayed tasks
+//     reach it.
+//
+// Delays are done by the broker and shared by all queues: DelayLevels
+// quorum queues warren.delay.<k>, each with a fixed TTL of 2^k seconds and
+// at-least-once dead-lettering to the next lower level. A delayed message's
+// routing key spells its delay in binary, one word per level, followed by
+// the destination queue; each level's exchange sends it either into the
+// level's queue (bit 1) or straight on to the next level (bit 0). See
+// docs/protocol.md.
+//
+// # Publishing
+//
+// A Publisher owns a channel in confirm mode. Publish returns a Pending whose
+// Wait reports the broker's confirm; many goroutines may publish at once and
+// their confirms are pipelined. Every publish is mandatory: a message the
+// broker cannot route is reported as ErrUnroutable, never dropped.
+package broker

@@ -1,0 +1,101 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Sentinel errors a caller can branch on with errors.Is.
+var (
+	// ErrClosed: the connection or publisher is closed.
+	ErrClosed = errors.New("broker: closed")
+	// ErrUnroutable: the broker had no queue to route the message to
+	// (for Warren, the queue does not exist).
+	ErrUnroutable = errors.New("broker: message unroutable (no such queue?)")
+	// ErrNacked: the broker refused the message (negative confirm), for
+	// example because a queue is full or a quorum is unavailable.
+	ErrNacked = errors.New("broker: message nacked by the broker")
+	// ErrConfirmLost: the channel closed, or a confirm went missing, before
+	// the broker confirmed the message. It may or may not have been stored.
+	ErrConfirmLost = errors.New("broker: no confirm received (the message may or may not be stored)")
+	// ErrQueueNotFound: a queue that must exist does not.
+	ErrQueueNotFound = errors.New("broker: queue not found")
+	// ErrQueueMismatch: a queue exists with other arguments than Warren asks for.
+	ErrQueueMismatch = errors.New("broker: queue exists with different arguments")
+	// ErrAccessRefused: the broker refused the credentials or the permission.
+	ErrAccessRefused = errors.New("broker: access refused")
+	// ErrMalformed: a delivery is not a valid Warren task.
+	ErrMalformed = errors.New("broker: malformed task message")
+)
+
+// RedactURL returns raw with any password replaced by "xxxxx", for logs and
+// error messages. Unparseable input is reduced to its scheme, if any.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.Index(raw, "://"); i > 0 {
+			return raw[:i] + "://(unparseable URL)"
+		}
+		return "(unparseable URL)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// scrub removes every occurrence of secret from err's message, keeping
+// errors.Is working through the returned error.
+func scrub(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return &scrubbed{err: err, msg: strings.ReplaceAll(err.Error(), secret, "xxxxx")}
+}
+
+type scrubbed struct {
+	err error
+	msg string
+}
+
+func (s *scrubbed) Error() string { return s.msg }
+func (s *scrubbed) Unwrap() error { return s.err }
+
+// classify maps an *amqp.Error to one of our sentinels where one fits, wrapped
+// around the broker's own text.
+func classify(err error, what string) error {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) {
+		return fmt.Errorf("broker: %s: %w", what, err)
+	}
+	switch ae.Code {
+	case amqp.NotFound:
+		return fmt.Errorf("%w: %s: %s", ErrQueueNotFound, what, ae.Reason)
+	case amqp.PreconditionFailed:
+		return fmt.Errorf("%w: %s: %s", ErrQueueMismatch, what, ae.Reason)
+	case amqp.AccessRefused:
+		return fmt.Errorf("%w: %s: %s", ErrAccessRefused, what, ae.Reason)
+	}
+	return fmt.Errorf("broker: %s: %w", what, err)
+}
+
+// Transient reports whether err is worth retrying at the infrastructure
+// level (a dropped connection, a refused dial), as opposed to a refusal that
+// will recur (bad credentials, missing queue, bad arguments).
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrQueueNotFound) || errors.Is(err, ErrQueueMismatch) || errors.Is(err, ErrUnroutable) {
+		return false
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		return ae.Recover || ae.Code == amqp.ConnectionForced || ae.Code == amqp.ChannelError || ae.Code == amqp.FrameError
+	}
+	return true
+}

@@ -1,0 +1,373 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/retry"
+)
+
+// Errors a caller can branch on with errors.Is.
+var (
+	// ErrClosed: the producer is closed.
+	ErrClosed = errors.New("producer: closed")
+	// ErrUnroutable: the queue does not exist.
+	ErrUnroutable = broker.ErrUnroutable
+	// ErrNacked: the broker refused the message.
+	ErrNacked = broker.ErrNacked
+	// ErrConfirmLost: no confirm arrived; the task may or may not be stored.
+	// Enqueue it again with the same ID to be sure (handlers see it twice at worst).
+	ErrConfirmLost = broker.ErrConfirmLost
+	// ErrPayloadTooLarge: the payload exceeds Config.MaxPayloadSize.
+	ErrPayloadTooLarge = errors.New("producer: payload too large")
+	// ErrInvalid: an argument of the enqueue is invalid.
+	ErrInvalid = errors.New("producer: invalid task")
+	// ErrBreakerOpen: recent publishes failed on the broker side; calls fail
+	// fast for a while before the producer probes the broker again.
+	ErrBreakerOpen = retry.ErrBreakerOpen
+)
+
+// DefaultMaxPayloadSize is the payload limit of a zero Config.
+const DefaultMaxPayloadSize = 1 << 20
+
+// Config tunes a Producer. The zero Config is ready to use.
+type Config struct {
+	// Queues are declared (with the shared delay topology) by New, unless
+	// NoDeclare. nil declares only the shared topology.
+	Queues []string
+	// QueueOptions are used to declare Queues. The zero value is a quorum
+	// queue with broker.DefaultDeliveryLimit.
+	QueueOptions broker.QueueOptions
+	// NoDeclare skips all declarations, for a user without the configure
+	// permission. The topology must then be declared by someone else
+	// (warren topology declare).
+	NoDeclare bool
+	// Window bounds the publishes awaiting a confirm. 0 means broker.DefaultWindow (512).
+	Window int
+	// MaxPayloadSize bounds a payload in bytes. 0 means 1 MiB; negative means no limit
+	// (the broker's own max_message_size, 128 MiB by default, still applies).
+	MaxPayloadSize int
+	// QueueCheckTTL is how long a delayed enqueue trusts that a queue it has
+	// checked still exists. 0 means 30s.
+	QueueCheckTTL time.Duration
+	// Logger receives the producer's events. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxPayloadSize == 0 {
+		c.MaxPayloadSize = DefaultMaxPayloadSize
+	}
+	if c.QueueCheckTTL == 0 {
+		c.QueueCheckTTL = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Window < 0 {
+		errs = append(errs, fmt.Errorf("producer: Window cannot be negative (got %d)", c.Window))
+	}
+	if c.QueueCheckTTL < 0 {
+		errs = append(errs, fmt.Errorf("producer: QueueCheckTTL cannot be negative (got %s)", c.QueueCheckTTL))
+	}
+	for _, q := range c.Queues {
+		if err := warren.ValidateQueueName(q); err != nil {
+			errs = append(errs, fmt.Errorf("producer: Queues: %w", err))
+		}
+	}
+	if err := c.QueueOptions.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Producer enqueues tasks. It is safe for concurrent use.
+type Producer struct {
+	conn    *broker.Conn
+	cfg     Config
+	breaker interface{ Run(func() error) error }
+
+	mu     sync.Mutex
+	pub    *broker.Publisher
+	closed bool
+	wg     sync.WaitGroup // in-flight enqueues
+
+	checked sync.Map // queue name → time.Time of the last successful existence check
+}
+
+// New returns a Producer that publishes on conn, after declaring the
+// topology (see Config.Queues and Config.NoDeclare).
+func New(ctx context.Context, conn *broker.Conn, cfg Config) (*Producer, error) {
+	if conn == nil {
+		return nil, errors.New("producer: nil connection")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if !cfg.NoDeclare {
+		if err := broker.Declare(ctx, conn, cfg.QueueOptions, cfg.Queues...); err != nil {
+			return nil, fmt.Errorf("producer: %w", err)
+		}
+	}
+	pub, err := broker.NewPublisher(conn, cfg.Window)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
+	return &Producer{conn: conn, cfg: cfg, pub: pub, breaker: retry.Breaker(5, 5*time.Second)}, nil
+}
+
+// Job is one task of an EnqueueBatch.
+type Job struct {
+	Queue   string
+	Type    string
+	Payload []byte
+	Options []Option
+}
+
+// Result is the outcome of one Job of an EnqueueBatch.
+type Result struct {
+	// ID is the task ID (set even when Err is not nil).
+	ID string
+	// Err is nil when the broker confirmed the task.
+	Err error
+}
+
+// Enqueue publishes a task of type taskType with payload to queue and
+// returns its ID once the broker has confirmed it. On any error the task
+// must be considered not enqueued (see ErrConfirmLost for the one case
+// where it may have been).
+func (p *Producer) Enqueue(ctx context.Context, queue, taskType string, payload []byte, opts ...Option) (string, error) {
+	res, err := p.EnqueueBatch(ctx, []Job{{Queue: queue, Type: taskType, Payload: payload, Options: opts}})
+	if err != nil {
+		return "", err
+	}
+	return res[0].ID, res[0].Err
+}
+
+// EnqueueJSON marshals v as JSON and enqueues it.
+func EnqueueJSON[T any](ctx context.Context, p *Producer, queue, taskType string, v T, opts ...Option) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: encode payload as JSON: %w", ErrInvalid, err)
+	}
+	return p.Enqueue(ctx, queue, taskType, b, opts...)
+}
+
+// EnqueueBatch publishes every job, pipelined, and waits for all their
+// confirms. It returns one Result per job, in order; each job succeeds or
+// fails on its own. The error is non-nil only when the producer is closed
+// or ctx ended before anything could be published.
+func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	defer p.wg.Done()
+
+	results := make([]Result, len(jobs))
+	pend := make([]*broker.Pending, len(jobs))
+	now := time.Now()
+	for i, j := range jobs {
+		t, o, err := p.build(j, now)
+		results[i].ID = t.ID
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		delay := o.delay
+		if !o.processAt.IsZero() {
+			delay = o.processAt.Sub(now)
+		}
+		exchange, key, err := broker.DelayRoute(t.Queue, delay)
+		if err != nil {
+			results[i].Err = fmt.Errorf("%w: %w", ErrInvalid, err)
+			continue
+		}
+		msg := broker.Encode(t)
+		if exchange != "" {
+			// The delay levels accept any destination; make sure the queue
+			// exists now, as mandatory publishing does for direct ones.
+			if err := p.checkQueue(ctx, t.Queue); err != nil {
+				results[i].Err = err
+				continue
+			}
+			msg.Headers[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
+		}
+		pd, err := p.publish(ctx, exchange, key, msg)
+		if err != nil {
+			results[i].Err = fmt.Errorf("producer: enqueue %s to %q: %w", t.ID, t.Queue, err)
+			continue
+		}
+		pend[i] = pd
+	}
+	for i, pd := range pend {
+		if pd == nil {
+			continue
+		}
+		if err := pd.Wait(ctx); err != nil {
+			results[i].Err = fmt.Errorf("producer: enqueue %s to %q: %w", results[i].ID, jobs[i].Queue, err)
+		}
+	}
+	return results, nil
+}
+
+func (p *Producer) build(j Job, now time.Time) (*warren.Task, options, error) {
+	var o options
+	for _, opt := range j.Options {
+		opt(&o)
+	}
+	t := &warren.Task{
+		ID:          o.id,
+		Type:        j.Type,
+		Queue:       j.Queue,
+		Payload:     j.Payload,
+		ContentType: o.contentType,
+		Attempt:     1,
+		MaxAttempts: o.maxAttempts,
+		EnqueuedAt:  now,
+		Headers:     o.headers,
+	}
+	if t.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return t, o, fmt.Errorf("producer: new task ID: %w", err)
+		}
+		t.ID = id.String()
+	}
+	var errs []error
+	if err := warren.ValidateQueueName(j.Queue); err != nil {
+		errs = append(errs, err)
+	}
+	if j.Type == "" || len(j.Type) > 255 {
+		errs = append(errs, fmt.Errorf("task type must be 1 to 255 bytes (got %d)", len(j.Type)))
+	}
+	if len(t.ID) > 255 {
+		errs = append(errs, fmt.Errorf("task ID must be at most 255 bytes (got %d)", len(t.ID)))
+	}
+	if o.maxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("max attempts cannot be negative (got %d)", o.maxAttempts))
+	}
+	if o.delay < 0 {
+		errs = append(errs, fmt.Errorf("delay cannot be negative (got %s)", o.delay))
+	}
+	for k := range o.headers {
+		if strings.HasPrefix(k, "x-") || strings.HasPrefix(k, warren.HeaderPrefix) {
+			errs = append(errs, fmt.Errorf("header %q: names starting with x- or %s are reserved", k, warren.HeaderPrefix))
+		}
+	}
+	if len(errs) > 0 {
+		return t, o, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	if p.cfg.MaxPayloadSize > 0 && len(j.Payload) > p.cfg.MaxPayloadSize {
+		return t, o, fmt.Errorf("%w: %d bytes, the limit is %d (Config.MaxPayloadSize)", ErrPayloadTooLarge, len(j.Payload), p.cfg.MaxPayloadSize)
+	}
+	return t, o, nil
+}
+
+// publish sends one message through the circuit breaker, reopening the
+// publisher channel if a channel error closed it while the connection lives.
+func (p *Producer) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (*broker.Pending, error) {
+	var pd *broker.Pending
+	var perr error
+	err := p.breaker.Run(func() error {
+		pub, err := p.publisher()
+		if err != nil {
+			perr = err
+			return err
+		}
+		pd, perr = pub.Publish(ctx, exchange, key, msg)
+		if perr != nil && ctx.Err() == nil {
+			return perr // a broker-side failure: counts against the breaker
+		}
+		return nil
+	})
+	if perr != nil {
+		return nil, perr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pd, nil
+}
+
+func (p *Producer) publisher() (*broker.Publisher, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	if p.pub.Err() == nil {
+		return p.pub, nil
+	}
+	if err := p.conn.Err(); err != nil {
+		return nil, err
+	}
+	pub, err := broker.NewPublisher(p.conn, p.cfg.Window)
+	if err != nil {
+		return nil, err
+	}
+	p.pub = pub
+	return pub, nil
+}
+
+func (p *Producer) checkQueue(ctx context.Context, queue string) error {
+	if at, ok := p.checked.Load(queue); ok && time.Since(at.(time.Time)) < p.cfg.QueueCheckTTL {
+		return nil
+	}
+	if _, err := broker.Inspect(ctx, p.conn, queue); err != nil {
+		if errors.Is(err, broker.ErrQueueNotFound) {
+			return fmt.Errorf("producer: enqueue to %q: %w: %w", queue, ErrUnroutable, err)
+		}
+		return fmt.Errorf("producer: enqueue to %q: %w", queue, err)
+	}
+	p.checked.Store(queue, time.Now())
+	return nil
+}
+
+// Close stops new enqueues, waits (up to ctx) for the ones in flight to get
+// their confirms, and closes the producer's channel. It does not close the
+// connection.
+func (p *Producer) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("producer: close: enqueues still waiting for confirms: %w", ctx.Err())
+	}
+	p.mu.Lock()
+	pub := p.pub
+	p.mu.Unlock()
+	if cerr := pub.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("producer: close: %w", cerr)
+	}
+	return err
+}

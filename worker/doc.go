@@ -1,0 +1,23 @@
+// Package worker runs Warren tasks.
+//
+// A Pool consumes one or more queues with manual acks and a bounded number
+// of concurrent handlers. It acks a delivery only once its outcome is safe
+// on the broker:
+//
+//   - the handler returned nil: ack;
+//   - it failed and may run again: the task is republished to the broker's
+//     delay levels with its attempt count raised and its error recorded,
+//     confirmed, and only then acked;
+//   - it failed for good (attempts exhausted, retry.Permanent, unknown task
+//     type, a message that is not a Warren task): the task is published to
+//     the queue's dead-letter queue with the story of its failure, confirmed,
+//     and only then acked;
+//   - a panic is recovered and counts as a failure, with its stack.
+//
+// A worker killed at any point loses nothing: what it had not acked, the
+// broker delivers again. A task that kills its worker every time is moved
+// to the dead-letter queue by the broker after the queue's delivery limit.
+//
+// Handlers follow net/http's shape: Handler, HandlerFunc, a Mux by task
+// type, and Middleware. JSON decodes a JSON payload into a Go type.
+package worker

@@ -1,0 +1,584 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/retry"
+)
+
+// Defaults of a zero Config.
+const (
+	DefaultConcurrency     = 10
+	DefaultHandlerTimeout  = 5 * time.Minute
+	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultConsumerTimeout is RabbitMQ's default consumer_timeout: the
+	// broker closes a channel that holds a delivery unacked for longer.
+	DefaultConsumerTimeout = 30 * time.Minute
+	// consumerTimeoutMargin is kept free between the handler timeout and
+	// the broker's consumer_timeout, for the outcome's publish and ack and
+	// for the broker's once-a-minute check.
+	consumerTimeoutMargin = time.Minute
+)
+
+// ErrConnectionLost is returned (wrapped) by Run when the connection to the
+// broker is lost. The caller decides whether to dial again.
+var ErrConnectionLost = errors.New("worker: connection to the broker lost")
+
+// Config tunes a Pool. Queues is required; every other zero value has a default.
+type Config struct {
+	// Queues to consume. Required.
+	Queues []string
+	// Concurrency is how many handlers run at once, across all queues.
+	// 0 means 10.
+	Concurrency int
+	// Prefetch is each queue's AMQP prefetch count: deliveries the broker
+	// sends ahead of the handlers. 0 means 2 × Concurrency. Deliveries
+	// waiting in the prefetch buffer count against the broker's
+	// consumer_timeout too: keep Prefetch/Concurrency × typical handler
+	// time well under it.
+	Prefetch int
+	// HandlerTimeout bounds one handler run; the handler's context ends
+	// then and the run counts as a failure. 0 means 5m. It must stay a
+	// minute under ConsumerTimeout.
+	HandlerTimeout time.Duration
+	// ShutdownTimeout is how long Run waits, once its context ends, for
+	// running handlers to finish before it cancels their contexts. 0 means 30s.
+	ShutdownTimeout time.Duration
+	// ConsumerTimeout is the broker's consumer_timeout. 0 means 30m, the
+	// RabbitMQ default; set it if your broker's setting differs.
+	ConsumerTimeout time.Duration
+	// Retry is the retry policy. The zero Policy uses retry's defaults
+	// (10 attempts, 1s base, 1h cap, full jitter).
+	Retry retry.Policy
+	// RetryByType overrides Retry for some task types.
+	RetryByType map[string]retry.Policy
+	// QueueOptions are used to declare Queues. The zero value is a quorum
+	// queue with broker.DefaultDeliveryLimit.
+	QueueOptions broker.QueueOptions
+	// NoDeclare skips declaring the topology at start.
+	NoDeclare bool
+	// Hostname is recorded in dead letters. "" means os.Hostname().
+	Hostname string
+	// Logger receives the pool's events. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 2 * c.Concurrency
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.ConsumerTimeout == 0 {
+		c.ConsumerTimeout = DefaultConsumerTimeout
+	}
+	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate reports every problem at once; it runs after withDefaults.
+func (c Config) validate() error {
+	var errs []error
+	if len(c.Queues) == 0 {
+		errs = append(errs, errors.New("worker: Queues: at least one queue is required"))
+	}
+	seen := map[string]bool{}
+	for _, q := range c.Queues {
+		if err := warren.ValidateQueueName(q); err != nil {
+			errs = append(errs, fmt.Errorf("worker: Queues: %w", err))
+		}
+		if seen[q] {
+			errs = append(errs, fmt.Errorf("worker: Queues: %q listed twice", q))
+		}
+		seen[q] = true
+	}
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("worker: Concurrency cannot be negative (got %d)", c.Concurrency))
+	}
+	if c.Prefetch < 0 || c.Prefetch > 65535 {
+		errs = append(errs, fmt.Errorf("worker: Prefetch must be 0 to 65535 (got %d)", c.Prefetch))
+	}
+	if c.HandlerTimeout < 0 {
+		errs = append(errs, fmt.Errorf("worker: HandlerTimeout cannot be negative (got %s)", c.HandlerTimeout))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("worker: ShutdownTimeout cannot be negative (got %s)", c.ShutdownTimeout))
+	}
+	if c.HandlerTimeout > c.ConsumerTimeout-consumerTimeoutMargin {
+		errs = append(errs, fmt.Errorf("worker: HandlerTimeout %s is too close to the broker's consumer_timeout %s: "+
+			"the broker would close the channel and redeliver the task while it still runs; keep it at most %s, "+
+			"or raise consumer_timeout on the broker and set ConsumerTimeout to match",
+			c.HandlerTimeout, c.ConsumerTimeout, c.ConsumerTimeout-consumerTimeoutMargin))
+	}
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("worker: Retry: %w", err))
+	}
+	for typ, p := range c.RetryByType {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("worker: RetryByType[%q]: %w", typ, err))
+		}
+	}
+	if err := c.QueueOptions.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("worker: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats counts what a pool has done since it started.
+type Stats struct {
+	Started      uint64 // handler runs started
+	Succeeded    uint64
+	Retried      uint64 // failures republished for a later attempt
+	DeadLettered uint64
+	Requeued     uint64 // deliveries handed back to the broker (shutdown, or an outcome that could not be published)
+	Redelivered  uint64 // deliveries the broker had delivered before
+	InFlight     int64
+}
+
+// Pool consumes queues and runs a Handler on each task. Create it with New
+// and start it with Run.
+type Pool struct {
+	conn    *broker.Conn
+	handler Handler
+	cfg     Config
+	log     *slog.Logger
+
+	started, succeeded, retried, dead, requeued, redelivered atomic.Uint64
+	inFlight                                                 atomic.Int64
+
+	running atomic.Bool
+}
+
+// New returns a Pool that consumes cfg.Queues on conn and runs h.
+func New(conn *broker.Conn, h Handler, cfg Config) (*Pool, error) {
+	if conn == nil {
+		return nil, errors.New("worker: nil connection")
+	}
+	if h == nil {
+		return nil, errors.New("worker: nil handler")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Pool{conn: conn, handler: h, cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats {
+	return Stats{
+		Started:      p.started.Load(),
+		Succeeded:    p.succeeded.Load(),
+		Retried:      p.retried.Load(),
+		DeadLettered: p.dead.Load(),
+		Requeued:     p.requeued.Load(),
+		Redelivered:  p.redelivered.Load(),
+		InFlight:     p.inFlight.Load(),
+	}
+}
+
+type job struct {
+	d     amqp.Delivery
+	queue string
+}
+
+// Run consumes until ctx ends, then drains: it cancels the consumers, lets
+// running handlers finish for up to ShutdownTimeout, then cancels their
+// contexts and waits for them to return. Whatever was not acked goes back
+// to the broker. Run returns nil after a drain started by ctx, or an error
+// if it could not start or the connection was lost (ErrConnectionLost).
+// A Pool runs once.
+func (p *Pool) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("worker: Pool.Run called twice")
+	}
+	if !p.cfg.NoDeclare {
+		if err := broker.Declare(ctx, p.conn, p.cfg.QueueOptions, p.cfg.Queues...); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+	}
+	pubs, err := newPublishers(p.conn)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	defer pubs.close()
+
+	// hardCtx is what handlers run under: it ends ShutdownTimeout after ctx.
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+	stop := make(chan struct{}) // closed when consumers must stop
+	jobs := make(chan job)
+
+	var consumers sync.WaitGroup
+	var open []*consumer
+	// Closing the consumer channels hands every unacked delivery back to
+	// the broker; it happens only after the handlers are done.
+	defer func() {
+		for _, c := range open {
+			_ = c.ch.Close()
+		}
+	}()
+	lost := make(chan error, len(p.cfg.Queues))
+	for _, q := range p.cfg.Queues {
+		c, err := p.consume(q)
+		if err != nil {
+			close(stop)
+			consumers.Wait()
+			return fmt.Errorf("worker: %w", err)
+		}
+		open = append(open, c)
+		consumers.Add(1)
+		go func() {
+			defer consumers.Done()
+			if err := c.forward(stop, jobs); err != nil {
+				lost <- err
+			}
+		}()
+	}
+
+	var handlers sync.WaitGroup
+	for range p.cfg.Concurrency {
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case j := <-jobs:
+					p.process(hardCtx, pubs, j)
+				}
+			}
+		}()
+	}
+	p.log.Info("worker: started", "queues", p.cfg.Queues, "concurrency", p.cfg.Concurrency, "prefetch", p.cfg.Prefetch)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		p.log.Info("worker: shutting down", "in_flight", p.inFlight.Load(), "shutdown_timeout", p.cfg.ShutdownTimeout)
+	case err := <-lost:
+		runErr = fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		p.log.Error("worker: stopping", "err", runErr)
+	}
+	close(stop)
+	consumers.Wait()
+
+	drained := make(chan struct{})
+	go func() { handlers.Wait(); close(drained) }()
+	timer := time.NewTimer(p.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		p.log.Warn("worker: shutdown timeout: cancelling running handlers", "in_flight", p.inFlight.Load())
+		hardCancel()
+		<-drained
+	}
+	p.log.Info("worker: stopped", "succeeded", p.succeeded.Load(), "retried", p.retried.Load(), "dead_lettered", p.dead.Load())
+	return runErr
+}
+
+// consumer is one queue's channel and its deliveries.
+type consumer struct {
+	p     *Pool
+	queue string
+	ch    *amqp.Channel
+	tag   string
+	in    <-chan amqp.Delivery
+	close chan *amqp.Error
+}
+
+var consumerSeq atomic.Uint64
+
+func (p *Pool) consume(queue string) (*consumer, error) {
+	ch, err := p.conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Qos(p.cfg.Prefetch, 0, false); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("set prefetch on %s: %w", queue, err)
+	}
+	tag := fmt.Sprintf("warren-%s-%d-%d", p.cfg.Hostname, os.Getpid(), consumerSeq.Add(1))
+	in, err := ch.Consume(queue, tag, false, false, false, false, nil)
+	if err != nil {
+		ch.Close()
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return nil, fmt.Errorf("%w: consume %s: %s", broker.ErrQueueNotFound, queue, ae.Reason)
+		}
+		return nil, fmt.Errorf("consume %s: %w", queue, err)
+	}
+	return &consumer{p: p, queue: queue, ch: ch, tag: tag, in: in, close: ch.NotifyClose(make(chan *amqp.Error, 1))}, nil
+}
+
+// forward hands deliveries to the handlers until stop is closed. If the
+// broker closes the channel (a channel error, or consumer_timeout) while
+// the connection lives, it opens a new one and goes on; the old channel's
+// unacked deliveries are back on the queue. It returns an error only when
+// the connection is gone.
+func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
+	for {
+		select {
+		case <-stop:
+			_ = c.ch.Cancel(c.tag, false)
+			// Deliveries still buffered go back to the broker when the
+			// pool closes the channel (after the handlers finish).
+			return nil
+		case d, ok := <-c.in:
+			if !ok {
+				if err := c.reopen(stop); err != nil {
+					return err
+				}
+				continue
+			}
+			select {
+			case jobs <- job{d: d, queue: c.queue}:
+			case <-stop:
+				// Not started: leave it unacked for the broker to requeue.
+				_ = c.ch.Cancel(c.tag, false)
+				return nil
+			}
+		}
+	}
+}
+
+func (c *consumer) reopen(stop <-chan struct{}) error {
+	var reason error
+	select {
+	case e := <-c.close:
+		if e != nil {
+			reason = e
+		}
+	default:
+	}
+	if c.p.conn.Err() != nil {
+		return c.p.conn.Err()
+	}
+	c.p.log.Warn("worker: consumer channel closed; opening a new one", "queue", c.queue, "err", reason)
+	backoff := 100 * time.Millisecond
+	for {
+		nc, err := c.p.consume(c.queue)
+		if err == nil {
+			_ = c.ch.Close()
+			c.ch, c.tag, c.in, c.close = nc.ch, nc.tag, nc.in, nc.close
+			return nil
+		}
+		if c.p.conn.Err() != nil || errors.Is(err, broker.ErrClosed) {
+			return err
+		}
+		c.p.log.Error("worker: reopen consumer failed", "queue", c.queue, "err", err)
+		select {
+		case <-stop:
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// process runs one delivery to its outcome.
+func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
+	d := &j.d
+	if d.Redelivered {
+		p.redelivered.Add(1)
+	}
+	t, err := broker.Decode(d, j.queue)
+	log := p.log.With("task_id", t.ID, "type", t.Type, "queue", j.queue, "attempt", t.Attempt)
+	if err != nil {
+		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonMalformed, err, 0)
+		return
+	}
+	p.started.Add(1)
+	p.inFlight.Add(1)
+	start := time.Now()
+	err = p.run(hardCtx, t)
+	dur := time.Since(start)
+	p.inFlight.Add(-1)
+
+	if err == nil {
+		if aerr := d.Ack(false); aerr != nil {
+			log.Warn("worker: ack failed; the broker will deliver the task again", "err", aerr)
+			return
+		}
+		p.succeeded.Add(1)
+		log.Info("job succeeded", "duration", dur)
+		return
+	}
+	if hardCtx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Cut off by shutdown: hand it back to the broker untouched; the
+		// attempt does not count.
+		p.requeue(d, log, "shutdown")
+		return
+	}
+	if errors.Is(err, ErrUnknownType) {
+		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonUnknownType, err, dur)
+		return
+	}
+	policy := p.cfg.Retry
+	if tp, ok := p.cfg.RetryByType[t.Type]; ok {
+		policy = tp
+	}
+	dec := policy.Decide(t.Attempt, t.MaxAttempts, err)
+	switch {
+	case dec.Permanent:
+		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonPermanent, err, dur)
+	case !dec.Retry:
+		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonExhausted, err, dur)
+	default:
+		p.retryLater(hardCtx, pubs, d, t, log, err, dur, dec.Delay)
+	}
+}
+
+// run calls the handler under the handler timeout, turning a panic into a
+// *PanicError and a run past its deadline into a timeout error.
+func (p *Pool) run(hardCtx context.Context, t *warren.Task) (err error) {
+	ctx, cancel := context.WithTimeout(context.WithValue(hardCtx, taskKey{}, t), p.cfg.HandlerTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	err = p.handler.ProcessTask(ctx, t)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && hardCtx.Err() == nil {
+		err = fmt.Errorf("worker: handler timeout after %s: %w", p.cfg.HandlerTimeout, err)
+	}
+	return err
+}
+
+func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, log *slog.Logger, cause error, dur, delay time.Duration) {
+	now := time.Now()
+	hist := append(t.History, warren.Failure{Attempt: t.Attempt, Error: cause.Error(), FailedAt: now, Worker: p.cfg.Hostname, Duration: dur})
+	set := amqp.Table{
+		warren.HeaderAttempt:   int32(t.Attempt + 1),
+		warren.HeaderLastError: broker.Truncate(cause.Error(), broker.MaxErrorLen),
+		warren.HeaderHistory:   broker.EncodeHistory(hist),
+		warren.HeaderQueue:     t.Queue,
+	}
+	exchange, key, err := broker.DelayRoute(t.Queue, delay)
+	if err != nil { // only for a delay past MaxDelay: clamp
+		exchange, key, _ = broker.DelayRoute(t.Queue, broker.MaxDelay)
+		delay = broker.MaxDelay
+	}
+	if exchange != "" {
+		set[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
+	}
+	msg := broker.Derive(d, set)
+	if err := pubs.publish(ctx, exchange, key, msg); err != nil {
+		log.Error("worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
+		p.requeue(d, log, "retry publish failed")
+		return
+	}
+	if err := d.Ack(false); err != nil {
+		// The retry is stored; the original will come back too: the task
+		// may run twice (at-least-once).
+		log.Warn("worker: ack after retry failed; the task may run twice", "err", err)
+	}
+	p.retried.Add(1)
+	log.Warn("job retrying", "err", cause, "delay", delay.Round(time.Millisecond), "next_attempt", t.Attempt+1)
+}
+
+func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, log *slog.Logger, reason warren.DeadReason, cause error, dur time.Duration) {
+	now := time.Now()
+	set := amqp.Table{
+		warren.HeaderDeadReason: string(reason),
+		warren.HeaderError:      broker.Truncate(cause.Error(), broker.MaxErrorLen),
+		warren.HeaderFailedAt:   now.UnixMilli(),
+		warren.HeaderWorkerHost: p.cfg.Hostname,
+		warren.HeaderDurationMS: dur.Milliseconds(),
+		warren.HeaderQueue:      t.Queue,
+	}
+	if reason != warren.ReasonMalformed {
+		set[warren.HeaderAttempt] = int32(t.Attempt)
+		set[warren.HeaderHistory] = broker.EncodeHistory(append(t.History,
+			warren.Failure{Attempt: t.Attempt, Error: cause.Error(), FailedAt: now, Worker: p.cfg.Hostname, Duration: dur}))
+		if t.EnqueuedAt.IsZero() {
+			set[warren.HeaderEnqueuedAt] = now.UnixMilli()
+		}
+	}
+	var pe *PanicError
+	if errors.As(cause, &pe) {
+		set[warren.HeaderStack] = broker.Truncate(string(pe.Stack), broker.MaxStackLen)
+	}
+	msg := broker.Derive(d, set)
+	if err := pubs.publish(ctx, "", warren.DeadLetterQueue(t.Queue), msg); err != nil {
+		log.Error("worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
+		p.requeue(d, log, "dead-letter publish failed")
+		return
+	}
+	if err := d.Ack(false); err != nil {
+		log.Warn("worker: ack after dead-lettering failed; the task may be dead-lettered twice", "err", err)
+	}
+	p.dead.Add(1)
+	log.Error("job dead-lettered", "reason", string(reason), "err", cause)
+}
+
+func (p *Pool) requeue(d *amqp.Delivery, log *slog.Logger, why string) {
+	p.requeued.Add(1)
+	if err := d.Nack(false, true); err != nil {
+		log.Debug("worker: nack failed; the broker requeues the task when the channel closes", "why", why, "err", err)
+	}
+}
+
+// publishers hands out a confirm-mode publisher, reopening it after a
+// channel error.
+type publishers struct {
+	conn *broker.Conn
+	mu   sync.Mutex
+	pub  *broker.Publisher
+}
+
+func newPublishers(c *broker.Conn) (*publishers, error) {
+	pub, err := broker.NewPublisher(c, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &publishers{conn: c, pub: pub}, nil
+}
+
+func (ps *publishers) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	ps.mu.Lock()
+	if ps.pub.Err() != nil && ps.conn.Err() == nil {
+		if pub, err := broker.NewPublisher(ps.conn, 0); err == nil {
+			ps.pub = pub
+		}
+	}
+	pub := ps.pub
+	ps.mu.Unlock()
+	// Bound the wait: a confirm that never comes must not hold the delivery forever.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return pub.PublishWait(ctx, exchange, key, msg)
+}
+
+func (ps *publishers) close() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	_ = ps.pub.Close()
+}
