@@ -1,0 +1,97 @@
+// Package testbroker gives integration tests a real RabbitMQ: the URL,
+// a connection named after the test, and queue names unique to each test
+// that are deleted when it ends.
+package testbroker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
+)
+
+// URL is the broker the integration tests use: $WARREN_TEST_URL, or the
+// local default.
+func URL() string {
+	if u := os.Getenv("WARREN_TEST_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// Dial connects to the test broker. When the broker is unreachable the test
+// fails under CI=true and is skipped otherwise.
+func Dial(t testing.TB) *broker.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := broker.Dial(ctx, URL(), broker.Config{Name: "test " + t.Name(), DialRetries: 2})
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("broker unreachable under CI=true: %v", err)
+		}
+		t.Skipf("broker unreachable (set CI=true to fail instead): %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+var unsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// Queue returns a queue name unique to this test and run. The queue and its
+// dead-letter queue are deleted when the test ends.
+func Queue(t testing.TB, c *broker.Conn) string {
+	t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "test-" + strings.Trim(unsafe.ReplaceAllString(t.Name(), "-"), "-")
+	if len(name) > 120 {
+		name = name[:120]
+	}
+	name += "-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() { DeleteQueue(t, c, name) })
+	return name
+}
+
+// DeleteQueue deletes name and its dead-letter queue, ignoring absent ones.
+func DeleteQueue(t testing.TB, c *broker.Conn, name string) {
+	t.Helper()
+	for _, q := range []string{name, warren.DeadLetterQueue(name)} {
+		ch, err := c.Channel()
+		if err != nil {
+			// The test's own connection may be closed by now: use a fresh one.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			fresh, derr := broker.Dial(ctx, URL(), broker.Config{Name: "test cleanup", DialRetries: -1})
+			cancel()
+			if derr != nil {
+				t.Logf("cleanup of %s: %v", q, derr)
+				return
+			}
+			defer fresh.Close()
+			c = fresh
+			if ch, err = c.Channel(); err != nil {
+				t.Logf("cleanup of %s: %v", q, err)
+				return
+			}
+		}
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			t.Logf("cleanup of %s: %v", q, err)
+		}
+		_ = ch.Close()
+	}
+}
+
+// Context returns a context that ends with the test or after d.
+func Context(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
