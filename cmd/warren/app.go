@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/warrenq/warren/broker"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// envPrefix starts the name of the environment variable of every flag:
+// --handler-timeout is read from WARREN_HANDLER_TIMEOUT when not given.
+const envPrefix = "WARREN_"
+
+// noEnvAnnotation marks a flag that is never read from the environment:
+// confirmations and selections of destructive commands (--yes, --all),
+// and values that must differ per call (--id).
+const noEnvAnnotation = "warren_no_env"
+
+// usageError is bad input: an unknown flag, a missing or invalid value,
+// flags that exclude each other. It exits with status 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
+
+func usage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &usageError{err: err}
+}
+
+// app is one run of the CLI: its streams, its environment and the global
+// flags every command shares.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	lookupEnv      func(string) (string, bool)
+
+	url            string
+	urlFile        string
+	logLevel       string
+	logFormat      string
+	connectTimeout time.Duration
+
+	log     *slog.Logger
+	secrets []string // forms of the URL's password, scrubbed from every message
+	running bool     // a command's RunE was reached: input was accepted
+}
+
+// run runs the CLI with args (without the program name) and returns the
+// exit status. Signals are the caller's business: ctx ending stops the
+// command (a worker drains).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
+	return a.run(ctx, args)
+}
+
+func (a *app) run(ctx context.Context, args []string) int {
+	root := a.rootCmd()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(a.stderr, "warren: %s\n", a.scrub(strings.TrimPrefix(err.Error(), "warren: ")))
+	var ue *usageError
+	if errors.As(err, &ue) || !a.running {
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "warren",
+		Short: "Warren: a fault-tolerant task queue on RabbitMQ",
+		Long: `Warren enqueues tasks, runs workers and manages dead-letter queues on RabbitMQ.
+
+Every flag can also be set in the environment as WARREN_<FLAG> in upper
+snake case (--handler-timeout from WARREN_HANDLER_TIMEOUT, --url from
+WARREN_URL); a flag given on the command line wins. --yes, --all and --id
+are never read from the environment.
+
+Exit status: 0 on success, 1 on failure, 2 on bad input (unknown flag,
+missing or invalid value).`,
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		PersistentPreRunE: a.setup,
+		Args:              cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(a.stderr)
+			_ = cmd.Usage()
+			return usagef("missing command")
+		}),
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
+
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.url, "url", broker.DefaultURL, "broker `URL` (amqp://user:password@host:port/vhost)")
+	pf.StringVar(&a.urlFile, "url-file", "", "read the broker URL from `file` (for secrets mounted as files)")
+	pf.StringVar(&a.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	pf.StringVar(&a.logFormat, "log-format", "text", "log `format`: text or json")
+	pf.DurationVar(&a.connectTimeout, "connect-timeout", 10*time.Second, "give up connecting to the broker after this `duration`")
+
+	root.AddCommand(
+		a.enqueueCmd(),
+		a.workerCmd(),
+		a.topologyCmd(),
+		a.dlqCmd(),
+		a.queuesCmd(),
+		a.versionCmd(),
+	)
+	return root
+}
+
+// action wraps a command's RunE, marking that the command line was accepted.
+func (a *app) action(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a.running = true
+		return fn(cmd, args)
+	}
+}
+
+// setup runs after flag parsing, before any command: it fills flags from
+// the environment, reads the URL and builds the logger.
+func (a *app) setup(cmd *cobra.Command, _ []string) error {
+	if err := a.bindEnv(cmd.Flags()); err != nil {
+		return err
+	}
+	fs := cmd.Flags()
+	if fs.Changed("url-file") {
+		if fs.Changed("url") {
+			return usagef("--url and --url-file (or WARREN_URL and WARREN_URL_FILE) cannot be used together")
+		}
+		b, err := os.ReadFile(a.urlFile)
+		if err != nil {
+			return usagef("--url-file: %w", err)
+		}
+		a.url = strings.TrimSpace(string(b))
+	}
+	a.secrets = urlSecrets(a.url)
+
+	var level slog.Level
+	switch strings.ToLower(a.logLevel) {
+	case "debug":
+		level = slog.LevelDebug
+	case "info", "":
+		level = slog.LevelInfo
+	case "warn", "warning":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		return usagef("--log-level %q: want debug, info, warn or error", a.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(a.logFormat) {
+	case "text", "":
+		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
+	case "json":
+		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
+	default:
+		return usagef("--log-format %q: want text or json", a.logFormat)
+	}
+	if a.connectTimeout <= 0 {
+		return usagef("--connect-timeout must be positive (got %s)", a.connectTimeout)
+	}
+	return nil
+}
+
+// envName returns the environment variable of a flag.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// bindEnv sets every flag not given on the command line from its
+// environment variable, when that is set and not empty.
+func (a *app) bindEnv(fs *pflag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" || f.Annotations[noEnvAnnotation] != nil {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := a.lookupEnv(name)
+		if !ok || v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	})
+	if len(errs) > 0 {
+		return usage(errors.Join(errs...))
+	}
+	return nil
+}
+
+func noEnv(fs *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		_ = fs.SetAnnotation(n, noEnvAnnotation, []string{"true"})
+	}
+}
+
+// urlSecrets returns the password of raw in the forms it may appear in
+// a message: decoded, and as written.
+func urlSecrets(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return nil
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" {
+		return nil
+	}
+	out := []string{pw}
+	if _, enc, ok := strings.Cut(u.User.String(), ":"); ok && enc != pw {
+		out = append(out, enc)
+	}
+	return out
+}
+
+// scrub removes the broker password from s, whatever produced s.
+func (a *app) scrub(s string) string {
+	for _, sec := range a.secrets {
+		s = strings.ReplaceAll(s, sec, "xxxxx")
+	}
+	return s
+}
+
+// dial connects to the broker within --connect-timeout. retries is
+// broker.Config.DialRetries: small for one-shot commands.
+func (a *app) dial(ctx context.Context, what string, retries int) (*broker.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, a.connectTimeout)
+	defer cancel()
+	conn, err := broker.Dial(dctx, a.url, broker.Config{
+		Name:        fmt.Sprintf("warren %s (pid %d)", what, os.Getpid()),
+		DialTimeout: a.connectTimeout,
+		DialRetries: retries,
+		Logger:      a.log,
+	})
+	if err != nil {
+		if errors.Is(err, broker.ErrAccessRefused) {
+			return nil, fmt.Errorf("%w (check the user and password in --url or WARREN_URL)", err)
+		}
+		return nil, fmt.Errorf("%w (is RabbitMQ running there? set --url or WARREN_URL)", err)
+	}
+	return conn, nil
+}
+
+// isTerminal reports whether f is an *os.File on a terminal.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
+}
+
+// closeConn closes conn, logging a failure: the command's own outcome is
+// already decided.
+func (a *app) closeConn(conn *broker.Conn) {
+	if err := conn.Close(); err != nil {
+		a.log.Debug("close connection", "err", err)
+	}
+}
+
+// explained is an error with a message of its own that still matches its
+// cause with errors.Is and errors.As.
+type explained struct {
+	msg string
+	err error
+}
+
+func (e *explained) Error() string { return e.msg }
+func (e *explained) Unwrap() error { return e.err }

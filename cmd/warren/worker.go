@@ -1,0 +1,136 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warrenq/warren/retry"
+	"github.com/warrenq/warren/worker"
+)
+
+type workerFlags struct {
+	queues          []string
+	concurrency     int
+	prefetch        int
+	exec            string
+	handlerTimeout  time.Duration
+	shutdownTimeout time.Duration
+	consumerTimeout time.Duration
+	maxAttempts     int
+	retryBase       time.Duration
+	retryCap        time.Duration
+	noDeclare       bool
+	queueFlags
+}
+
+func (a *app) workerCmd() *cobra.Command {
+	var f workerFlags
+	cmd := &cobra.Command{
+		Use:   "worker --queue Q [--queue Q2] --exec CMD",
+		Short: "Run a worker that runs a command for each task",
+		Long: `Consume the queues and run CMD once per task, until SIGINT or SIGTERM;
+then stop taking tasks, let the running ones finish (up to
+--shutdown-timeout) and exit 0.
+
+CMD is split into words like a shell would, without expansions; write
+sh -c '...' for shell syntax. It gets the payload on stdin and WARREN_TASK_ID,
+WARREN_TASK_TYPE, WARREN_QUEUE, WARREN_ATTEMPT (and WARREN_MAX_ATTEMPTS) in
+its environment, without WARREN_URL and other WARREN_* secrets. Exit 0 is
+success; exit 65 (EX_DATAERR) sends the task to the dead-letter queue at once;
+any other failure is retried with backoff until --max-attempts.
+
+Exit status: 0 after a graceful drain, 1 when the connection to the broker is
+lost or the worker cannot start.`,
+		Example: `  warren worker --queue emails --exec "./send-email.sh"
+  warren worker --queue emails --concurrency 20 --exec "sh -c 'jq .to | mail-it'"`,
+		Args: cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error { return a.runWorker(cmd, &f) }),
+	}
+	fs := cmd.Flags()
+	fs.StringSliceVarP(&f.queues, "queue", "q", nil, "`queue` to consume (repeatable, or comma-separated; required)")
+	fs.IntVarP(&f.concurrency, "concurrency", "c", worker.DefaultConcurrency, "tasks run at once, across all queues")
+	fs.IntVar(&f.prefetch, "prefetch", 0, "deliveries the broker sends ahead per queue (0: twice the concurrency)")
+	fs.StringVarP(&f.exec, "exec", "e", "", "`command` run for each task (required)")
+	fs.DurationVar(&f.handlerTimeout, "handler-timeout", worker.DefaultHandlerTimeout, "kill a command (and its process group) running longer than this")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on shutdown, wait this long for running commands before killing them")
+	fs.DurationVar(&f.consumerTimeout, "consumer-timeout", worker.DefaultConsumerTimeout, "the broker's consumer_timeout (the handler timeout must stay a minute under it)")
+	fs.IntVar(&f.maxAttempts, "max-attempts", retry.DefaultMaxAttempts, "attempts per task, the first included, unless the task sets its own")
+	fs.DurationVar(&f.retryBase, "retry-base", retry.DefaultBase, "backoff ceiling after the first failure (doubles each attempt, full jitter)")
+	fs.DurationVar(&f.retryCap, "retry-cap", retry.DefaultCap, "longest backoff between attempts")
+	fs.BoolVar(&f.noDeclare, "no-declare", false, "do not declare the queues (they must exist)")
+	f.queueFlags.add(fs)
+	_ = cmd.MarkFlagRequired("queue")
+	_ = cmd.MarkFlagRequired("exec")
+	return cmd
+}
+
+func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
+	ctx := cmd.Context()
+	if err := checkQueues(f.queues); err != nil {
+		return err
+	}
+	if err := positive("concurrency", f.concurrency); err != nil {
+		return err
+	}
+	if f.prefetch < 0 || f.prefetch > 65535 {
+		return usagef("--prefetch: want 0 to 65535 (got %d)", f.prefetch)
+	}
+	if err := positive("max-attempts", f.maxAttempts); err != nil {
+		return err
+	}
+	for name, d := range map[string]time.Duration{
+		"handler-timeout": f.handlerTimeout, "shutdown-timeout": f.shutdownTimeout, "consumer-timeout": f.consumerTimeout,
+		"retry-base": f.retryBase, "retry-cap": f.retryCap,
+	} {
+		if d <= 0 {
+			return usagef("--%s must be positive (got %s)", name, d)
+		}
+	}
+	policy := retry.Policy{MaxAttempts: f.maxAttempts, Base: f.retryBase, Cap: f.retryCap}
+	if err := policy.Validate(); err != nil {
+		return usage(err)
+	}
+	qo, err := f.queueFlags.options()
+	if err != nil {
+		return err
+	}
+	argv, err := splitCommand(f.exec)
+	if err != nil {
+		return usagef("--exec: %w", err)
+	}
+	h, err := worker.Exec(argv, worker.ExecConfig{Logger: a.log})
+	if err != nil {
+		return usagef("--exec: %w", err)
+	}
+
+	conn, err := a.dial(ctx, "worker", 5)
+	if err != nil {
+		return err
+	}
+	defer a.closeConn(conn)
+	pool, err := worker.New(conn, h, worker.Config{
+		Queues:          f.queues,
+		Concurrency:     f.concurrency,
+		Prefetch:        f.prefetch,
+		HandlerTimeout:  f.handlerTimeout,
+		ShutdownTimeout: f.shutdownTimeout,
+		ConsumerTimeout: f.consumerTimeout,
+		Retry:           policy,
+		QueueOptions:    qo,
+		NoDeclare:       f.noDeclare,
+		Logger:          a.log,
+	})
+	if err != nil {
+		return usage(err) // New only validates the configuration
+	}
+	if err := pool.Run(ctx); err != nil {
+		if errors.Is(err, worker.ErrConnectionLost) {
+			return fmt.Errorf("%w (exiting so that a supervisor restarts the worker)", err)
+		}
+		return err
+	}
+	return nil
+}
