@@ -458,4 +458,15 @@ func TestProtocolUnroutableDelayed(t *testing.T) {
 	if string(d.Body) != "orphan" || d.RoutingKey != key {
 		t.Errorf("body %q routing key %q, want orphan and %q", d.Body, d.RoutingKey, key)
 	}
+	// The broker's x-death names the delay queue it waited in.
+	deaths, _ := d.Headers["x-death"].([]any)
+	var waited []string
+	for _, e := range deaths {
+		if tab, ok := e.(amqp.Table); ok {
+			waited = append(waited, fmt.Sprintf("%v/%v", tab["queue"], tab["reason"]))
+		}
+	}
+	if len(waited) != 1 || waited[0] != "warren.delay.0/expired" {
+		t.Errorf("x-death: %v, want warren.delay.0/expired", waited)
+	}
 }
