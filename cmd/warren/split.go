@@ -15,7 +15,8 @@ import (
 //     \ " $ ` and newline;
 //   - outside quotes a backslash escapes any character;
 //   - a backslash before a newline joins the lines;
-//   - quoted parts next to each other make one word, and '' is an empty word.
+//   - quoted parts next to each other make one word, and a pair of
+//     quotes with nothing inside is an empty word.
 //
 // Variables, globs, pipes and redirections are not interpreted: an
 // unquoted |, ;, &, <, > or && word is refused, with a hint to use sh -c.

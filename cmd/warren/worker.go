@@ -89,6 +89,11 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 			return usagef("--%s must be positive (got %s)", name, d)
 		}
 	}
+	// worker.New checks this too, but only once connected.
+	if f.handlerTimeout > f.consumerTimeout-time.Minute {
+		return usagef("--handler-timeout %s must stay a minute under the broker's consumer_timeout (--consumer-timeout %s): "+
+			"the broker would redeliver the task while it still runs", f.handlerTimeout, f.consumerTimeout)
+	}
 	policy := retry.Policy{MaxAttempts: f.maxAttempts, Base: f.retryBase, Cap: f.retryCap}
 	if err := policy.Validate(); err != nil {
 		return usage(err)

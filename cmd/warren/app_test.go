@@ -1,0 +1,362 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// deadURL points at a port where no broker listens: a command that gets as
+// far as dialling fails fast with status 1, so status 2 proves that the
+// input was refused before any broker was needed.
+const deadURL = "amqp://guest:s3cr3tpw@127.0.0.1:1/"
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs the CLI in-process with env as its whole environment.
+func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	a := &app{
+		stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
+		lookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := a.run(ctx, args)
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	dir := t.TempDir()
+	good := []string{"--url", deadURL, "enqueue", "--queue", "q", "--type", "t"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"no command", nil, "missing command"},
+		{"unknown flag", append(good, "--bogus"), "unknown flag: --bogus"},
+		{"unknown global flag", []string{"--bogus", "version"}, "unknown flag: --bogus"},
+		{"stray argument", append(good, "extra"), `unknown command "extra"`},
+		{"missing queue", []string{"--url", deadURL, "enqueue", "--type", "t"}, `required flag(s) "queue" not set`},
+		{"missing type", []string{"--url", deadURL, "enqueue", "--queue", "q"}, "--type is required"},
+		{"invalid JSON", append(good, "--payload", `{"a":`), "invalid JSON payload"},
+		{"empty payload", append(good, "--payload", ""), "invalid JSON payload"},
+		{"two JSON values", append(good, "--payload", `{} {}`), "invalid JSON payload"},
+		{"bad duration", append(good, "--delay", "5 parsecs"), `invalid argument "5 parsecs" for "--delay"`},
+		{"negative delay", append(good, "--delay", "-1s"), "--delay cannot be negative"},
+		{"bad process-at", append(good, "--process-at", "tomorrow"), "--process-at"},
+		{"delay and process-at", append(good, "--delay", "1s", "--process-at", "2030-01-01T00:00:00Z"), "delay process-at"},
+		{"payload and payload-file", append(good, "--payload", "{}", "--payload-file", "x"), "payload payload-file"},
+		{"missing payload file", append(good, "--payload-file", filepath.Join(dir, "nope.json")), "--payload-file"},
+		{"invalid queue name", []string{"--url", deadURL, "enqueue", "--queue", "amq.x", "--type", "t"}, "invalid queue name"},
+		{"queue with space", []string{"--url", deadURL, "enqueue", "--queue", "a b", "--type", "t"}, "invalid queue name"},
+		{"header without =", append(good, "--header", "novalue"), "want key=value"},
+		{"reserved header", append(good, "--header", "x-death=1"), "reserved"},
+		{"negative max attempts", append(good, "--max-attempts", "-1"), "--max-attempts"},
+		{"bad queue type", append(good, "--queue-type", "stream"), "--queue-type"},
+		{"print-ids without from-file", append(good, "--print-ids"), "--print-ids"},
+		{"from-file and id", []string{"--url", deadURL, "enqueue", "--queue", "q", "--from-file", "-", "--id", "x"}, "from-file id"},
+		{"missing from-file", []string{"--url", deadURL, "enqueue", "--queue", "q", "--from-file", filepath.Join(dir, "nope.ndjson")}, "--from-file"},
+		{"from-file non-JSON content type", []string{"--url", deadURL, "enqueue", "--queue", "q", "--from-file", "-", "--content-type", "text/plain"}, "--content-type"},
+		{"bad log level", []string{"--log-level", "loud", "version"}, "--log-level"},
+		{"bad log format", []string{"--log-format", "xml", "version"}, "--log-format"},
+		{"worker without exec", []string{"--url", deadURL, "worker", "--queue", "q"}, `required flag(s) "exec" not set`},
+		{"worker without queue", []string{"--url", deadURL, "worker", "--exec", "true"}, `required flag(s) "queue" not set`},
+		{"worker unterminated quote", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "sh -c 'oops"}, "unterminated"},
+		{"worker command not found", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "no-such-command-warren-xyz"}, "no-such-command-warren-xyz"},
+		{"worker shell syntax", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "handler > log"}, "sh -c"},
+		{"worker bad duration", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--handler-timeout", "forever"}, "--handler-timeout"},
+		{"worker zero concurrency", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--concurrency", "0"}, "--concurrency"},
+		{"worker base over cap", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--retry-base", "2s", "--retry-cap", "1s"}, "Cap"},
+		{"worker timeout near consumer_timeout", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--handler-timeout", "2h"}, "consumer_timeout"},
+		{"worker queue twice", []string{"--url", deadURL, "worker", "--queue", "q", "--queue", "q", "--exec", "true"}, "twice"},
+		{"topology bad queue", []string{"--url", deadURL, "topology", "declare", "--queue", "warren.x"}, "invalid queue name"},
+		{"topology bad delivery limit", []string{"--url", deadURL, "topology", "declare", "--queue", "q", "--delivery-limit", "0"}, "--delivery-limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, nil, "", tt.args...)
+			if r.code != exitUsage {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", r.code, exitUsage, r.stderr)
+			}
+			if !strings.HasPrefix(r.stderr, "warren: ") && !strings.Contains(r.stderr, "\nwarren: ") {
+				t.Errorf("stderr does not start its error with \"warren: \":\n%s", r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr lacks %q:\n%s", tt.want, r.stderr)
+			}
+			if strings.Contains(r.stderr, "warren: warren:") {
+				t.Errorf("stuttering prefix:\n%s", r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout not empty: %q", r.stdout)
+			}
+		})
+	}
+}
+
+func TestUnreachableBrokerExitsOneWithoutPassword(t *testing.T) {
+	start := time.Now()
+	r := runCLI(t, nil, "", "--url", deadURL, "enqueue", "--queue", "q", "--type", "t", "--payload", `{"a":1}`)
+	if r.code != exitFailure {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "s3cr3tpw") {
+		t.Fatalf("stderr shows the password:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "127.0.0.1:1") || !strings.Contains(r.stderr, "warren: ") {
+		t.Errorf("stderr does not say where it failed to connect:\n%s", r.stderr)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s to give up", d)
+	}
+	// The same through the environment, and with an URL-encoded password.
+	r = runCLI(t, map[string]string{"WARREN_URL": "amqp://guest:s3cr%40pw@127.0.0.1:1/"}, "", "topology", "declare")
+	if r.code != exitFailure || strings.Contains(r.stderr, "s3cr@pw") || strings.Contains(r.stderr, "s3cr%40pw") {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+func TestScrub(t *testing.T) {
+	a := &app{secrets: urlSecrets("amqp://user:p%40ss%2Fword@host:5672/")}
+	got := a.scrub("failed: amqp://user:p%40ss%2Fword@host and p@ss/word")
+	if strings.Contains(got, "p@ss/word") || strings.Contains(got, "p%40ss%2Fword") {
+		t.Fatalf("scrub left the password: %q", got)
+	}
+	if urlSecrets("amqp://host/") != nil || urlSecrets("::bad") != nil {
+		t.Fatal("secrets found where there are none")
+	}
+}
+
+// parsed parses args for the command at path (after root flags) and runs
+// setup, as cobra does before RunE, returning the command.
+func parsed(t *testing.T, env map[string]string, path []string, args ...string) (*app, *cobra.Command, error) {
+	t.Helper()
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard,
+		lookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+	root := a.rootCmd()
+	cmd, _, err := root.Find(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	return a, cmd, a.setup(cmd, nil)
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	env := map[string]string{
+		"WARREN_HANDLER_TIMEOUT":  "7s",
+		"WARREN_CONCURRENCY":      "3",
+		"WARREN_QUEUE":            "a,b",
+		"WARREN_NO_DECLARE":       "true",
+		"WARREN_URL":              "amqp://u:p@envhost:5672/",
+		"WARREN_LOG_LEVEL":        "debug",
+		"WARREN_EXEC":             "",  // empty: ignored
+		"WARREN_ID":               "x", // never read from the environment
+		"WARREN_SHUTDOWN_TIMEOUT": "1s",
+	}
+	a, cmd, err := parsed(t, env, []string{"worker"}, "--shutdown-timeout", "9s", "--exec", "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := cmd.Flags()
+	if d, _ := fs.GetDuration("handler-timeout"); d != 7*time.Second {
+		t.Errorf("handler-timeout = %s, want 7s from WARREN_HANDLER_TIMEOUT", d)
+	}
+	if d, _ := fs.GetDuration("shutdown-timeout"); d != 9*time.Second {
+		t.Errorf("shutdown-timeout = %s, want the command line's 9s over WARREN_SHUTDOWN_TIMEOUT", d)
+	}
+	if n, _ := fs.GetInt("concurrency"); n != 3 {
+		t.Errorf("concurrency = %d, want 3", n)
+	}
+	if q, _ := fs.GetStringSlice("queue"); !reflect.DeepEqual(q, []string{"a", "b"}) {
+		t.Errorf("queue = %q, want [a b]", q)
+	}
+	if b, _ := fs.GetBool("no-declare"); !b {
+		t.Error("no-declare not read from WARREN_NO_DECLARE")
+	}
+	if e, _ := fs.GetString("exec"); e != "true" {
+		t.Errorf("exec = %q", e)
+	}
+	if a.url != "amqp://u:p@envhost:5672/" {
+		t.Errorf("url = %q, want WARREN_URL", a.url)
+	}
+	if !a.log.Enabled(context.Background(), -4) {
+		t.Error("log level is not debug")
+	}
+
+	// --id is never taken from the environment.
+	_, cmd, err = parsed(t, env, []string{"enqueue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := cmd.Flags().GetString("id"); id != "" {
+		t.Errorf("id = %q from the environment", id)
+	}
+
+	// A required flag may come from the environment.
+	r := runCLI(t, map[string]string{"WARREN_URL": deadURL, "WARREN_QUEUE": "q", "WARREN_TYPE": "t", "WARREN_PAYLOAD": "{bad"}, "", "enqueue")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "invalid JSON payload") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	// A bad value in the environment is bad input, naming the variable.
+	r = runCLI(t, map[string]string{"WARREN_URL": deadURL, "WARREN_DELAY": "soon"}, "", "enqueue", "--queue", "q", "--type", "t")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "WARREN_DELAY") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	// The command line wins over a bad environment value.
+	r = runCLI(t, map[string]string{"WARREN_DELAY": "soon"}, "", "--url", deadURL, "enqueue", "--queue", "q", "--type", "t", "--delay", "1s")
+	if r.code != exitFailure { // got as far as dialling the dead broker
+		t.Errorf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+func TestEveryFlagHasAnEnvironmentVariable(t *testing.T) {
+	if got := envName("handler-timeout"); got != "WARREN_HANDLER_TIMEOUT" {
+		t.Fatalf("envName = %q", got)
+	}
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, lookupEnv: func(string) (string, bool) { return "", false }}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if strings.ContainsAny(f.Name, "_ ") || strings.ToLower(f.Name) != f.Name {
+				t.Errorf("%s --%s: flag names are lower-case words joined by -", c.CommandPath(), f.Name)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(a.rootCmd())
+}
+
+func TestURLFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "url")
+	if err := os.WriteFile(file, []byte(deadURL+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := parsed(t, nil, []string{"version"}, "--url-file", file)
+	if err != nil || a.url != deadURL {
+		t.Fatalf("url = %q, %v", a.url, err)
+	}
+	if len(a.secrets) == 0 {
+		t.Fatal("the password of --url-file is not scrubbed")
+	}
+	r := runCLI(t, map[string]string{"WARREN_URL_FILE": file}, "", "enqueue", "--queue", "q", "--type", "t")
+	if r.code != exitFailure || strings.Contains(r.stderr, "s3cr3tpw") {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	r = runCLI(t, nil, "", "--url", deadURL, "--url-file", file, "version")
+	if r.code != exitUsage {
+		t.Fatalf("--url with --url-file: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	r := runCLI(t, nil, "", "--help")
+	if r.code != exitOK || !strings.Contains(r.stdout, "enqueue") || !strings.Contains(r.stdout, "WARREN_") {
+		t.Fatalf("--help: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, nil, "", "worker", "--help")
+	if r.code != exitOK || !strings.Contains(r.stdout, "--handler-timeout") {
+		t.Fatalf("worker --help: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, nil, "", "version")
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, "warren dev") || !strings.Contains(r.stdout, "go1.") {
+		t.Fatalf("version: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+func TestReadPayload(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.json")
+	if err := os.WriteFile(file, []byte(`{"from":"file"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := &app{stdin: strings.NewReader(`{"from":"stdin"}`)}
+	tests := []struct {
+		f     enqueueFlags
+		given bool
+		want  string
+	}{
+		{enqueueFlags{contentType: "application/json"}, false, `{}`},
+		{enqueueFlags{contentType: "text/plain"}, false, ``},
+		{enqueueFlags{contentType: "application/json", payload: `[1]`}, true, `[1]`},
+		{enqueueFlags{contentType: "text/plain", payload: ``}, true, ``},
+		{enqueueFlags{contentType: "text/plain", payload: `not json`}, true, `not json`},
+		{enqueueFlags{contentType: "application/vnd.x+json; charset=utf-8", payload: `"s"`}, true, `"s"`},
+		{enqueueFlags{contentType: "application/json", payloadFile: file}, false, `{"from":"file"}`},
+		{enqueueFlags{contentType: "application/json", payloadFile: "-"}, false, `{"from":"stdin"}`},
+	}
+	for _, tt := range tests {
+		got, err := a.readPayload(&tt.f, tt.given)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("%+v: got %q, %v; want %q", tt.f, got, err, tt.want)
+		}
+	}
+	if _, err := a.readPayload(&enqueueFlags{contentType: "application/problem+json", payload: "nope"}, true); err == nil {
+		t.Error("a +json content type must be checked")
+	}
+}
+
+func TestReadLines(t *testing.T) {
+	long := strings.Repeat("x", maxLineLen+10)
+	in := "one\r\n\n" + long + "\nlast without newline"
+	out := make(chan inputLine, 10)
+	if err := readLines(context.Background(), strings.NewReader(in), out); err != nil {
+		t.Fatal(err)
+	}
+	var got []inputLine
+	for l := range out {
+		got = append(got, l)
+	}
+	if len(got) != 4 {
+		t.Fatalf("got %d lines, want 4", len(got))
+	}
+	if string(got[0].data) != "one\r\n" || got[0].no != 1 || got[1].no != 2 || string(got[1].data) != "\n" {
+		t.Errorf("lines 1-2: %+v", got[:2])
+	}
+	if !got[2].tooLong || got[2].data != nil || got[2].size != int64(len(long)+1) {
+		t.Errorf("line 3: tooLong=%v len=%d size=%d", got[2].tooLong, len(got[2].data), got[2].size)
+	}
+	if string(got[3].data) != "last without newline" || got[3].no != 4 {
+		t.Errorf("line 4: %+v", got[3])
+	}
+	var total int64
+	for _, l := range got {
+		total += l.size
+	}
+	if total != int64(len(in)) {
+		t.Errorf("sizes add up to %d, want %d", total, len(in))
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	for _, ok := range []string{`{}`, `null`, ` [1,2] `, `"s"`, `1e3`} {
+		if err := checkJSON([]byte(ok)); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{``, ` `, `{`, `{} {}`, `{'a':1}`, `nul`} {
+		if err := checkJSON([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
