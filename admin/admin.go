@@ -1,0 +1,127 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
+)
+
+// Sentinel errors a caller can branch on with errors.Is.
+var (
+	// ErrNotFound: no dead letter has the requested ID.
+	ErrNotFound = errors.New("admin: dead letter not found")
+	// ErrNoSelector: a bulk operation (Replay, Purge) was given an empty
+	// Filter without All. Selecting everything must be explicit.
+	ErrNoSelector = errors.New("admin: no dead letters selected: give task IDs or types, or set All to select every dead letter")
+	// ErrBusy: another admin operation (replay, purge, list, get) holds the
+	// dead-letter queue's lock. It ends when that operation ends, or when
+	// the process running it dies.
+	ErrBusy = errors.New("admin: dead-letter queue busy")
+)
+
+// Config tunes an Admin. The zero Config is ready to use.
+type Config struct {
+	// Logger receives the admin's events. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Admin inspects and repairs Warren queues: it lists, shows, replays and
+// purges dead letters, and reports queue depths. It is safe for concurrent
+// use; operations on the same dead-letter queue exclude one another (ErrBusy).
+type Admin struct {
+	conn *broker.Conn
+	log  *slog.Logger
+	// unacked reads messages_unacknowledged per queue of vhost; nil means
+	// unknown. Replaced in tests.
+	unacked func(ctx context.Context, vhost string) (map[string]int, error)
+}
+
+// New returns an Admin working over conn. It panics if conn is nil.
+func New(conn *broker.Conn, cfg Config) *Admin {
+	if conn == nil {
+		panic("admin: New: nil connection")
+	}
+	cfg = cfg.withDefaults()
+	return &Admin{conn: conn, log: cfg.Logger, unacked: rabbitmqctlUnacked}
+}
+
+// Filter selects dead letters. A dead letter matches when it matches every
+// selector given: its task ID is one of IDs (if any) and its type is one of
+// Types (if any). Limit then caps the matches, taken in queue order.
+//
+// List and Get treat an empty Filter as "everything". Replay and Purge
+// refuse it with ErrNoSelector unless All is set.
+type Filter struct {
+	IDs   []string // match these task IDs (AMQP message_id)
+	Types []string // match these task types (AMQP type)
+	All   bool     // match everything: required for bulk operations when IDs and Types are empty
+	Limit int      // at most this many matches; 0 means no limit
+}
+
+func (f Filter) validate() error {
+	if f.Limit < 0 {
+		return fmt.Errorf("admin: Filter.Limit cannot be negative (got %d)", f.Limit)
+	}
+	return nil
+}
+
+// selects reports whether f names something to act on in bulk.
+func (f Filter) selects() bool { return f.All || len(f.IDs) > 0 || len(f.Types) > 0 }
+
+// matcher is a compiled Filter.
+type matcher struct {
+	ids, types map[string]bool
+	limit      int
+}
+
+func newMatcher(f Filter) (*matcher, error) {
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	m := &matcher{limit: f.Limit}
+	if len(f.IDs) > 0 {
+		m.ids = make(map[string]bool, len(f.IDs))
+		for _, id := range f.IDs {
+			m.ids[id] = true
+		}
+	}
+	if len(f.Types) > 0 {
+		m.types = make(map[string]bool, len(f.Types))
+		for _, t := range f.Types {
+			m.types[t] = true
+		}
+	}
+	return m, nil
+}
+
+func (m *matcher) match(id, typ string) bool {
+	if m.ids != nil && !m.ids[id] {
+		return false
+	}
+	if m.types != nil && !m.types[typ] {
+		return false
+	}
+	return true
+}
+
+// full reports whether n matches reach the limit.
+func (m *matcher) full(n int) bool { return m.limit > 0 && n >= m.limit }
+
+// checkQueue validates a Warren queue name given to an operation.
+func checkQueue(queue string) error {
+	if err := warren.ValidateQueueName(queue); err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return nil
+}

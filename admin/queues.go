@@ -1,0 +1,187 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
+)
+
+// rabbitmqctlTimeout bounds the optional rabbitmqctl call of Queues.
+const rabbitmqctlTimeout = 5 * time.Second
+
+// QueueInfo is what Queues reports for one Warren queue.
+type QueueInfo struct {
+	// Name is the Warren queue.
+	Name string
+	// Ready counts the tasks waiting in the queue, Consumers its consumers.
+	Ready, Consumers int
+	// Unacked counts the tasks delivered to workers and not yet acked; -1
+	// when unknown. AMQP cannot tell: Queues asks rabbitmqctl when the
+	// broker is the local node (see Queues).
+	Unacked int
+	// DeadLetters counts the messages in the queue's dead-letter queue.
+	DeadLetters int
+	// Delayed counts every message waiting in the delay levels
+	// (warren.delay.*). All queues share the levels, so it is the same
+	// figure for each queue: tasks waiting to be retried or delivered later.
+	Delayed int
+	// Exists is false if the queue does not exist; the counts are 0 then.
+	Exists bool
+}
+
+// Queues reports, for each Warren queue named, its depth, consumers, dead
+// letters and the tasks waiting in the shared delay levels. A queue that
+// does not exist is reported with Exists false, not as an error.
+//
+// The counts come from passive declares, so they are what the broker calls
+// ready messages. Unacked is -1 unless the connection goes to the local
+// node's default listener (localhost, 127.0.0.1 or ::1, port 5672) and
+// `rabbitmqctl list_queues` runs there within 5s; any failure to run it
+// just leaves -1.
+func (a *Admin) Queues(ctx context.Context, names []string) ([]QueueInfo, error) {
+	out := make([]QueueInfo, 0, len(names))
+	for _, name := range names {
+		if err := checkQueue(name); err != nil {
+			return nil, err
+		}
+	}
+	if len(names) == 0 {
+		return out, nil
+	}
+	delayed, err := a.delayed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var unacked map[string]int
+	if vhost, ok := localVhost(a.conn.URL()); ok && a.unacked != nil {
+		if unacked, err = a.unacked(ctx, vhost); err != nil {
+			a.log.Debug("admin: rabbitmqctl unavailable; unacked counts unknown", "err", err)
+			unacked = nil
+		}
+	}
+	for _, name := range names {
+		info := QueueInfo{Name: name, Unacked: -1, Delayed: delayed}
+		st, err := broker.Inspect(ctx, a.conn, name)
+		switch {
+		case errors.Is(err, broker.ErrQueueNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("admin: %w", err)
+		default:
+			info.Exists = true
+			info.Ready, info.Consumers = st.Ready, st.Consumers
+			if n, ok := unacked[name]; ok {
+				info.Unacked = n
+			}
+		}
+		dl, err := broker.Inspect(ctx, a.conn, warren.DeadLetterQueue(name))
+		switch {
+		case errors.Is(err, broker.ErrQueueNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("admin: %w", err)
+		default:
+			info.DeadLetters = dl.Ready
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// delayed sums the messages ready in the delay levels, skipping missing ones.
+func (a *Admin) delayed(ctx context.Context) (int, error) {
+	total := 0
+	for k := range broker.DelayLevels {
+		st, err := broker.Inspect(ctx, a.conn, broker.DelayExchange(k))
+		if errors.Is(err, broker.ErrQueueNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("admin: %w", err)
+		}
+		total += st.Ready
+	}
+	return total, nil
+}
+
+// localVhost returns the vhost of a broker URL that points at the local
+// node's default listener, the node a bare rabbitmqctl talks to.
+func localVhost(rawURL string) (string, bool) {
+	u, err := amqp.ParseURI(rawURL)
+	if err != nil {
+		return "", false
+	}
+	switch u.Host {
+	case "localhost", "127.0.0.1", "::1":
+	default:
+		return "", false
+	}
+	if u.Port != 5672 {
+		return "", false
+	}
+	return u.Vhost, true
+}
+
+// rabbitmqctlUnacked asks rabbitmqctl for messages_unacknowledged of each
+// queue of vhost.
+func rabbitmqctlUnacked(ctx context.Context, vhost string) (map[string]int, error) {
+	path, err := exec.LookPath("rabbitmqctl")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, rabbitmqctlTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, "-q", "list_queues", "-p", vhost,
+		"name", "messages_unacknowledged", "--no-table-headers")
+	cmd.WaitDelay = time.Second // its children may hold the pipe open
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmqctl list_queues: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return parseListQueues(out)
+}
+
+// parseListQueues reads "name<TAB>count" lines. Queue names of Warren hold
+// no white space; other lines are skipped. It fails if nothing parses from
+// non-empty output, which is then not what was asked for.
+func parseListQueues(out []byte) (map[string]int, error) {
+	m := make(map[string]int)
+	bad := 0
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
+			bad++
+			continue
+		}
+		n, err := strconv.Atoi(fields[1])
+		if err != nil || n < 0 {
+			bad++
+			continue
+		}
+		m[fields[0]] = n
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(m) == 0 && bad > 0 {
+		return nil, fmt.Errorf("rabbitmqctl list_queues: unexpected output (%d lines unreadable)", bad)
+	}
+	return m, nil
+}
