@@ -31,6 +31,9 @@ const DefaultContentType = "application/json"
 func Encode(t *warren.Task) amqp.Publishing {
 	h := make(amqp.Table, len(t.Headers)+6)
 	for k, v := range t.Headers {
+		if n, ok := v.(int); ok {
+			v = int64(n) // amqp091-go would write a Go int as 32 bits
+		}
 		h[k] = v
 	}
 	h[warren.HeaderAttempt] = int32(max(t.Attempt, 1))
@@ -89,8 +92,11 @@ func EncodeHistory(hist []warren.Failure) []any {
 
 // Decode reads a Warren task from a delivery. queue is the queue it was
 // consumed from, used when the message does not name one. It fails with
-// ErrMalformed when the message has no message_id or type, or when a Warren
-// header has a value of the wrong kind; it never panics, whatever the input.
+// ErrMalformed when the message has no message_id or type, or when
+// warren-attempt, warren-max-attempts or warren-enqueued-at cannot be read
+// as a number in range; other Warren headers of an unexpected kind are
+// ignored. It never panics, whatever the input, and always returns a
+// non-nil task holding what could be read.
 func Decode(d *amqp.Delivery, queue string) (*warren.Task, error) {
 	t := &warren.Task{
 		ID:          d.MessageId,
@@ -141,13 +147,11 @@ func Decode(d *amqp.Delivery, queue string) (*warren.Task, error) {
 			}
 			t.EnqueuedAt = ts
 		case k == warren.HeaderQueue:
-			if s, ok := v.(string); ok && s != "" {
+			if s := HeaderString(d.Headers, k); s != "" {
 				t.Queue = s
 			}
 		case k == warren.HeaderLastError:
-			if s, ok := v.(string); ok {
-				t.LastError = s
-			}
+			t.LastError = HeaderString(d.Headers, k)
 		case k == warren.HeaderHistory:
 			t.History = decodeHistory(v)
 		case strings.HasPrefix(k, warren.HeaderPrefix):
@@ -303,12 +307,16 @@ func StripBrokerHeaders(h amqp.Table) amqp.Table {
 // Derive builds the message that carries a delivered task onward (to a
 // delay level, a dead-letter queue, or back to its queue): the same body and
 // properties, the broker's x- headers removed, and the headers in set added
-// or replaced. The user_id and expiration properties are dropped: the
+// or replaced (a nil value removes the header). The user_id and expiration properties are dropped: the
 // broker refuses a user_id that is not the publisher's own, and a dead
 // letter must not expire.
 func Derive(d *amqp.Delivery, set amqp.Table) amqp.Publishing {
 	h := StripBrokerHeaders(d.Headers)
 	for k, v := range set {
+		if v == nil {
+			delete(h, k)
+			continue
+		}
 		h[k] = v
 	}
 	return amqp.Publishing{

@@ -409,6 +409,9 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 		p.redelivered.Add(1)
 	}
 	t, err := broker.Decode(d, j.queue)
+	// The task lives in the queue it was consumed from: retries and dead
+	// letters go there, whatever a header claims.
+	t.Queue = j.queue
 	log := p.log.With("task_id", t.ID, "type", t.Type, "queue", j.queue, "attempt", t.Attempt)
 	if err != nil {
 		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonMalformed, err, 0)
@@ -486,6 +489,7 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Deliver
 		exchange, key, _ = broker.DelayRoute(t.Queue, broker.MaxDelay)
 		delay = broker.MaxDelay
 	}
+	set[warren.HeaderDeliverAt] = nil
 	if exchange != "" {
 		set[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
 	}
@@ -501,7 +505,7 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Deliver
 		log.Warn("worker: ack after retry failed; the task may run twice", "err", err)
 	}
 	p.retried.Add(1)
-	log.Warn("job retrying", "err", cause, "delay", delay.Round(time.Millisecond), "next_attempt", t.Attempt+1)
+	log.Warn("job retrying", "err", cause, "delay", time.Duration(broker.DelaySeconds(delay))*time.Second, "next_attempt", t.Attempt+1)
 }
 
 func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, log *slog.Logger, reason warren.DeadReason, cause error, dur time.Duration) {
@@ -513,6 +517,7 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 		warren.HeaderWorkerHost: p.cfg.Hostname,
 		warren.HeaderDurationMS: dur.Milliseconds(),
 		warren.HeaderQueue:      t.Queue,
+		warren.HeaderDeliverAt:  nil,
 	}
 	if reason != warren.ReasonMalformed {
 		set[warren.HeaderAttempt] = int32(t.Attempt)

@@ -361,8 +361,10 @@ func TestMalformedMessageDeadLettersWithItsBodyIntact(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ch.Close()
+	// The warren-queue header names a queue that does not exist: the dead
+	// letter must still go to the dead-letter queue of the queue it came from.
 	body := []byte("\x00not a warren task\xff")
-	if err := ch.Publish("", e.queue, true, false, amqp.Publishing{MessageId: "foreign-1", Body: body, Headers: amqp.Table{"warren-attempt": "lots"}}); err != nil {
+	if err := ch.Publish("", e.queue, true, false, amqp.Publishing{MessageId: "foreign-1", Body: body, Headers: amqp.Table{"warren-attempt": "lots", "warren-queue": "no-such-queue-anywhere"}}); err != nil {
 		t.Fatal(err)
 	}
 	dl := e.deadLetters(t, 1, 10*time.Second)[0]
