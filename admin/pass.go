@@ -46,8 +46,9 @@ type pass struct {
 	dlq   string
 	ch    *amqp.Channel
 
-	count    int      // messages ready when the pass began: the scan reads at most these
-	taken    int      // messages read by the scan
+	count    int      // messages ready when the pass began: it reads these and no more
+	taken    int      // messages read so far
+	scanning bool     // next still hands out dead letters; once false, reads are only held
 	held     []uint64 // delivery tags read and neither acked nor returned
 	unsynced int      // acks issued since the last barrier
 	unlock   func()
@@ -80,41 +81,45 @@ func (a *Admin) begin(ctx context.Context, queue string) (*pass, error) {
 		unlock()
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	return &pass{a: a, queue: queue, dlq: dlq, ch: ch, count: st.Ready, unlock: unlock}, nil
+	return &pass{a: a, queue: queue, dlq: dlq, ch: ch, count: st.Ready, scanning: true, unlock: unlock}, nil
 }
 
 // next reads the next dead letter of the scan. It reports false once the
-// scan has read as many as the queue held at the start, or found it empty.
-// Every read is a barrier (see barrier).
+// scan has read as many as the queue held at the start, or found it empty,
+// or was stopped. Every read is a barrier (see barrier).
 func (p *pass) next(ctx context.Context) (amqp.Delivery, bool, error) {
-	if p.taken >= p.count {
+	if !p.scanning || p.taken >= p.count {
+		p.scanning = false
 		return amqp.Delivery{}, false, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return amqp.Delivery{}, false, err
 	}
 	d, ok, err := p.get()
-	if err != nil {
+	if err != nil || !ok {
+		p.scanning = false
 		return d, false, err
 	}
-	if !ok {
-		p.count = p.taken
-		return d, false, nil
-	}
-	p.taken++
 	return d, true, nil
 }
 
-// stop ends the scan early: later barriers may read past it.
-func (p *pass) stop() { p.count = p.taken }
+// stop ends the scan: from now on every read is only held, and acks put
+// in their own barriers.
+func (p *pass) stop() { p.scanning = false }
 
+// get reads one message; an empty queue ends the pass's reading.
 func (p *pass) get() (amqp.Delivery, bool, error) {
 	d, ok, err := p.ch.Get(p.dlq, false)
 	if err != nil {
 		return d, false, fmt.Errorf("admin: read %s: %w", p.dlq, err)
 	}
 	p.unsynced = 0
-	return d, ok, nil
+	if !ok {
+		p.count = p.taken
+		return d, false, nil
+	}
+	p.taken++
+	return d, true, nil
 }
 
 // hold keeps a read dead letter where it is: it goes back to the queue,
@@ -128,7 +133,7 @@ func (p *pass) canAck() bool { return p.unsynced < settleBatch }
 // the caller keeps within canAck; after it, ack puts in a barrier itself.
 func (p *pass) ack(tag uint64) error {
 	if !p.canAck() {
-		if p.taken < p.count {
+		if p.scanning {
 			return errors.New("admin: internal error: too many acks between two reads")
 		}
 		if err := p.barrier(); err != nil {
@@ -145,8 +150,8 @@ func (p *pass) ack(tag uint64) error {
 // barrier returns once the broker has applied every ack issued so far. A
 // basic.get on a quorum queue is a synchronous command of the queue's Raft
 // log, applied after the acks the channel sent before it; with fewer than
-// the client's soft limit in flight, none was stashed. A message the
-// barrier reads lies past the scan, and is held to go back in its place.
+// the client's soft limit in flight, none was stashed. The scan is over by
+// then: a message the barrier reads is held, to go back in its place.
 func (p *pass) barrier() error {
 	d, ok, err := p.get()
 	if err != nil {
@@ -158,32 +163,42 @@ func (p *pass) barrier() error {
 	return nil
 }
 
-// end makes the pass's acks final, returns the held dead letters to the
-// queue in their order, closes the channel and releases the lock.
+// end makes the pass's acks final, puts the dead letters it did not remove
+// back in their order, closes the channel and releases the lock.
 //
 // If it cannot confirm that the broker applied the last acks (the channel
 // or connection died), it reports how many acks are in doubt: those dead
 // letters may still be in the queue.
 //
-// Returning in order takes settleBatch nacks at a time, each batch only
-// once the queue shows the one before (see settleBatch). If ctx has ended,
-// or a batch does not show within returnTimeout, end closes the channel at
-// once: the broker then requeues whatever is still held, safely, but in an
-// order of its own.
+// Keeping the order takes work on RabbitMQ 3.10's quorum queues, because a
+// returned message goes to the back of the queue, not back to its place.
+// So a pass that stopped early reads the rest of what the queue held when
+// it began, and end hands every held dead letter back in the order read,
+// which rotates the queue once, all the way round, to where it was. Dead
+// letters that arrived during the pass are then ahead of the old ones;
+// end reads those and hands them back too, behind. The returns go
+// settleBatch at a time, each batch once the queue shows the one before
+// (see settleBatch).
+//
+// If ctx has ended, or a batch does not show within returnTimeout, end
+// closes the channel at once: the broker then requeues whatever is still
+// held, safely, but in an order of its own.
 func (p *pass) end(ctx context.Context) (inDoubt int, err error) {
 	defer p.unlock()
+	p.stop()
 	if p.unsynced > 0 {
 		if berr := p.barrier(); berr != nil {
 			inDoubt = p.unsynced
 			err = fmt.Errorf("admin: %s: could not confirm that the broker applied the last %d acks: %w", p.dlq, inDoubt, berr)
 		}
 	}
-	if err == nil && len(p.held) > 0 {
-		if ctx.Err() != nil {
-			p.a.log.Info("admin: interrupted: the broker requeues the dead letters still held, not necessarily in their order",
+	if err == nil {
+		if oerr := p.restoreOrder(ctx); errors.Is(oerr, context.Canceled) || errors.Is(oerr, context.DeadlineExceeded) {
+			p.a.log.Info("admin: interrupted: the broker requeues the dead letters still held, in an order of its own",
 				"queue", p.queue, "held", len(p.held))
-		} else {
-			p.returnInOrder(ctx)
+		} else if oerr != nil {
+			p.a.log.Warn("admin: the broker requeues the dead letters still held; their order may change",
+				"queue", p.queue, "held", len(p.held), "err", oerr)
 		}
 	}
 	if cerr := p.ch.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) && err == nil {
@@ -192,40 +207,81 @@ func (p *pass) end(ctx context.Context) (inDoubt int, err error) {
 	return inDoubt, err
 }
 
-// returnInOrder nacks the held dead letters with requeue, in the order
-// they were read, keeping fewer than the quorum client's soft limit in
-// flight. On any trouble it stops, logging why: closing the channel then
-// requeues the rest.
-func (p *pass) returnInOrder(ctx context.Context) {
-	slices.Sort(p.held) // delivery tags grow in the order of reading
+// restoreOrder reads the rest of the pass, returns every held dead letter
+// in order, then moves the dead letters that arrived meanwhile behind them.
+func (p *pass) restoreOrder(ctx context.Context) error {
+	for p.taken < p.count {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d, ok, err := p.get()
+		if err != nil {
+			return err
+		}
+		if ok {
+			p.hold(d.DeliveryTag)
+		}
+	}
+	if len(p.held) == 0 {
+		return nil
+	}
 	info, err := p.a.conn.Channel()
 	if err != nil {
-		p.a.log.Warn("admin: cannot keep the dead letters' order", "queue", p.queue, "err", err)
-		return
+		return err
 	}
 	defer info.Close()
+	arrived, err := readyCount(info, p.dlq)
+	if err != nil {
+		return err
+	}
+	slices.Sort(p.held) // delivery tags grow in the order of reading
+	if err := p.giveBack(ctx, info, arrived); err != nil {
+		return err
+	}
+	// The queue is now: arrivals, then the held dead letters in order.
+	// Move the arrivals behind them.
+	for range arrived {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d, ok, err := p.get()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break // taken meanwhile: nothing left to move
+		}
+		p.hold(d.DeliveryTag)
+	}
+	if len(p.held) == 0 {
+		return nil
+	}
 	base, err := readyCount(info, p.dlq)
 	if err != nil {
-		p.a.log.Warn("admin: cannot keep the dead letters' order", "queue", p.queue, "err", err)
-		return
+		return err
 	}
+	return p.giveBack(ctx, info, base)
+}
+
+// giveBack nacks the held dead letters with requeue, in order, keeping
+// fewer than the quorum client's soft limit in flight: after each batch it
+// waits until the queue, which held base ready messages, shows it.
+func (p *pass) giveBack(ctx context.Context, info *amqp.Channel, base int) error {
 	returned := 0
 	for len(p.held) > 0 {
 		n := min(settleBatch, len(p.held))
 		for _, tag := range p.held[:n] {
 			if err := p.ch.Nack(tag, false, true); err != nil {
-				p.a.log.Warn("admin: return dead letter", "queue", p.queue, "err", err)
-				return
+				return fmt.Errorf("admin: return a dead letter to %s: %w", p.dlq, err)
 			}
 		}
 		p.held = p.held[n:]
 		returned += n
 		if err := waitReady(ctx, info, p.dlq, base+returned); err != nil {
-			p.a.log.Warn("admin: the broker requeues the remaining dead letters; their order may change",
-				"queue", p.queue, "remaining", len(p.held), "err", err)
-			return
+			return err
 		}
 	}
+	return nil
 }
 
 // readyCount returns the messages ready in queue, by a passive declare.
