@@ -128,7 +128,7 @@ missing or invalid value).`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.url, "url", broker.DefaultURL, "broker `URL` (amqp://user:password@host:port/vhost)")
 	pf.StringVar(&a.urlFile, "url-file", "", "read the broker URL from `file` (for secrets mounted as files)")
-	pf.StringVar(&a.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	pf.StringVar(&a.logLevel, "log-level", "", "log `level`: debug, info, warn or error (default info for worker, warn for the other commands)")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log `format`: text or json")
 	pf.DurationVar(&a.connectTimeout, "connect-timeout", 10*time.Second, "give up connecting to the broker after this `duration`")
 
@@ -171,6 +171,9 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	a.secrets = urlSecrets(a.url)
 
 	var level slog.Level
+	if a.logLevel == "" && cmd.Name() != "worker" {
+		a.logLevel = "warn" // one-shot commands report on stdout and stderr themselves
+	}
 	switch strings.ToLower(a.logLevel) {
 	case "debug":
 		level = slog.LevelDebug

@@ -1,7 +1,581 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
 
-// Placeholder until package admin lands.
-func (a *app) dlqCmd() *cobra.Command    { return &cobra.Command{Use: "dlq", Short: "Dead-letter queues"} }
-func (a *app) queuesCmd() *cobra.Command { return &cobra.Command{Use: "queues", Short: "Queue depths"} }
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/admin"
+)
+
+// maxErrorColumn bounds the ERROR column of dlq list.
+const maxErrorColumn = 72
+
+// dlqFlags are the selection flags shared by the dlq commands.
+type dlqFlags struct {
+	queue  string
+	ids    []string
+	types  []string
+	all    bool
+	limit  int
+	output string
+}
+
+func (f *dlqFlags) addQueue(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.queue, "queue", "q", "", "the Warren `queue` whose dead-letter queue (Q.dlq) to use (required)")
+}
+
+func (f *dlqFlags) addSelectors(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.ids, "id", nil, "select the dead letter of task `ID` (repeatable)")
+	fs.StringArrayVar(&f.types, "type", nil, "select dead letters of task `type` (repeatable)")
+	fs.BoolVar(&f.all, "all", false, "select every dead letter")
+	noEnv(fs, "id", "all")
+}
+
+func (f *dlqFlags) addOutput(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.output, "output", "o", "table", "output `format`: table or json")
+}
+
+func (f *dlqFlags) checkOutput() error {
+	if f.output != "table" && f.output != "json" {
+		return usagef("--output %q: want table or json", f.output)
+	}
+	return nil
+}
+
+// filter checks the selection flags. bulk operations need --id, --type or --all.
+func (f *dlqFlags) filter(bulk bool) (admin.Filter, error) {
+	if err := checkQueues([]string{f.queue}); err != nil {
+		return admin.Filter{}, err
+	}
+	if f.limit < 0 {
+		return admin.Filter{}, usagef("--limit cannot be negative (got %d)", f.limit)
+	}
+	if bulk && !f.all && len(f.ids) == 0 && len(f.types) == 0 {
+		return admin.Filter{}, usagef("select dead letters with --id (repeatable), --type or --all")
+	}
+	if f.all && (len(f.ids) > 0 || len(f.types) > 0) {
+		return admin.Filter{}, usagef("--all selects everything: do not combine it with --id or --type")
+	}
+	for _, id := range f.ids {
+		if id == "" {
+			return admin.Filter{}, usagef("--id cannot be empty")
+		}
+	}
+	return admin.Filter{IDs: f.ids, Types: f.types, All: f.all, Limit: f.limit}, nil
+}
+
+func (a *app) dlqCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "List, show, replay and purge dead letters",
+		Long: `Inspect and repair a queue's dead-letter queue (Q.dlq): the tasks that failed
+for good, with why and when.
+
+Only one dlq command at a time works on a dead-letter queue; another one
+fails at once with "busy" until it ends.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(a.dlqListCmd(), a.dlqShowCmd(), a.dlqReplayCmd(), a.dlqPurgeCmd())
+	return cmd
+}
+
+func (a *app) withAdmin(ctx context.Context, what string, fn func(*admin.Admin) error) error {
+	conn, err := a.dial(ctx, what, 1)
+	if err != nil {
+		return err
+	}
+	defer a.closeConn(conn)
+	return fn(admin.New(conn, admin.Config{Logger: a.log}))
+}
+
+func (a *app) dlqListCmd() *cobra.Command {
+	var f dlqFlags
+	cmd := &cobra.Command{
+		Use:   "list --queue Q [--type T] [--limit N] [--output table|json]",
+		Short: "List the dead letters of a queue",
+		Long: `List the dead letters of Q.dlq, oldest first, without removing them.
+
+The table shows each task's ID, type, attempts, age (since it was first
+enqueued), when it failed, why (the reason) and the first line of its error.
+--output json prints an array with every detail, payload included.`,
+		Example: `  warren dlq list --queue emails
+  warren dlq list --queue emails --type email:send --limit 20 --output json`,
+		Args: cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			flt, err := f.filter(false)
+			if err != nil {
+				return err
+			}
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			return a.withAdmin(cmd.Context(), "dlq list", func(adm *admin.Admin) error {
+				dls, err := adm.List(cmd.Context(), f.queue, flt)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(a.stdout, deadLettersJSON(dls))
+				}
+				writeDeadLetterTable(a.stdout, dls, time.Now())
+				if len(dls) == 0 {
+					fmt.Fprintf(a.stderr, "no dead letters in %s\n", warren.DeadLetterQueue(f.queue))
+				}
+				return nil
+			})
+		}),
+	}
+	fs := cmd.Flags()
+	f.addQueue(fs)
+	fs.StringArrayVar(&f.ids, "id", nil, "only the dead letter of task `ID` (repeatable)")
+	fs.StringArrayVar(&f.types, "type", nil, "only dead letters of task `type` (repeatable)")
+	fs.IntVarP(&f.limit, "limit", "n", 0, "list at most this many (0: all)")
+	f.addOutput(fs)
+	noEnv(fs, "id")
+	_ = cmd.MarkFlagRequired("queue")
+	return cmd
+}
+
+func (a *app) dlqShowCmd() *cobra.Command {
+	var (
+		f  dlqFlags
+		id string
+	)
+	cmd := &cobra.Command{
+		Use:   "show --queue Q --id ID [--output table|json]",
+		Short: "Show one dead letter in full: error, history, stack, payload",
+		Args:  cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			if err := checkQueues([]string{f.queue}); err != nil {
+				return err
+			}
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			return a.withAdmin(cmd.Context(), "dlq show", func(adm *admin.Admin) error {
+				dl, err := adm.Get(cmd.Context(), f.queue, id)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(a.stdout, newDeadLetterJSON(dl))
+				}
+				writeDeadLetter(a.stdout, dl, time.Now())
+				return nil
+			})
+		}),
+	}
+	fs := cmd.Flags()
+	f.addQueue(fs)
+	fs.StringVar(&id, "id", "", "the task `ID` (required)")
+	f.addOutput(fs)
+	noEnv(fs, "id")
+	_ = cmd.MarkFlagRequired("queue")
+	_ = cmd.MarkFlagRequired("id")
+	return cmd
+}
+
+func (a *app) dlqReplayCmd() *cobra.Command {
+	var (
+		f       dlqFlags
+		dryRun  bool
+		toQueue string
+	)
+	cmd := &cobra.Command{
+		Use:   "replay --queue Q (--id ID ... | --type T ... | --all) [--dry-run]",
+		Short: "Put dead letters back to work on their queue",
+		Long: `Publish the selected dead letters back to their queue (or --to-queue) with
+their attempt count reset, then remove them from Q.dlq. A dead letter leaves
+Q.dlq only once the broker has confirmed its copy: an interrupted replay
+loses nothing (a task may run twice at worst). The replayed task IDs are
+printed on stdout.`,
+		Example: `  warren dlq replay --queue emails --all --dry-run
+  warren dlq replay --queue emails --id 0190a1b2-... --id 0190a1b3-...`,
+		Args: cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			flt, err := f.filter(true)
+			if err != nil {
+				return err
+			}
+			if toQueue != "" {
+				if err := checkQueues([]string{toQueue}); err != nil {
+					return err
+				}
+			}
+			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Admin) error {
+				res, err := adm.Replay(cmd.Context(), f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue})
+				for _, id := range res.IDs {
+					fmt.Fprintln(a.stdout, id)
+				}
+				verb := "replayed"
+				if dryRun {
+					verb = "would replay"
+				}
+				fmt.Fprintf(a.stderr, "%s %s from %s", verb, plural(res.Replayed, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
+				if res.Failed > 0 {
+					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
+				}
+				fmt.Fprintln(a.stderr)
+				if err != nil {
+					return err
+				}
+				return missingIDs(f.ids, res.IDs, f.queue)
+			})
+		}),
+	}
+	fs := cmd.Flags()
+	f.addQueue(fs)
+	f.addSelectors(fs)
+	fs.BoolVar(&dryRun, "dry-run", false, "only report what would be replayed")
+	fs.StringVar(&toQueue, "to-queue", "", "replay to this `queue` instead of each task's own")
+	_ = cmd.MarkFlagRequired("queue")
+	return cmd
+}
+
+func (a *app) dlqPurgeCmd() *cobra.Command {
+	var (
+		f   dlqFlags
+		yes bool
+	)
+	cmd := &cobra.Command{
+		Use:   "purge --queue Q (--id ID ... | --type T ... | --all) --yes",
+		Short: "Delete dead letters for good",
+		Long: `Delete the selected dead letters of Q.dlq for good and print their task IDs.
+Without --yes it asks for confirmation on a terminal, and refuses otherwise.`,
+		Example: `  warren dlq purge --queue emails --id 0190a1b2-... --yes
+  warren dlq purge --queue emails --all`,
+		Args: cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			flt, err := f.filter(true)
+			if err != nil {
+				return err
+			}
+			if !yes {
+				if !isTerminal(a.stdin) {
+					return usagef("refusing to purge without --yes (no terminal to confirm on)")
+				}
+				what := "every dead letter"
+				switch {
+				case len(f.ids) > 0:
+					what = plural(len(f.ids), "dead letter", "dead letters") + " by ID"
+				case len(f.types) > 0:
+					what = "the dead letters of type " + strings.Join(f.types, ", ")
+				}
+				ok, err := confirm(a.stdin, a.stderr, fmt.Sprintf("Delete %s in %s for good? [y/N] ", what, warren.DeadLetterQueue(f.queue)))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					fmt.Fprintln(a.stderr, "nothing purged")
+					return nil
+				}
+			}
+			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Admin) error {
+				res, err := adm.Purge(cmd.Context(), f.queue, flt)
+				for _, id := range res.IDs {
+					fmt.Fprintln(a.stdout, id)
+				}
+				fmt.Fprintf(a.stderr, "purged %s from %s\n", plural(res.Purged, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
+				if err != nil {
+					return err
+				}
+				return missingIDs(f.ids, res.IDs, f.queue)
+			})
+		}),
+	}
+	fs := cmd.Flags()
+	f.addQueue(fs)
+	f.addSelectors(fs)
+	fs.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	noEnv(fs, "yes")
+	_ = cmd.MarkFlagRequired("queue")
+	return cmd
+}
+
+// confirm asks question on w and reads a yes from r.
+func confirm(r io.Reader, w io.Writer, question string) (bool, error) {
+	fmt.Fprint(w, question)
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}
+
+// missingIDs reports the IDs asked for that were not acted on.
+func missingIDs(asked, done []string, queue string) error {
+	if len(asked) == 0 {
+		return nil
+	}
+	got := make(map[string]bool, len(done))
+	for _, id := range done {
+		got[id] = true
+	}
+	var missing []string
+	for _, id := range asked {
+		if !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s not in %s: %s", plural(len(missing), "task", "tasks"), warren.DeadLetterQueue(queue), strings.Join(missing, ", "))
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeDeadLetterTable prints dead letters as aligned columns.
+func writeDeadLetterTable(w io.Writer, dls []admin.DeadLetter, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tAGE\tFAILED-AT\tREASON\tERROR")
+	for _, dl := range dls {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			cell(dl.ID), cell(dl.Type), attempts(dl), age(dl.EnqueuedAt, now), timestamp(dl.FailedAt),
+			cell(string(dl.Reason)), cell(firstLine(strings.TrimPrefix(dl.Error, "worker: "), maxErrorColumn)))
+	}
+	_ = tw.Flush()
+}
+
+// writeDeadLetter prints one dead letter in full.
+func writeDeadLetter(w io.Writer, dl admin.DeadLetter, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	row("ID", dl.ID)
+	row("Type", dl.Type)
+	row("Queue", dl.Queue)
+	row("Reason", string(dl.Reason))
+	row("Attempts", attempts(dl))
+	if !dl.EnqueuedAt.IsZero() {
+		row("Enqueued at", timestamp(dl.EnqueuedAt)+" ("+age(dl.EnqueuedAt, now)+" ago)")
+	}
+	row("Failed at", timestamp(dl.FailedAt))
+	row("Worker", dl.WorkerHost)
+	if dl.Duration > 0 {
+		row("Duration", dl.Duration.String())
+	}
+	if dl.ReplayCount > 0 {
+		row("Replays", fmt.Sprint(dl.ReplayCount))
+	}
+	row("Content type", dl.ContentType)
+	_ = tw.Flush()
+	if dl.Error != "" {
+		fmt.Fprintf(w, "\nError:\n%s\n", indent(dl.Error))
+	}
+	if len(dl.History) > 0 {
+		fmt.Fprintln(w, "\nHistory:")
+		for _, h := range dl.History {
+			fmt.Fprintf(w, "  attempt %d at %s on %s (%s): %s\n", h.Attempt, timestamp(h.FailedAt), h.Worker, h.Duration, firstLine(h.Error, 200))
+		}
+	}
+	if dl.Stack != "" {
+		fmt.Fprintf(w, "\nStack:\n%s\n", indent(dl.Stack))
+	}
+	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(printable(dl.Payload)))
+}
+
+func attempts(dl admin.DeadLetter) string {
+	if dl.Attempts == 0 {
+		return "-"
+	}
+	if dl.MaxAttempts > 0 {
+		return fmt.Sprintf("%d/%d", dl.Attempts, dl.MaxAttempts)
+	}
+	return fmt.Sprint(dl.Attempts)
+}
+
+// age is a short duration like 3d4h, 5m, 12s.
+func age(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	}
+}
+
+func timestamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// cell makes s safe for a table cell: one line, no tabs, "-" when empty.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// firstLine returns the first non-empty line of s, cut to n runes.
+func firstLine(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = strings.TrimSpace(s[:i]) + " …"
+	}
+	if utf8.RuneCountInString(s) > n {
+		r := []rune(s)
+		s = string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+func printable(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return "base64:" + base64.StdEncoding.EncodeToString(b)
+}
+
+// deadLetterJSON is the JSON form of a dead letter.
+type deadLetterJSON struct {
+	ID            string          `json:"id"`
+	Type          string          `json:"type"`
+	Queue         string          `json:"queue"`
+	Reason        string          `json:"reason,omitempty"`
+	Error         string          `json:"error,omitempty"`
+	Attempts      int             `json:"attempts"`
+	MaxAttempts   int             `json:"max_attempts,omitempty"`
+	EnqueuedAt    *time.Time      `json:"enqueued_at,omitempty"`
+	FailedAt      *time.Time      `json:"failed_at,omitempty"`
+	WorkerHost    string          `json:"worker_host,omitempty"`
+	DurationMS    int64           `json:"duration_ms,omitempty"`
+	ReplayCount   int             `json:"replay_count,omitempty"`
+	DeliveryCount int             `json:"delivery_count,omitempty"`
+	ContentType   string          `json:"content_type,omitempty"`
+	Payload       json.RawMessage `json:"payload,omitempty"`        // when it is JSON
+	PayloadText   *string         `json:"payload_text,omitempty"`   // when it is other UTF-8 text
+	PayloadBase64 string          `json:"payload_base64,omitempty"` // otherwise
+	History       []failureJSON   `json:"history,omitempty"`
+	Stack         string          `json:"stack,omitempty"`
+	Headers       map[string]any  `json:"headers,omitempty"` // the caller's own headers
+}
+
+type failureJSON struct {
+	Attempt    int       `json:"attempt"`
+	Error      string    `json:"error"`
+	FailedAt   time.Time `json:"failed_at"`
+	Worker     string    `json:"worker,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+func deadLettersJSON(dls []admin.DeadLetter) []deadLetterJSON {
+	out := make([]deadLetterJSON, 0, len(dls))
+	for _, dl := range dls {
+		out = append(out, newDeadLetterJSON(dl))
+	}
+	return out
+}
+
+func newDeadLetterJSON(dl admin.DeadLetter) deadLetterJSON {
+	j := deadLetterJSON{
+		ID: dl.ID, Type: dl.Type, Queue: dl.Queue, Reason: string(dl.Reason), Error: dl.Error,
+		Attempts: dl.Attempts, MaxAttempts: dl.MaxAttempts, WorkerHost: dl.WorkerHost,
+		DurationMS: dl.Duration.Milliseconds(), ReplayCount: dl.ReplayCount, DeliveryCount: dl.DeliveryCount,
+		ContentType: dl.ContentType, Stack: dl.Stack,
+	}
+	if !dl.EnqueuedAt.IsZero() {
+		t := dl.EnqueuedAt.UTC()
+		j.EnqueuedAt = &t
+	}
+	if !dl.FailedAt.IsZero() {
+		t := dl.FailedAt.UTC()
+		j.FailedAt = &t
+	}
+	switch {
+	case len(dl.Payload) > 0 && json.Valid(dl.Payload):
+		j.Payload = json.RawMessage(dl.Payload)
+	case utf8.Valid(dl.Payload):
+		s := string(dl.Payload)
+		j.PayloadText = &s
+	default:
+		j.PayloadBase64 = base64.StdEncoding.EncodeToString(dl.Payload)
+	}
+	for _, h := range dl.History {
+		j.History = append(j.History, failureJSON{Attempt: h.Attempt, Error: h.Error, FailedAt: h.FailedAt.UTC(), Worker: h.Worker, DurationMS: h.Duration.Milliseconds()})
+	}
+	for k, v := range dl.Headers {
+		if strings.HasPrefix(k, "x-") || strings.HasPrefix(k, warren.HeaderPrefix) {
+			continue
+		}
+		if j.Headers == nil {
+			j.Headers = make(map[string]any)
+		}
+		j.Headers[k] = jsonable(v)
+	}
+	return j
+}
+
+// jsonable turns an AMQP header value into something encoding/json writes.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case []byte:
+		return printable(x)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339)
+	case amqp.Table:
+		return jsonable(map[string]any(x))
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = jsonable(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			s[i] = jsonable(e)
+		}
+		return s
+	case string, bool, nil, int8, int16, int32, int64, int, uint8, uint16, uint32, uint64, float32, float64:
+		return x
+	}
+	return fmt.Sprint(v)
+}
