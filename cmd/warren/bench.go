@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -31,6 +34,8 @@ type benchFlags struct {
 	retryDelay     time.Duration
 	baseline       bool
 	output         string
+	cpuProfile     string
+	memProfile     string
 }
 
 func (a *app) benchCmd() *cobra.Command {
@@ -89,6 +94,9 @@ Exit status: 0 on success, 1 on failure, 2 on bad input.`,
 	fs.DurationVar(&f.retryDelay, "retry-delay", bench.DefaultRetryDelay, "retry mode: the broker delay of each retry (whole seconds)")
 	fs.BoolVar(&f.baseline, "baseline", false, "also run the workload with bare amqp091-go and print the ratios")
 	fs.StringVarP(&f.output, "output", "o", "text", "output `format`: text or json")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of each run to `prefix`-warren.pprof (and prefix-bare.pprof)")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile of each run to `prefix`-warren.pprof (and prefix-bare.pprof)")
+	noEnv(fs, "cpuprofile", "memprofile")
 	return cmd
 }
 
@@ -157,7 +165,7 @@ func (a *app) runBench(ctx context.Context, f *benchFlags) error {
 
 	env := bench.Describe(a.url)
 	o.Progress = progress("warren " + mode)
-	rep, err := bench.Run(ctx, o)
+	rep, err := f.profiled("warren", func() (bench.Report, error) { return bench.Run(ctx, o) })
 	clearProgress(a.stderr, showProgress)
 	if err != nil {
 		return fmt.Errorf("bench: warren: %w", err)
@@ -165,7 +173,7 @@ func (a *app) runBench(ctx context.Context, f *benchFlags) error {
 	res := bench.Result{Report: rep, Environment: env}
 	if f.baseline {
 		o.Progress = progress("bare " + mode)
-		b, err := bench.RunBaseline(ctx, o)
+		b, err := f.profiled("bare", func() (bench.Report, error) { return bench.RunBaseline(ctx, o) })
 		clearProgress(a.stderr, showProgress)
 		if err != nil {
 			return fmt.Errorf("bench: bare: %w", err)
@@ -179,6 +187,42 @@ func (a *app) runBench(ctx context.Context, f *benchFlags) error {
 		return enc.Encode(res)
 	}
 	return writeBenchText(a.stdout, res)
+}
+
+// profiled runs one client's run under the CPU and allocation profilers
+// that --cpuprofile and --memprofile ask for.
+func (f *benchFlags) profiled(client string, run func() (bench.Report, error)) (bench.Report, error) {
+	if f.cpuProfile != "" {
+		file, err := os.Create(f.cpuProfile + "-" + client + ".pprof")
+		if err != nil {
+			return bench.Report{}, err
+		}
+		defer file.Close()
+		if err := pprof.StartCPUProfile(file); err != nil {
+			return bench.Report{}, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if f.memProfile != "" {
+		old := runtime.MemProfileRate
+		runtime.MemProfileRate = 4096
+		defer func() { runtime.MemProfileRate = old }()
+		// Forget what was allocated before this run.
+		runtime.GC()
+	}
+	rep, err := run()
+	if f.memProfile != "" && err == nil {
+		runtime.GC()
+		file, ferr := os.Create(f.memProfile + "-" + client + ".pprof")
+		if ferr != nil {
+			return rep, ferr
+		}
+		defer file.Close()
+		if werr := pprof.Lookup("allocs").WriteTo(file, 0); werr != nil {
+			return rep, werr
+		}
+	}
+	return rep, err
 }
 
 func writeBenchText(w io.Writer, res bench.Result) error {

@@ -20,7 +20,7 @@ func sampleDeadLetters(now time.Time) []admin.DeadLetter {
 			Reason: warren.ReasonExhausted, Error: "worker: command \"sh\" exited with status 1: stderr: smtp down\nsecond line",
 			Attempts: 3, MaxAttempts: 3, EnqueuedAt: now.Add(-26 * time.Hour), FailedAt: now.Add(-time.Hour), WorkerHost: "w1",
 			Duration: 1500 * time.Millisecond,
-			History: []warren.Failure{{Attempt: 1, Error: "smtp down", FailedAt: now.Add(-2 * time.Hour), Worker: "w1", Duration: time.Second}},
+			History:  []warren.Failure{{Attempt: 1, Error: "smtp down", FailedAt: now.Add(-2 * time.Hour), Worker: "w1", Duration: time.Second}},
 			Headers: map[string]any{"tenant": "acme", "x-death": []any{amqp.Table{"reason": "rejected"}}, warren.HeaderAttempt: int32(3),
 				"nested": amqp.Table{"when": now, "raw": []byte("hi")}},
 		},

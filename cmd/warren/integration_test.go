@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -802,5 +803,126 @@ func TestThroughput(t *testing.T) {
 	}
 	if got := ready(t, conn, q); got != 0 {
 		t.Errorf("%d left in the queue", got)
+	}
+}
+
+// publishDeadLetter stores a dead letter in q's dead-letter queue as a
+// worker would.
+func publishDeadLetter(t *testing.T, conn *broker.Conn, q, id, typ, errText string) {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	msg := broker.Encode(&warren.Task{ID: id, Type: typ, Queue: q, Payload: []byte(`{"id":"` + id + `"}`), Attempt: 2, EnqueuedAt: time.Now().Add(-time.Hour)})
+	msg.Headers[warren.HeaderDeadReason] = string(warren.ReasonExhausted)
+	msg.Headers[warren.HeaderError] = errText
+	msg.Headers[warren.HeaderFailedAt] = time.Now().UnixMilli()
+	if err := ch.Publish("", warren.DeadLetterQueue(q), true, false, msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDLQCommands(t *testing.T) {
+	conn := testbroker.Dial(t)
+	q := testbroker.Queue(t, conn)
+	if r := warrenRun(t, 30*time.Second, nil, "topology", "declare", "--queue", q); r.code != 0 {
+		t.Fatalf("topology declare: exit %d\n%s", r.code, r.stderr)
+	}
+	publishDeadLetter(t, conn, q, "dl-1", "a", "boom one\nmore detail")
+	publishDeadLetter(t, conn, q, "dl-2", "a", "boom two")
+	publishDeadLetter(t, conn, q, "dl-3", "b", "boom three")
+	dlq := warren.DeadLetterQueue(q)
+	eventually(t, 10*time.Second, func() bool { return ready(t, conn, dlq) == 3 }, "dead letters not stored")
+
+	ok := func(r cliResult) cliResult {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+		return r
+	}
+
+	r := ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q))
+	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(rows) != 4 || !strings.HasPrefix(rows[0], "ID") || !strings.Contains(rows[1], "dl-1") || !strings.Contains(rows[1], "boom one") ||
+		!strings.Contains(rows[1], "attempts_exhausted") || strings.Contains(r.stdout, "more detail") {
+		t.Fatalf("dlq list table:\n%s", r.stdout)
+	}
+
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q, "--type", "a", "--output", "json"))
+	var listed []struct {
+		ID      string         `json:"id"`
+		Reason  string         `json:"reason"`
+		Payload map[string]any `json:"payload"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed) != 2 || listed[0].ID != "dl-1" || listed[1].ID != "dl-2" ||
+		listed[0].Payload["id"] != "dl-1" || listed[0].Reason != "attempts_exhausted" {
+		t.Fatalf("dlq list --type a --output json: %v\n%s", err, r.stdout)
+	}
+
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "show", "--queue", q, "--id", "dl-1"))
+	if !strings.Contains(r.stdout, "more detail") || !strings.Contains(r.stdout, `{"id":"dl-1"}`) {
+		t.Fatalf("dlq show:\n%s", r.stdout)
+	}
+
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "replay", "--queue", q, "--id", "dl-1", "--dry-run"))
+	if strings.TrimSpace(r.stdout) != "dl-1" || !strings.Contains(r.stderr, "would replay 1 dead letter") {
+		t.Fatalf("dry run: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	if n := ready(t, conn, dlq); n != 3 || ready(t, conn, q) != 0 {
+		t.Fatalf("a dry run changed the queues: %d dead letters", n)
+	}
+
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "replay", "--queue", q, "--id", "dl-1"))
+	if strings.TrimSpace(r.stdout) != "dl-1" || !strings.Contains(r.stderr, "replayed 1 dead letter") {
+		t.Fatalf("replay: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	m := getOne(t, conn, q, 10*time.Second)
+	if m.MessageId != "dl-1" {
+		t.Fatalf("replayed %s", m.MessageId)
+	}
+	if n, _ := broker.HeaderInt(m.Headers, warren.HeaderAttempt); n != 1 {
+		t.Errorf("replayed attempt %d, want 1", n)
+	}
+
+	r = warrenRun(t, 30*time.Second, nil, "dlq", "replay", "--queue", q, "--id", "no-such-id")
+	if r.code != 1 || !strings.Contains(r.stderr, "no-such-id") {
+		t.Fatalf("replay of a missing ID: exit %d\n%s", r.code, r.stderr)
+	}
+
+	r = warrenRun(t, 30*time.Second, strings.NewReader("y\n"), "dlq", "purge", "--queue", q, "--type", "b")
+	if r.code != 2 || !strings.Contains(r.stderr, "refusing to purge without --yes") {
+		t.Fatalf("purge without --yes and without a terminal: exit %d\n%s", r.code, r.stderr)
+	}
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "purge", "--queue", q, "--type", "b", "--yes"))
+	if strings.TrimSpace(r.stdout) != "dl-3" || !strings.Contains(r.stderr, "purged 1 dead letter") {
+		t.Fatalf("purge: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	if n := ready(t, conn, dlq); n != 1 {
+		t.Fatalf("%d dead letters left, want 1 (dl-2)", n)
+	}
+
+	publishDeadLetter(t, conn, q, "dl-4", "c", "boom four")
+	r = ok(warrenRun(t, 30*time.Second, nil, "queues", "--queue", q, "--output", "json"))
+	var infos []struct {
+		Name        string `json:"name"`
+		Exists      bool   `json:"exists"`
+		Ready       int    `json:"ready"`
+		DeadLetters int    `json:"dead_letters"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil || len(infos) != 1 || !infos[0].Exists || infos[0].DeadLetters != 2 {
+		t.Fatalf("queues --output json: %v\n%s", err, r.stdout)
+	}
+	r = ok(warrenRun(t, 30*time.Second, nil, "queues", "--queue", q))
+	if !strings.HasPrefix(r.stdout, "QUEUE") || !strings.Contains(r.stdout, q) {
+		t.Fatalf("queues table:\n%s", r.stdout)
+	}
+
+	missing := q + "-missing"
+	r = warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", missing)
+	if r.code != 1 || !strings.Contains(r.stderr, "does not exist") {
+		t.Fatalf("dlq list of a missing queue: exit %d\n%s", r.code, r.stderr)
 	}
 }
