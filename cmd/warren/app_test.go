@@ -360,3 +360,28 @@ func TestCheckJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestProgress(t *testing.T) {
+	var b bytes.Buffer
+	p := &progress{w: &b, on: true, total: 1000, start: time.Now().Add(-time.Second)}
+	p.draw(batchTotals{ok: 400, failed: 100, bytes: 500})
+	if s := b.String(); !strings.HasPrefix(s, "\r") || !strings.Contains(s, " 50%") || !strings.Contains(s, "400 enqueued, 100 failed") {
+		t.Fatalf("progress line %q", s)
+	}
+	b.Reset()
+	p.draw(batchTotals{ok: 401}) // throttled
+	if b.Len() != 0 {
+		t.Fatalf("drawn again within %s: %q", progressEvery, b.String())
+	}
+	p.clear()
+	if b.String() != "\r\x1b[K" {
+		t.Fatalf("clear wrote %q", b.String())
+	}
+	off := &progress{w: &b, on: false}
+	b.Reset()
+	off.draw(batchTotals{ok: 1})
+	off.clear()
+	if b.Len() != 0 {
+		t.Fatalf("a progress bar off a terminal wrote %q", b.String())
+	}
+}

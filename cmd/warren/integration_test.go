@@ -926,3 +926,46 @@ func TestDLQCommands(t *testing.T) {
 		t.Fatalf("dlq list of a missing queue: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestWorkerExitsOneWhenConnectionLost closes the worker's own connection
+// on the broker (rabbitmqctl close_connection, found by the connection
+// name that carries the worker's pid); other clients are not touched.
+func TestWorkerExitsOneWhenConnectionLost(t *testing.T) {
+	ctl, err := exec.LookPath("rabbitmqctl")
+	if err != nil {
+		t.Skip("rabbitmqctl not found: cannot close one connection on the broker")
+	}
+	conn := testbroker.Dial(t)
+	q := testbroker.Queue(t, conn)
+	w := startWarren(t, nil, "worker", "--queue", q, "--exec", "true")
+	w.waitLog(20*time.Second, "worker: started")
+
+	name := fmt.Sprintf("warren worker (pid %d)", w.cmd.Process.Pid)
+	var connPid string
+	eventually(t, 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, ctl, "list_connections", "pid", "client_properties", "-q").Output()
+		if err != nil {
+			t.Skipf("rabbitmqctl list_connections: %v", err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, `"`+name+`"`) {
+				connPid, _, _ = strings.Cut(line, "\t")
+				return true
+			}
+		}
+		return false
+	}, "no connection named %q", name)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, ctl, "close_connection", connPid, "warren test: simulated connection loss").CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl close_connection: %v\n%s", err, out)
+	}
+	if code := w.wait(20 * time.Second); code != 1 {
+		t.Fatalf("worker exit %d after losing its connection, want 1", code)
+	}
+	if !strings.Contains(w.log.String(), "warren: worker: connection to the broker lost") {
+		t.Errorf("no clear message:\n%s", w.log.String())
+	}
+}
