@@ -927,17 +927,21 @@ func TestDLQCommands(t *testing.T) {
 	}
 }
 
-// TestWorkerExitsOneWhenConnectionLost closes the worker's own connection
-// on the broker (rabbitmqctl close_connection, found by the connection
-// name that carries the worker's pid); other clients are not touched.
-func TestWorkerExitsOneWhenConnectionLost(t *testing.T) {
+// TestWorkerSurvivesOrReportsConnectionLoss closes the worker's own
+// connection on the broker (rabbitmqctl close_connection, found by the
+// connection name that carries the worker's pid; other clients are not
+// touched). The worker must not linger half-dead: either it exits 1 with a
+// clear message (no reconnecting), or it reconnects and goes on working.
+func TestWorkerSurvivesOrReportsConnectionLoss(t *testing.T) {
 	ctl, err := exec.LookPath("rabbitmqctl")
 	if err != nil {
 		t.Skip("rabbitmqctl not found: cannot close one connection on the broker")
 	}
 	conn := testbroker.Dial(t)
 	q := testbroker.Queue(t, conn)
-	w := startWarren(t, nil, "worker", "--queue", q, "--exec", "true")
+	dir := t.TempDir()
+	h := handlerScript(t, dir)
+	w := startWarren(t, nil, "worker", "--queue", q, "--exec", h)
 	w.waitLog(20*time.Second, "worker: started")
 
 	name := fmt.Sprintf("warren worker (pid %d)", w.cmd.Process.Pid)
@@ -962,10 +966,23 @@ func TestWorkerExitsOneWhenConnectionLost(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, ctl, "close_connection", connPid, "warren test: simulated connection loss").CombinedOutput(); err != nil {
 		t.Fatalf("rabbitmqctl close_connection: %v\n%s", err, out)
 	}
-	if code := w.wait(20 * time.Second); code != 1 {
-		t.Fatalf("worker exit %d after losing its connection, want 1", code)
+
+	eventually(t, 30*time.Second, func() bool { return w.exited() || w.log.count("broker: reconnected") > 0 },
+		"the worker neither exited nor reconnected after losing its connection")
+	if w.exited() {
+		if w.code != 1 {
+			t.Fatalf("worker exit %d after losing its connection, want 1", w.code)
+		}
+		if !strings.Contains(w.log.String(), "warren: worker: connection to the broker lost") {
+			t.Errorf("no clear message:\n%s", w.log.String())
+		}
+		return
 	}
-	if !strings.Contains(w.log.String(), "warren: worker: connection to the broker lost") {
-		t.Errorf("no clear message:\n%s", w.log.String())
+	// Reconnected: it must still work, and still drain on SIGTERM.
+	id := enqueue(t, q, "ok")
+	w.waitLog(30*time.Second, `msg="job succeeded"`, "task_id="+id)
+	w.signal(syscall.SIGTERM)
+	if code := w.wait(30 * time.Second); code != 0 {
+		t.Fatalf("worker exit %d after SIGTERM, want 0", code)
 	}
 }
