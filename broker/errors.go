@@ -28,6 +28,9 @@ var (
 	ErrQueueMismatch = errors.New("broker: queue exists with different arguments")
 	// ErrAccessRefused: the broker refused the credentials or the permission.
 	ErrAccessRefused = errors.New("broker: access refused")
+	// ErrBlocked: the broker blocks publishing (a memory or disk alarm)
+	// and the caller's context ended before it lifted the block.
+	ErrBlocked = errors.New("broker: publishing blocked by a broker alarm")
 	// ErrMalformed: a delivery is not a valid Warren task.
 	ErrMalformed = errors.New("broker: malformed task message")
 )
@@ -89,6 +92,9 @@ func classify(err error, what string) error {
 func Transient(err error) bool {
 	if err == nil {
 		return false
+	}
+	if errors.Is(err, ErrNotConnected) || errors.Is(err, ErrBlocked) {
+		return true
 	}
 	if errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrQueueNotFound) || errors.Is(err, ErrQueueMismatch) || errors.Is(err, ErrUnroutable) {
 		return false

@@ -20,6 +20,7 @@ const DefaultWindow = 512
 // every unconfirmed publish fails with ErrConfirmLost and later publishes
 // fail with ErrClosed: the caller opens a new Publisher.
 type Publisher struct {
+	conn   *Conn
 	ch     *amqp.Channel
 	window chan struct{}
 
@@ -55,6 +56,7 @@ func NewPublisher(c *Conn, window int) (*Publisher, error) {
 		return nil, classify(err, "enable publisher confirms")
 	}
 	p := &Publisher{
+		conn:     c,
 		ch:       ch,
 		window:   make(chan struct{}, window),
 		pending:  make(map[uint64]*Pending),
@@ -104,7 +106,7 @@ func (p *Publisher) track(returns <-chan amqp.Return, confirms <-chan amqp.Confi
 				break
 			}
 			if e != nil {
-				p.fail(fmt.Errorf("%w: channel closed: %w", ErrConfirmLost, e))
+				p.fail(fmt.Errorf("%w: channel closed: %w", ErrConfirmLost, classify(e, "channel closed by the broker")))
 			} else {
 				p.fail(fmt.Errorf("%w: channel closed", ErrConfirmLost))
 			}
@@ -166,8 +168,12 @@ func (pd *Pending) finish(err error) {
 
 // Publish sends msg to exchange with routing key, mandatory, and returns
 // at once with a Pending for its confirm. It blocks only while the window
-// of unconfirmed publishes is full, up to ctx's end.
+// of unconfirmed publishes is full or the broker blocks publishing (an
+// alarm), up to ctx's end.
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (*Pending, error) {
+	if err := p.conn.AwaitUnblocked(ctx); err != nil {
+		return nil, err
+	}
 	select {
 	case p.window <- struct{}{}:
 	case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -104,9 +105,13 @@ type Producer struct {
 	breaker interface{ Run(func() error) error }
 
 	mu     sync.Mutex
-	pub    *broker.Publisher
 	closed bool
 	wg     sync.WaitGroup // in-flight enqueues
+
+	pubMu sync.Mutex // guards pub; held while waiting for a reconnect
+	pub   *broker.Publisher
+
+	republished atomic.Uint64
 
 	checked sync.Map // queue name → time.Time of the last successful existence check
 }
@@ -129,6 +134,11 @@ func New(ctx context.Context, conn *broker.Conn, cfg Config) (*Producer, error) 
 	pub, err := broker.NewPublisher(conn, cfg.Window)
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
+	}
+	if !cfg.NoDeclare {
+		conn.OnReconnect(func(ctx context.Context, c *broker.Conn) error {
+			return broker.Declare(ctx, c, cfg.QueueOptions, cfg.Queues...)
+		})
 	}
 	return &Producer{conn: conn, cfg: cfg, pub: pub, breaker: retry.Breaker(5, 5*time.Second)}, nil
 }
@@ -185,7 +195,12 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 	defer p.wg.Done()
 
 	results := make([]Result, len(jobs))
-	pend := make([]*broker.Pending, len(jobs))
+	type sent struct {
+		pd            *broker.Pending
+		exchange, key string
+		msg           amqp.Publishing
+	}
+	pend := make([]*sent, len(jobs))
 	now := time.Now()
 	for i, j := range jobs {
 		t, o, err := p.build(j, now)
@@ -218,13 +233,24 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 			results[i].Err = fmt.Errorf("producer: enqueue %s to %q: %w", t.ID, t.Queue, err)
 			continue
 		}
-		pend[i] = pd
+		pend[i] = &sent{pd: pd, exchange: exchange, key: key, msg: msg}
 	}
-	for i, pd := range pend {
-		if pd == nil {
+	for i, s := range pend {
+		if s == nil {
 			continue
 		}
-		if err := pd.Wait(ctx); err != nil {
+		err := s.pd.Wait(ctx)
+		// The channel died before the broker confirmed: publish the same
+		// task (same ID) again on the next channel. The broker may then
+		// hold it twice; handlers see it at least once, never zero times.
+		for try := 0; try < maxRepublish && errors.Is(err, ErrConfirmLost) && !refused(err) && ctx.Err() == nil; try++ {
+			p.republished.Add(1)
+			var pd *broker.Pending
+			if pd, err = p.publish(ctx, s.exchange, s.key, s.msg); err == nil {
+				err = pd.Wait(ctx)
+			}
+		}
+		if err != nil {
 			results[i].Err = fmt.Errorf("producer: enqueue %s to %q: %w", results[i].ID, jobs[i].Queue, err)
 		}
 	}
@@ -284,51 +310,72 @@ func (p *Producer) build(j Job, now time.Time) (*warren.Task, options, error) {
 	return t, o, nil
 }
 
-// publish sends one message through the circuit breaker, reopening the
-// publisher channel if a channel error closed it while the connection lives.
+// publish sends one message through the circuit breaker. While the
+// connection is down it waits for the next one, up to ctx's end; a
+// publisher killed by a channel error or a connection loss is replaced.
 func (p *Producer) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (*broker.Pending, error) {
 	var pd *broker.Pending
-	var perr error
 	err := p.breaker.Run(func() error {
-		pub, err := p.publisher()
-		if err != nil {
-			perr = err
+		for {
+			pub, err := p.publisher(ctx)
+			if err != nil {
+				return err
+			}
+			pd, err = pub.Publish(ctx, exchange, key, msg)
+			if errors.Is(err, broker.ErrClosed) && ctx.Err() == nil && !p.isClosed() {
+				continue // that channel is gone: take the next one
+			}
 			return err
 		}
-		pd, perr = pub.Publish(ctx, exchange, key, msg)
-		if perr != nil && ctx.Err() == nil {
-			return perr // a broker-side failure: counts against the breaker
-		}
-		return nil
 	})
-	if perr != nil {
-		return nil, perr
+	if errors.Is(err, retry.ErrBreakerOpen) {
+		return nil, fmt.Errorf("%w: the broker failed recently; failing fast for a few seconds", ErrBreakerOpen)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return pd, nil
+	return pd, err
 }
 
-func (p *Producer) publisher() (*broker.Publisher, error) {
+func (p *Producer) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return nil, ErrClosed
-	}
-	if p.pub.Err() == nil {
-		return p.pub, nil
-	}
-	if err := p.conn.Err(); err != nil {
-		return nil, err
-	}
-	pub, err := broker.NewPublisher(p.conn, p.cfg.Window)
-	if err != nil {
-		return nil, err
-	}
-	p.pub = pub
-	return pub, nil
+	return p.closed
 }
+
+// publisher returns a live publisher, waiting (up to ctx) for the
+// connection to come back if it must open a new one.
+func (p *Producer) publisher(ctx context.Context) (*broker.Publisher, error) {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	for p.pub.Err() != nil {
+		if p.isClosed() {
+			return nil, ErrClosed
+		}
+		if err := p.conn.Await(ctx); err != nil {
+			return nil, err
+		}
+		pub, err := broker.NewPublisher(p.conn, p.cfg.Window)
+		if err != nil {
+			if errors.Is(err, broker.ErrNotConnected) {
+				continue
+			}
+			return nil, err
+		}
+		p.pub = pub
+	}
+	return p.pub, nil
+}
+
+// maxRepublish bounds how many times one enqueue republishes a task whose
+// confirm was lost.
+const maxRepublish = 10
+
+// refused reports an error the broker will give again: no republish helps.
+func refused(err error) bool {
+	return errors.Is(err, broker.ErrAccessRefused) || errors.Is(err, broker.ErrQueueNotFound) || errors.Is(err, broker.ErrQueueMismatch)
+}
+
+// Republished counts tasks published again because their first publish
+// lost its confirm to a connection or channel failure.
+func (p *Producer) Republished() uint64 { return p.republished.Load() }
 
 func (p *Producer) checkQueue(ctx context.Context, queue string) error {
 	if at, ok := p.checked.Load(queue); ok && time.Since(at.(time.Time)) < p.cfg.QueueCheckTTL {
@@ -363,9 +410,9 @@ func (p *Producer) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("producer: close: enqueues still waiting for confirms: %w", ctx.Err())
 	}
-	p.mu.Lock()
+	p.pubMu.Lock()
 	pub := p.pub
-	p.mu.Unlock()
+	p.pubMu.Unlock()
 	if cerr := pub.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("producer: close: %w", cerr)
 	}

@@ -33,8 +33,12 @@ const (
 )
 
 // ErrConnectionLost is returned (wrapped) by Run when the connection to the
-// broker is lost. The caller decides whether to dial again.
+// broker is closed for good (the Conn was closed, or it does not
+// reconnect). A connection that drops and comes back does not stop Run.
 var ErrConnectionLost = errors.New("worker: connection to the broker lost")
+
+// errChannelLost cancels handlers whose delivery's channel is gone.
+var errChannelLost = errors.New("worker: the channel that delivered the task was lost; the broker delivers it again")
 
 // Config tunes a Pool. Queues is required; every other zero value has a default.
 type Config struct {
@@ -67,8 +71,14 @@ type Config struct {
 	// QueueOptions are used to declare Queues. The zero value is a quorum
 	// queue with broker.DefaultDeliveryLimit.
 	QueueOptions broker.QueueOptions
-	// NoDeclare skips declaring the topology at start.
+	// NoDeclare skips declaring the topology at start and after reconnects.
 	NoDeclare bool
+	// KeepRunningOnDisconnect lets running handlers go on when the
+	// connection (or the channel) that delivered their task is lost. By
+	// default their context is cancelled: the broker has already handed
+	// the task back to the queue, and another worker may be running it.
+	// Either way the outcome of such a run is dropped, not acked.
+	KeepRunningOnDisconnect bool
 	// Hostname is recorded in dead letters. "" means os.Hostname().
 	Hostname string
 	// Logger receives the pool's events. nil means slog.Default().
@@ -156,6 +166,8 @@ type Stats struct {
 	DeadLettered uint64
 	Requeued     uint64 // deliveries handed back to the broker (shutdown, or an outcome that could not be published)
 	Redelivered  uint64 // deliveries the broker had delivered before
+	Voided       uint64 // runs whose delivery was lost with its channel: outcome dropped, the broker redelivers
+	Reconnects   uint64 // connections re-established (see broker.Conn.Reconnects)
 	InFlight     int64
 }
 
@@ -167,7 +179,7 @@ type Pool struct {
 	cfg     Config
 	log     *slog.Logger
 
-	started, succeeded, retried, dead, requeued, redelivered atomic.Uint64
+	started, succeeded, retried, dead, requeued, redelivered, voided atomic.Uint64
 	inFlight                                                 atomic.Int64
 
 	running atomic.Bool
@@ -197,6 +209,8 @@ func (p *Pool) Stats() Stats {
 		DeadLettered: p.dead.Load(),
 		Requeued:     p.requeued.Load(),
 		Redelivered:  p.redelivered.Load(),
+		Voided:       p.voided.Load(),
+		Reconnects:   p.conn.Reconnects(),
 		InFlight:     p.inFlight.Load(),
 	}
 }
@@ -204,6 +218,9 @@ func (p *Pool) Stats() Stats {
 type job struct {
 	d     amqp.Delivery
 	queue string
+	// live ends when the channel that delivered d closes: d can then no
+	// longer be acked, and the broker has requeued it.
+	live context.Context
 }
 
 // Run consumes until ctx ends, then drains: it cancels the consumers, lets
@@ -220,6 +237,9 @@ func (p *Pool) Run(ctx context.Context) error {
 		if err := broker.Declare(ctx, p.conn, p.cfg.QueueOptions, p.cfg.Queues...); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
+		p.conn.OnReconnect(func(ctx context.Context, c *broker.Conn) error {
+			return broker.Declare(ctx, c, p.cfg.QueueOptions, p.cfg.Queues...)
+		})
 	}
 	pubs, err := newPublishers(p.conn)
 	if err != nil {
@@ -283,6 +303,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		p.log.Info("worker: shutting down", "in_flight", p.inFlight.Load(), "shutdown_timeout", p.cfg.ShutdownTimeout)
 	case err := <-lost:
 		runErr = fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		hardCancel() // their deliveries are gone with the connection
 		p.log.Error("worker: stopping", "err", runErr)
 	}
 	close(stop)
@@ -310,7 +331,7 @@ type consumer struct {
 	ch    *amqp.Channel
 	tag   string
 	in    <-chan amqp.Delivery
-	close chan *amqp.Error
+	live  context.Context
 }
 
 var consumerSeq atomic.Uint64
@@ -334,14 +355,24 @@ func (p *Pool) consume(queue string) (*consumer, error) {
 		}
 		return nil, fmt.Errorf("consume %s: %w", queue, err)
 	}
-	return &consumer{p: p, queue: queue, ch: ch, tag: tag, in: in, close: ch.NotifyClose(make(chan *amqp.Error, 1))}, nil
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	live, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		e := <-closed
+		if e != nil {
+			cancel(fmt.Errorf("%w: %w", errChannelLost, e))
+		} else {
+			cancel(errChannelLost)
+		}
+	}()
+	return &consumer{p: p, queue: queue, ch: ch, tag: tag, in: in, live: live}, nil
 }
 
-// forward hands deliveries to the handlers until stop is closed. If the
-// broker closes the channel (a channel error, or consumer_timeout) while
-// the connection lives, it opens a new one and goes on; the old channel's
-// unacked deliveries are back on the queue. It returns an error only when
-// the connection is gone.
+// forward hands deliveries to the handlers until stop is closed. When the
+// channel closes (a channel error, consumer_timeout, or the connection
+// dropping), it waits for the connection and consumes again; the old
+// channel's unacked deliveries are back on the queue. It returns an error
+// only when the connection is closed for good.
 func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 	for {
 		select {
@@ -358,7 +389,7 @@ func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 				continue
 			}
 			select {
-			case jobs <- job{d: d, queue: c.queue}:
+			case jobs <- job{d: d, queue: c.queue, live: c.live}:
 			case <-stop:
 				// Not started: leave it unacked for the broker to requeue.
 				_ = c.ch.Cancel(c.tag, false)
@@ -369,32 +400,38 @@ func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 }
 
 func (c *consumer) reopen(stop <-chan struct{}) error {
-	var reason error
-	select {
-	case e := <-c.close:
-		if e != nil {
-			reason = e
+	<-c.live.Done()
+	c.p.log.Warn("worker: consumer channel closed; consuming again when the broker is back", "queue", c.queue, "err", context.Cause(c.live))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
 		}
-	default:
-	}
-	if c.p.conn.Err() != nil {
-		return c.p.conn.Err()
-	}
-	c.p.log.Warn("worker: consumer channel closed; opening a new one", "queue", c.queue, "err", reason)
+	}()
 	backoff := 100 * time.Millisecond
 	for {
+		if err := c.p.conn.Await(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopping
+			}
+			return err // closed for good
+		}
 		nc, err := c.p.consume(c.queue)
 		if err == nil {
 			_ = c.ch.Close()
-			c.ch, c.tag, c.in, c.close = nc.ch, nc.tag, nc.in, nc.close
+			c.ch, c.tag, c.in, c.live = nc.ch, nc.tag, nc.in, nc.live
+			c.p.log.Info("worker: consuming again", "queue", c.queue)
 			return nil
 		}
-		if c.p.conn.Err() != nil || errors.Is(err, broker.ErrClosed) {
+		if errors.Is(err, broker.ErrClosed) {
 			return err
 		}
-		c.p.log.Error("worker: reopen consumer failed", "queue", c.queue, "err", err)
+		c.p.log.Warn("worker: consume again failed", "queue", c.queue, "err", err, "retry_in", backoff)
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
@@ -420,9 +457,25 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	p.started.Add(1)
 	p.inFlight.Add(1)
 	start := time.Now()
-	err = p.run(hardCtx, t)
+	runCtx := hardCtx
+	if !p.cfg.KeepRunningOnDisconnect && j.live != nil {
+		var cancel context.CancelCauseFunc
+		runCtx, cancel = context.WithCancelCause(hardCtx)
+		stopWatch := context.AfterFunc(j.live, func() { cancel(context.Cause(j.live)) })
+		defer stopWatch()
+		defer cancel(nil)
+	}
+	err = p.run(runCtx, t)
 	dur := time.Since(start)
 	p.inFlight.Add(-1)
+
+	if j.live != nil && j.live.Err() != nil {
+		// The delivery died with its channel: the broker has requeued it,
+		// and any outcome published now would duplicate the task.
+		p.voided.Add(1)
+		log.Warn("worker: delivery lost with its channel; outcome dropped, the broker delivers the task again", "err", err, "duration", dur)
+		return
+	}
 
 	if err == nil {
 		if aerr := d.Ack(false); aerr != nil {
@@ -568,18 +621,35 @@ func newPublishers(c *broker.Conn) (*publishers, error) {
 }
 
 func (ps *publishers) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	ps.mu.Lock()
-	if ps.pub.Err() != nil && ps.conn.Err() == nil {
-		if pub, err := broker.NewPublisher(ps.conn, 0); err == nil {
-			ps.pub = pub
-		}
-	}
-	pub := ps.pub
-	ps.mu.Unlock()
 	// Bound the wait: a confirm that never comes must not hold the delivery forever.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	pub, err := ps.get(ctx)
+	if err != nil {
+		return err
+	}
 	return pub.PublishWait(ctx, exchange, key, msg)
+}
+
+// get returns a live publisher, opening a new one (after the connection
+// is back) if a channel error or a connection loss killed the last.
+func (ps *publishers) get(ctx context.Context) (*broker.Publisher, error) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for ps.pub.Err() != nil {
+		if err := ps.conn.Await(ctx); err != nil {
+			return nil, err
+		}
+		pub, err := broker.NewPublisher(ps.conn, 0)
+		if err != nil {
+			if errors.Is(err, broker.ErrNotConnected) {
+				continue // lost again at once: wait for the next connection
+			}
+			return nil, err
+		}
+		ps.pub = pub
+	}
+	return ps.pub, nil
 }
 
 func (ps *publishers) close() {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +24,14 @@ import (
 	"github.com/warrenq/warren/worker"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.NewTextHandler(logOut(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+func logOut() io.Writer {
+	if os.Getenv("WARREN_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
 
 type env struct {
 	conn  *broker.Conn
@@ -159,6 +167,22 @@ func (e *env) ready(t *testing.T, queue string) int {
 		t.Fatal(err)
 	}
 	return st.Ready
+}
+
+// readyEventually polls the ready count until it equals want or timeout
+// passes, and returns the last count.
+func (e *env) readyEventually(t *testing.T, queue string, want int, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := e.ready(t, queue)
+		if n == want || time.Now().After(deadline) {
+			return n
+		}
+		<-tick.C
+	}
 }
 
 func fastRetry(max int) retry.Policy {
@@ -474,7 +498,8 @@ func TestShutdownTimeoutHandsTheJobBackToTheBroker(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.ready(t, e.queue); n != 1 {
+	// A quorum queue applies the requeue asynchronously: allow it a moment.
+	if n := e.readyEventually(t, e.queue, 1, 5*time.Second); n != 1 {
 		t.Fatalf("%d ready after the cut-off job, want it back on the queue", n)
 	}
 	if n := e.ready(t, warren.DeadLetterQueue(e.queue)); n != 0 {

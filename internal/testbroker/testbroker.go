@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -94,4 +95,48 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// DialNamed is Dial with a connection name of the caller's choosing, for
+// CloseConnection. Options in cfg other than Name are kept.
+func DialNamed(t testing.TB, cfg broker.Config) *broker.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if cfg.DialRetries == 0 {
+		cfg.DialRetries = 2
+	}
+	c, err := broker.Dial(ctx, URL(), cfg)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("broker unreachable under CI=true: %v", err)
+		}
+		t.Skipf("broker unreachable (set CI=true to fail instead): %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// CloseConnection makes the broker close every client connection named
+// name (as `rabbitmqctl close_connection` does), and returns how many it
+// closed. It needs rabbitmqctl on PATH and the right to run it.
+func CloseConnection(t testing.TB, name string) int {
+	t.Helper()
+	out, err := exec.Command("rabbitmqctl", "-q", "list_connections", "pid", "client_properties", "--no-table-headers").CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmqctl list_connections: %v: %s", err, out)
+	}
+	n := 0
+	want := `{"connection_name","` + name + `"}`
+	for _, line := range strings.Split(string(out), "\n") {
+		pid, props, ok := strings.Cut(line, "\t")
+		if !ok || !strings.Contains(props, want) {
+			continue
+		}
+		if out, err := exec.Command("rabbitmqctl", "-q", "close_connection", strings.TrimSpace(pid), "closed by test").CombinedOutput(); err != nil {
+			t.Fatalf("rabbitmqctl close_connection: %v: %s", err, out)
+		}
+		n++
+	}
+	return n
 }
