@@ -180,7 +180,7 @@ type Pool struct {
 	log     *slog.Logger
 
 	started, succeeded, retried, dead, requeued, redelivered, voided atomic.Uint64
-	inFlight                                                 atomic.Int64
+	inFlight                                                         atomic.Int64
 
 	running atomic.Bool
 }
