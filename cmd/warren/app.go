@@ -235,20 +235,24 @@ func noEnv(fs *pflag.FlagSet, names ...string) {
 	}
 }
 
-// urlSecrets returns the password of raw in the forms it may appear in
-// a message: decoded, and as written.
+// urlSecrets returns the passwords of raw (one URL, or a comma-separated
+// list of a cluster's) in the forms they may appear in a message: decoded,
+// and as written.
 func urlSecrets(raw string) []string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return nil
-	}
-	pw, ok := u.User.Password()
-	if !ok || pw == "" {
-		return nil
-	}
-	out := []string{pw}
-	if _, enc, ok := strings.Cut(u.User.String(), ":"); ok && enc != pw {
-		out = append(out, enc)
+	var out []string
+	for _, part := range strings.Split(raw, ",") {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil || u.User == nil {
+			continue
+		}
+		pw, ok := u.User.Password()
+		if !ok || pw == "" {
+			continue
+		}
+		out = append(out, pw)
+		if _, enc, ok := strings.Cut(u.User.String(), ":"); ok && enc != pw {
+			out = append(out, enc)
+		}
 	}
 	return out
 }

@@ -138,6 +138,9 @@ func TestScrub(t *testing.T) {
 	if strings.Contains(got, "p@ss/word") || strings.Contains(got, "p%40ss%2Fword") {
 		t.Fatalf("scrub left the password: %q", got)
 	}
+	if got := urlSecrets("amqp://u:one@h1/,amqp://u:two@h2/"); len(got) != 2 || got[0] != "one" || got[1] != "two" {
+		t.Fatalf("cluster URL secrets: %q", got)
+	}
 	if urlSecrets("amqp://host/") != nil || urlSecrets("::bad") != nil {
 		t.Fatal("secrets found where there are none")
 	}

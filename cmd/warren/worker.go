@@ -42,8 +42,8 @@ its environment, without WARREN_URL and other WARREN_* secrets. Exit 0 is
 success; exit 65 (EX_DATAERR) sends the task to the dead-letter queue at once;
 any other failure is retried with backoff until --max-attempts.
 
-Exit status: 0 after a graceful drain, 1 when the connection to the broker is
-lost or the worker cannot start.`,
+Exit status: 0 after a graceful drain, 1 when the worker cannot start or
+loses the broker for good.`,
 		Example: `  warren worker --queue emails --exec "./send-email.sh"
   warren worker --queue emails --concurrency 20 --exec "sh -c 'jq .to | mail-it'"`,
 		Args: cobra.NoArgs,
