@@ -171,6 +171,9 @@ read:
 			}
 		}
 	}
+	if interrupted == nil && ctx.Err() != nil {
+		interrupted = ctx.Err() // the reader saw it first
+	}
 	if len(cur.items) > 0 || cur.size > 0 {
 		send()
 	}
