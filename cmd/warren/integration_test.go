@@ -986,3 +986,53 @@ func TestWorkerSurvivesOrReportsConnectionLoss(t *testing.T) {
 		t.Fatalf("worker exit %d after SIGTERM, want 0", code)
 	}
 }
+
+// TestEnqueueFromStdinInterrupted streams jobs on stdin, then sends SIGINT:
+// what was read is enqueued, the summary is printed, and the exit is 1.
+func TestEnqueueFromStdinInterrupted(t *testing.T) {
+	conn := testbroker.Dial(t)
+	q := testbroker.Queue(t, conn)
+	cmd := exec.Command(bin, "--url", testbroker.URL(), "enqueue", "--queue", q, "--from-file", "-", "--print-ids")
+	cmd.Env = cliEnv()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	errLog := &logLines{}
+	cmd.Stdout, cmd.Stderr = &out, errLog
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}) // closed once the process is reaped
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	for i := range 3 {
+		fmt.Fprintf(stdin, `{"type":"stream","payload":{"i":%d}}`+"\n", i)
+	}
+	// The lines trickle in: each partial batch goes out after a short linger.
+	eventually(t, 20*time.Second, func() bool {
+		st, err := broker.Inspect(context.Background(), conn, q) // not found until the command declares it
+		return err == nil && st.Ready == 3
+	}, "streamed jobs not enqueued before the input ended")
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("enqueue still running 20s after SIGINT")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit %d after SIGINT, want 1; stderr:\n%s", code, errLog.String())
+	}
+	if !strings.Contains(errLog.String(), "enqueued 3, failed 0") || !strings.Contains(errLog.String(), "interrupted") {
+		t.Errorf("stderr:\n%s", errLog.String())
+	}
+	if n := len(strings.Fields(out.String())); n != 3 {
+		t.Errorf("printed %d IDs, want 3", n)
+	}
+}
