@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eapache/go-resiliency/breaker"
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -62,8 +63,22 @@ type Config struct {
 	// QueueCheckTTL is how long a delayed enqueue trusts that a queue it has
 	// checked still exists. 0 means 30s.
 	QueueCheckTTL time.Duration
+	// ContextHeaders, if set, adds headers taken from each Enqueue's
+	// context: W3C trace context, a tenant, a request ID. The headers of
+	// WithHeaders win over them.
+	ContextHeaders func(ctx context.Context) map[string]any
+	// Observer is told the outcome of every enqueue, for metrics. nil means none.
+	Observer Observer
 	// Logger receives the producer's events. nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// Observer is told the outcome of each enqueued task. It must be safe for
+// concurrent use and quick.
+type Observer interface {
+	// Enqueued reports one task: err is nil once the broker confirmed it;
+	// latency runs from the call to the confirm.
+	Enqueued(queue, taskType string, err error, latency time.Duration)
 }
 
 func (c Config) withDefaults() Config {
@@ -102,7 +117,7 @@ func (c Config) validate() error {
 type Producer struct {
 	conn    *broker.Conn
 	cfg     Config
-	breaker interface{ Run(func() error) error }
+	breaker *breaker.Breaker
 
 	mu     sync.Mutex
 	closed bool
@@ -203,7 +218,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 	pend := make([]*sent, len(jobs))
 	now := time.Now()
 	for i, j := range jobs {
-		t, o, err := p.build(j, now)
+		t, o, err := p.build(ctx, j, now)
 		results[i].ID = t.ID
 		if err != nil {
 			results[i].Err = err
@@ -254,11 +269,25 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 			results[i].Err = fmt.Errorf("producer: enqueue %s to %q: %w", results[i].ID, jobs[i].Queue, err)
 		}
 	}
+	if obs := p.cfg.Observer; obs != nil {
+		lat := time.Since(now)
+		for i, r := range results {
+			obs.Enqueued(jobs[i].Queue, jobs[i].Type, r.Err, lat)
+		}
+	}
 	return results, nil
 }
 
-func (p *Producer) build(j Job, now time.Time) (*warren.Task, options, error) {
+func (p *Producer) build(ctx context.Context, j Job, now time.Time) (*warren.Task, options, error) {
 	var o options
+	if p.cfg.ContextHeaders != nil {
+		if h := p.cfg.ContextHeaders(ctx); len(h) > 0 {
+			o.headers = make(map[string]any, len(h))
+			for k, v := range h {
+				o.headers[k] = v
+			}
+		}
+	}
 	for _, opt := range j.Options {
 		opt(&o)
 	}
@@ -371,6 +400,19 @@ const maxRepublish = 10
 // refused reports an error the broker will give again: no republish helps.
 func refused(err error) bool {
 	return errors.Is(err, broker.ErrAccessRefused) || errors.Is(err, broker.ErrQueueNotFound) || errors.Is(err, broker.ErrQueueMismatch)
+}
+
+// BreakerState is "closed" while publishing works, "open" while it fails
+// fast after broker failures, and "half-open" while it probes the broker.
+func (p *Producer) BreakerState() string {
+	switch p.breaker.GetState() {
+	case breaker.Open:
+		return "open"
+	case breaker.HalfOpen:
+		return "half-open"
+	default:
+		return "closed"
+	}
 }
 
 // Republished counts tasks published again because their first publish

@@ -81,6 +81,12 @@ type Config struct {
 	KeepRunningOnDisconnect bool
 	// Hostname is recorded in dead letters. "" means os.Hostname().
 	Hostname string
+	// Middleware wraps the handler for every task, outermost first: for
+	// tracing, metrics or idempotency that must hold whatever the handler.
+	Middleware []Middleware
+	// Observer is told when each task starts and how it ends, for metrics.
+	// nil means none.
+	Observer Observer
 	// Logger receives the pool's events. nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -182,7 +188,32 @@ type Pool struct {
 	started, succeeded, retried, dead, requeued, redelivered, voided atomic.Uint64
 	inFlight                                                         atomic.Int64
 
-	running atomic.Bool
+	running  atomic.Bool
+	stopping atomic.Bool
+	active   atomic.Int32 // queues being consumed now
+}
+
+// ErrNotReady is wrapped by Ready's error.
+var ErrNotReady = errors.New("worker: not ready")
+
+// Ready returns nil while the pool consumes every queue on a live,
+// unblocked connection: the answer a readiness probe wants. Otherwise it
+// says why not.
+func (p *Pool) Ready() error {
+	switch {
+	case !p.running.Load():
+		return fmt.Errorf("%w: not started", ErrNotReady)
+	case p.stopping.Load():
+		return fmt.Errorf("%w: shutting down", ErrNotReady)
+	case !p.conn.Connected():
+		return fmt.Errorf("%w: not connected to the broker", ErrNotReady)
+	case p.conn.Blocked() != "":
+		return fmt.Errorf("%w: the broker blocks publishing: %s", ErrNotReady, p.conn.Blocked())
+	}
+	if n, want := int(p.active.Load()), len(p.cfg.Queues); n < want {
+		return fmt.Errorf("%w: consuming %d of %d queues", ErrNotReady, n, want)
+	}
+	return nil
 }
 
 // New returns a Pool that consumes cfg.Queues on conn and runs h.
@@ -196,6 +227,9 @@ func New(conn *broker.Conn, h Handler, cfg Config) (*Pool, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		h = cfg.Middleware[i](h)
 	}
 	return &Pool{conn: conn, handler: h, cfg: cfg, log: cfg.Logger}, nil
 }
@@ -306,6 +340,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		hardCancel() // their deliveries are gone with the connection
 		p.log.Error("worker: stopping", "err", runErr)
 	}
+	p.stopping.Store(true)
 	close(stop)
 	consumers.Wait()
 
@@ -357,7 +392,9 @@ func (p *Pool) consume(queue string) (*consumer, error) {
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	live, cancel := context.WithCancelCause(context.Background())
+	p.active.Add(1)
 	go func() {
+		defer p.active.Add(-1)
 		e := <-closed
 		if e != nil {
 			cancel(fmt.Errorf("%w: %w", errChannelLost, e))
@@ -449,10 +486,17 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	// The task lives in the queue it was consumed from: retries and dead
 	// letters go there, whatever a header claims.
 	t.Queue = j.queue
-	log := p.log.With("task_id", t.ID, "type", t.Type, "queue", j.queue, "attempt", t.Attempt)
+	ev := Event{Task: t, Redelivered: d.Redelivered}
+	if obs := p.cfg.Observer; obs != nil {
+		defer func() { obs.TaskFinished(ev) }()
+	}
 	if err != nil {
-		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonMalformed, err, 0)
+		ev.Err, ev.Reason = err, warren.ReasonMalformed
+		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, warren.ReasonMalformed, err, 0)
 		return
+	}
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.TaskStarted(t)
 	}
 	p.started.Add(1)
 	p.inFlight.Add(1)
@@ -468,32 +512,37 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	err = p.run(runCtx, t)
 	dur := time.Since(start)
 	p.inFlight.Add(-1)
+	ev.Err, ev.Duration = err, dur
 
 	if j.live != nil && j.live.Err() != nil {
 		// The delivery died with its channel: the broker has requeued it,
 		// and any outcome published now would duplicate the task.
 		p.voided.Add(1)
-		log.Warn("worker: delivery lost with its channel; outcome dropped, the broker delivers the task again", "err", err, "duration", dur)
+		ev.Outcome = Voided
+		p.logTask(slog.LevelWarn, t, "worker: delivery lost with its channel; outcome dropped, the broker delivers the task again", "err", err, "duration", dur)
 		return
 	}
 
 	if err == nil {
 		if aerr := d.Ack(false); aerr != nil {
-			log.Warn("worker: ack failed; the broker will deliver the task again", "err", aerr)
+			ev.Outcome = Voided
+			p.logTask(slog.LevelWarn, t, "worker: ack failed; the broker will deliver the task again", "err", aerr)
 			return
 		}
 		p.succeeded.Add(1)
-		log.Info("job succeeded", "duration", dur)
+		ev.Outcome = Succeeded
+		p.logTask(slog.LevelInfo, t, "job succeeded", "duration", dur)
 		return
 	}
 	if hardCtx.Err() != nil && errors.Is(err, context.Canceled) {
 		// Cut off by shutdown: hand it back to the broker untouched; the
 		// attempt does not count.
-		p.requeue(d, log, "shutdown")
+		ev.Outcome = p.requeue(d, t, "shutdown")
 		return
 	}
 	if errors.Is(err, ErrUnknownType) {
-		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonUnknownType, err, dur)
+		ev.Reason = warren.ReasonUnknownType
+		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, ev.Reason, err, dur)
 		return
 	}
 	policy := p.cfg.Retry
@@ -503,12 +552,24 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	dec := policy.Decide(t.Attempt, t.MaxAttempts, err)
 	switch {
 	case dec.Permanent:
-		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonPermanent, err, dur)
+		ev.Reason = warren.ReasonPermanent
+		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, ev.Reason, err, dur)
 	case !dec.Retry:
-		p.deadLetter(hardCtx, pubs, d, t, log, warren.ReasonExhausted, err, dur)
+		ev.Reason = warren.ReasonExhausted
+		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, ev.Reason, err, dur)
 	default:
-		p.retryLater(hardCtx, pubs, d, t, log, err, dur, dec.Delay)
+		ev.Delay = dec.Delay
+		ev.Outcome = p.retryLater(hardCtx, pubs, d, t, err, dur, dec.Delay)
 	}
+}
+
+// logTask logs with the fixed task keys, building nothing when level is off.
+func (p *Pool) logTask(level slog.Level, t *warren.Task, msg string, args ...any) {
+	ctx := context.Background()
+	if !p.log.Enabled(ctx, level) {
+		return
+	}
+	p.log.Log(ctx, level, msg, append([]any{"task_id", t.ID, "type", t.Type, "queue", t.Queue, "attempt", t.Attempt}, args...)...)
 }
 
 // run calls the handler under the handler timeout, turning a panic into a
@@ -528,7 +589,7 @@ func (p *Pool) run(hardCtx context.Context, t *warren.Task) (err error) {
 	return err
 }
 
-func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, log *slog.Logger, cause error, dur, delay time.Duration) {
+func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, cause error, dur, delay time.Duration) Outcome {
 	now := time.Now()
 	hist := append(t.History, warren.Failure{Attempt: t.Attempt, Error: cause.Error(), FailedAt: now, Worker: p.cfg.Hostname, Duration: dur})
 	set := amqp.Table{
@@ -548,20 +609,20 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	}
 	msg := broker.Derive(d, set)
 	if err := pubs.publish(ctx, exchange, key, msg); err != nil {
-		log.Error("worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
-		p.requeue(d, log, "retry publish failed")
-		return
+		p.logTask(slog.LevelError, t, "worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
+		return p.requeue(d, t, "retry publish failed")
 	}
 	if err := d.Ack(false); err != nil {
 		// The retry is stored; the original will come back too: the task
 		// may run twice (at-least-once).
-		log.Warn("worker: ack after retry failed; the task may run twice", "err", err)
+		p.logTask(slog.LevelWarn, t, "worker: ack after retry failed; the task may run twice", "err", err)
 	}
 	p.retried.Add(1)
-	log.Warn("job retrying", "err", cause, "delay", time.Duration(broker.DelaySeconds(delay))*time.Second, "next_attempt", t.Attempt+1)
+	p.logTask(slog.LevelWarn, t, "job retrying", "err", cause, "delay", time.Duration(broker.DelaySeconds(delay))*time.Second, "next_attempt", t.Attempt+1)
+	return Retried
 }
 
-func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, log *slog.Logger, reason warren.DeadReason, cause error, dur time.Duration) {
+func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, reason warren.DeadReason, cause error, dur time.Duration) Outcome {
 	now := time.Now()
 	set := amqp.Table{
 		warren.HeaderDeadReason: string(reason),
@@ -586,22 +647,23 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	}
 	msg := broker.Derive(d, set)
 	if err := pubs.publish(ctx, "", warren.DeadLetterQueue(t.Queue), msg); err != nil {
-		log.Error("worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
-		p.requeue(d, log, "dead-letter publish failed")
-		return
+		p.logTask(slog.LevelError, t, "worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
+		return p.requeue(d, t, "dead-letter publish failed")
 	}
 	if err := d.Ack(false); err != nil {
-		log.Warn("worker: ack after dead-lettering failed; the task may be dead-lettered twice", "err", err)
+		p.logTask(slog.LevelWarn, t, "worker: ack after dead-lettering failed; the task may be dead-lettered twice", "err", err)
 	}
 	p.dead.Add(1)
-	log.Error("job dead-lettered", "reason", string(reason), "err", cause)
+	p.logTask(slog.LevelError, t, "job dead-lettered", "reason", string(reason), "err", cause)
+	return DeadLettered
 }
 
-func (p *Pool) requeue(d *amqp.Delivery, log *slog.Logger, why string) {
+func (p *Pool) requeue(d *amqp.Delivery, t *warren.Task, why string) Outcome {
 	p.requeued.Add(1)
 	if err := d.Nack(false, true); err != nil {
-		log.Debug("worker: nack failed; the broker requeues the task when the channel closes", "why", why, "err", err)
+		p.logTask(slog.LevelDebug, t, "worker: nack failed; the broker requeues the task when the channel closes", "why", why, "err", err)
 	}
+	return Requeued
 }
 
 // publishers hands out a confirm-mode publisher, reopening it after a
