@@ -22,7 +22,7 @@ type events struct {
 	finished chan worker.Event
 }
 
-func (e *events) TaskStarted(*warren.Task) { e.mu.Lock(); e.started++; e.mu.Unlock() }
+func (e *events) TaskStarted(*warren.Task)     { e.mu.Lock(); e.started++; e.mu.Unlock() }
 func (e *events) TaskFinished(ev worker.Event) { e.finished <- ev }
 
 func TestObserverAndMiddlewareSeeEveryOutcome(t *testing.T) {
