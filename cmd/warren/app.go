@@ -138,6 +138,7 @@ missing or invalid value).`,
 		a.topologyCmd(),
 		a.dlqCmd(),
 		a.queuesCmd(),
+		a.benchCmd(),
 		a.versionCmd(),
 	)
 	return root
