@@ -212,8 +212,9 @@ func firstDeathEntry(h amqp.Table) (death, bool) {
 // target: body and properties as they were (see broker.Derive), the
 // broker's x- headers and the dead-letter metadata removed, the history
 // kept, the attempt count reset to 1, warren-replay-count raised by one,
-// warren-replayed-at set to now, and warren-queue set to target so that a
-// later retry or dead-lettering follows the task to where it now runs.
+// warren-replayed-at set to now, warren-queue set to target (where the
+// task now lives), and a stale warren-deliver-at (the due time of an old
+// retry, which older workers left in dead letters) removed.
 func replayMessage(d *amqp.Delivery, target string, now time.Time) amqp.Publishing {
 	count, _ := headerCount(d.Headers, warren.HeaderReplayCount)
 	msg := broker.Derive(d, amqp.Table{
@@ -225,5 +226,6 @@ func replayMessage(d *amqp.Delivery, target string, now time.Time) amqp.Publishi
 	for _, k := range deadLetterHeaders {
 		delete(msg.Headers, k)
 	}
+	delete(msg.Headers, warren.HeaderDeliverAt)
 	return msg
 }

@@ -211,6 +211,7 @@ func TestReplayMessage(t *testing.T) {
 	d := workerDeadLetter(src, task, warren.ReasonExhausted, "smtp 550", "w3", time.Second, enq.Add(time.Minute), "stack")
 	d.Headers["x-death"] = []any{amqp.Table{"reason": "rejected"}}
 	d.Headers["x-first-death-reason"] = "rejected"
+	d.Headers[warren.HeaderDeliverAt] = int64(1_700_000_000_000)
 	now := time.UnixMilli(1_800_000_000_000)
 
 	msg := replayMessage(&d, "emails", now)
@@ -225,6 +226,9 @@ func TestReplayMessage(t *testing.T) {
 		if strings.HasPrefix(k, "x-") {
 			t.Errorf("broker header %s kept", k)
 		}
+	}
+	if _, ok := msg.Headers[warren.HeaderDeliverAt]; ok {
+		t.Error("stale deliver-at kept")
 	}
 	if msg.Headers[warren.HeaderAttempt] != int32(1) {
 		t.Errorf("attempt = %v, want 1", msg.Headers[warren.HeaderAttempt])

@@ -103,6 +103,17 @@ func waitCount(t testing.TB, b *bundle, queue string, n int) {
 // them (see workerDeadLetter), with IDs id-000... and the type typ(i).
 func publishDead(t testing.TB, b *bundle, n int, typ func(i int) string) []string {
 	t.Helper()
+	return publishDeadRange(t, b, 0, n, typ)
+}
+
+// publishDeadFrom puts n more dead letters, numbered from first.
+func publishDeadFrom(t testing.TB, b *bundle, first, n int) []string {
+	t.Helper()
+	return publishDeadRange(t, b, first, n, typeAB)
+}
+
+func publishDeadRange(t testing.TB, b *bundle, first, n int, typ func(i int) string) []string {
+	t.Helper()
 	pub, err := broker.NewPublisher(b.conn, 512)
 	if err != nil {
 		t.Fatal(err)
@@ -111,14 +122,15 @@ func publishDead(t testing.TB, b *bundle, n int, typ func(i int) string) []strin
 	ids := make([]string, n)
 	pend := make([]*broker.Pending, n)
 	now := time.Now()
-	for i := range n {
-		ids[i] = fmt.Sprintf("id-%06d", i)
-		task := &warren.Task{ID: ids[i], Type: typ(i), Queue: b.q, Payload: []byte(fmt.Sprintf(`{"n":%d}`, i)),
+	for j := range n {
+		i := first + j
+		ids[j] = fmt.Sprintf("id-%06d", i)
+		task := &warren.Task{ID: ids[j], Type: typ(i), Queue: b.q, Payload: []byte(fmt.Sprintf(`{"n":%d}`, i)),
 			Attempt: 1, EnqueuedAt: now, Headers: map[string]any{"tenant": "acme"}}
 		d := workerDeadLetter(taskDelivery(task), task, warren.ReasonPermanent, fmt.Sprintf("boom %d", i), "test-host", time.Millisecond, now, "")
 		delete(d.Headers, "x-delivery-count")
 		msg := broker.Derive(&d, nil)
-		if pend[i], err = pub.Publish(b.ctx, "", b.dlq, msg); err != nil {
+		if pend[j], err = pub.Publish(b.ctx, "", b.dlq, msg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1046,4 +1058,87 @@ func TestQueues(t *testing.T) {
 	_ = ch.Close()
 	// Let the delayed task arrive before the queue is deleted.
 	waitCount(t, b, b.q, 4)
+}
+
+// TestArrivalsDuringAPass: dead letters that arrive while a pass runs are
+// kept, in their own order, and the old ones keep theirs.
+func TestArrivalsDuringAPass(t *testing.T) {
+	b := setup(t, broker.QueueOptions{})
+	old := publishDead(t, b, 100, typeAB)
+	var arrived []string
+	calls := 0
+	err := b.adm.Each(b.ctx, b.q, Filter{}, func(dl DeadLetter) error {
+		if calls++; calls == 50 {
+			arrived = publishDeadFrom(t, b, 1000, 10)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 100 {
+		t.Fatalf("the pass visited %d dead letters, want the 100 it began with", calls)
+	}
+	got := deliveryIDs(drain(t, b, b.dlq))
+	if len(got) != 110 {
+		t.Fatalf("DLQ holds %d, want 110", len(got))
+	}
+	var gotOld, gotNew []string
+	for _, id := range got {
+		if slices.Contains(arrived, id) {
+			gotNew = append(gotNew, id)
+		} else {
+			gotOld = append(gotOld, id)
+		}
+	}
+	if !slices.Equal(gotOld, old) || !slices.Equal(gotNew, arrived) {
+		t.Fatalf("order after a pass with arrivals:\n%v", got)
+	}
+	t.Logf("queue after a pass with arrivals: %v", got)
+}
+
+// TestClassicDLQ: a dead-letter queue that is not a standard Warren one
+// (here classic, which requeues in place) is still read correctly.
+func TestClassicDLQ(t *testing.T) {
+	conn := testbroker.Dial(t)
+	q := testbroker.Queue(t, conn)
+	ctx := testbroker.Context(t, 2*time.Minute)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(warren.DeadLetterQueue(q), true, false, false, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = ch.Close()
+	b := &bundle{conn: conn, adm: New(conn, Config{Logger: testLogger(t)}), q: q, dlq: warren.DeadLetterQueue(q), ctx: ctx}
+	all := publishDead(t, b, 80, typeAB)
+	for range 2 {
+		if got := ids(list(t, b, Filter{})); !slices.Equal(got, all) {
+			t.Fatalf("List of a classic DLQ: %v", got)
+		}
+	}
+	res, err := b.adm.Replay(ctx, q, Filter{Types: []string{"type:a"}}, ReplayOptions{})
+	if err != nil || res.Replayed != 40 {
+		t.Fatalf("Replay: %+v, %v", res, err)
+	}
+	pres, err := b.adm.Purge(ctx, q, Filter{IDs: []string{all[1]}})
+	if err != nil || pres.Purged != 1 {
+		t.Fatalf("Purge: %+v, %v", pres, err)
+	}
+	var want []string
+	for i, id := range all {
+		if i%2 == 1 && i != 1 {
+			want = append(want, id)
+		}
+	}
+	if got := deliveryIDs(drain(t, b, b.dlq)); !slices.Equal(got, want) {
+		t.Fatalf("classic DLQ after replay and purge: %v", got)
+	}
+	if got := deliveryIDs(drain(t, b, q)); len(got) != 40 {
+		t.Fatalf("queue holds %d replayed, want 40", len(got))
+	}
 }

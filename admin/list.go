@@ -12,11 +12,13 @@ import (
 // in queue order. An empty Filter matches every dead letter. queue is the
 // Warren queue's own name, not its ".dlq".
 //
-// List does not remove or change a dead letter: it reads each one without
-// acking it and hands all of them back to the broker at the end (see the
-// package documentation for what RabbitMQ changes all the same: the
-// x-delivery-count header). It reads at most as many as the queue held when
-// it began. It holds every match in memory; use Each to stream, or a Limit.
+// List does not remove or change a dead letter, nor their order: it reads
+// each one without acking it and hands it back (see the package
+// documentation for the one thing RabbitMQ changes all the same: the
+// x-delivery-count header). It reads the dead letters the queue held when
+// it began, all of them even with a Limit, since handing back only some
+// would reorder the queue. It holds every match in memory; use Each to
+// stream.
 func (a *Admin) List(ctx context.Context, queue string, f Filter) ([]DeadLetter, error) {
 	out := make([]DeadLetter, 0)
 	err := a.Each(ctx, queue, f, func(dl DeadLetter) error {
@@ -27,13 +29,14 @@ func (a *Admin) List(ctx context.Context, queue string, f Filter) ([]DeadLetter,
 }
 
 // Each calls fn for every dead letter of queue's dead-letter queue that
-// matches f, in queue order, as List does without keeping them. It stops
-// at the first error fn returns, and returns it. fn runs while the
-// operation holds the queue's lock and the dead letters it has read; keep
-// it short (RabbitMQ closes a channel that holds a message unacked for
-// longer than its consumer_timeout, 30 minutes by default: that requeues
-// the dead letters, nothing is lost, but the operation fails).
-func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLetter) error) (err error) {
+// matches f, in queue order, as List does without keeping them. After fn
+// returns an error, Each calls it no more, finishes the pass (to leave the
+// queue in order) unless ctx has ended, and returns that error. fn runs
+// while the operation holds the queue's lock; keep it short: the dead
+// letter stays unacked meanwhile, and RabbitMQ closes a channel that holds
+// a message unacked past its consumer_timeout (30 minutes by default),
+// which requeues the dead letters (nothing is lost) and fails the pass.
+func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLetter) error) error {
 	m, err := newMatcher(f)
 	if err != nil {
 		return err
@@ -42,35 +45,34 @@ func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLe
 	if err != nil {
 		return err
 	}
-	defer func() {
-		_, eerr := p.end(ctx)
-		err = errors.Join(err, eerr)
-	}()
+	var fnErr, readErr error
 	matched := 0
-	for !m.full(matched) {
+	for {
 		d, ok, err := p.next(ctx)
 		if err != nil {
-			return err
+			readErr = err
+			break
 		}
 		if !ok {
-			return nil
+			break
 		}
-		p.hold(d.DeliveryTag)
-		if !m.match(d.MessageId, d.Type) {
-			continue
+		if fnErr == nil && !m.full(matched) && m.match(d.MessageId, d.Type) {
+			matched++
+			fnErr = fn(newDeadLetter(&d, queue))
 		}
-		matched++
-		if err := fn(newDeadLetter(&d, queue)); err != nil {
-			return err
-		}
+		p.keep(&d)
 	}
-	return nil
+	_, finErr := p.finish(ctx)
+	if errors.Is(readErr, finErr) {
+		finErr = nil
+	}
+	return errors.Join(fnErr, readErr, finErr)
 }
 
 // Get returns the dead letter of task id in queue's dead-letter queue, or
 // an error wrapping ErrNotFound. If the queue holds several copies of the
-// task (possible after an interrupted replay or purge, see the package
-// documentation), Get returns the first. Like List, it changes nothing.
+// task (possible after an interrupted replay, see Replay), Get returns the
+// first. Like List, it changes nothing, and reads the whole queue.
 func (a *Admin) Get(ctx context.Context, queue, id string) (DeadLetter, error) {
 	if id == "" {
 		return DeadLetter{}, fmt.Errorf("%w: empty task ID", ErrNotFound)

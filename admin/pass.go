@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -13,45 +12,92 @@ import (
 	"github.com/warrenq/warren/broker"
 )
 
-// settleBatch caps the acks (or returns) a pass issues before it makes sure
-// the broker has applied them.
+// settleBudget caps the acks and returns (nacks with requeue) a pass sends
+// between two barriers: points where the broker has applied everything the
+// pass sent before.
 //
 // RabbitMQ 3.10's quorum-queue client (rabbit_fifo_client, inside the
 // broker's channel process) keeps at most 32 commands in flight per queue.
-// Past that soft limit it stashes acks and returns and sends them later in
+// Past that soft limit it stashes acks and returns and sends them later as
 // one batch. Measured on this broker, that has two effects a pass must
 // avoid: a batch of returns goes back to the queue in a scrambled order,
-// and a channel closed while acks are stashed loses them (5,000 acks sent
+// and acks still stashed when the channel closes are lost (5,000 acks sent
 // back to back, then channel.close: 2,314 acked messages were back in the
-// queue). Staying well under the limit, with a barrier after each batch,
-// keeps acks final and returns in order.
-const settleBatch = 16
+// queue). A multiple-ack does not help: for basic.get deliveries the
+// broker settles each message with a command of its own. With fewer than
+// 32 in flight nothing is stashed: every command reaches the queue, in
+// order, before the channel's end does.
+//
+// The barriers: a basic.get, which on a quorum queue is a synchronous
+// command of the queue's Raft log, applied after whatever the channel sent
+// before it; and a returned message showing in the queue's ready count.
+const settleBudget = 16
 
-// returnTimeout bounds the wait for one batch of returned dead letters to
-// show in the queue; past it, a pass gives up on keeping the order and
-// lets the broker requeue the rest when the channel closes.
+// returnTimeout bounds the wait for a batch of returned dead letters to
+// show in the queue.
 const returnTimeout = 10 * time.Second
+
+// confirmGrace bounds the wait for replay confirms still due once the
+// operation's context has ended: each confirm that arrives lets the pass
+// ack its dead letter, closing a window for a duplicate.
+const confirmGrace = 30 * time.Second
 
 // pass is one walk over a dead-letter queue, under its lock.
 //
-// It reads with basic.get without auto-ack on a channel of its own, at most
-// as many messages as the queue held when it began, so that dead letters
-// arriving meanwhile do not keep it going. What it reads stays on the
-// broker, unacked, until the pass acks it (purge, replay) or returns it.
-// If the process dies, the broker requeues everything held: a pass can be
-// interrupted anywhere without losing a dead letter.
+// A pass reads the dead letters the queue held when it began, once each,
+// in order, with basic.get without auto-ack. Each is then kept (handed
+// back with a nack and requeue) or removed (acked); a replayed one is
+// removed only once the broker has confirmed its copy. RabbitMQ 3.10's
+// quorum queues put a returned message at the back of the queue, so a pass
+// that hands back everything it read, in order, turns the queue once, all
+// the way round, and leaves it in its order. Whatever a pass holds stays on
+// the broker, unacked: if the process dies, the broker requeues it. A pass
+// can be interrupted anywhere without losing a dead letter; an interrupted
+// pass leaves the queue turned part of the way.
+//
+// A pass hands dead letters back as it goes, so it holds few at a time:
+// basic.get on a quorum queue slows down as the messages one channel
+// holds unacked grow (measured here: about 1,500/s with a few thousand
+// held, under 200/s past 12,000, about 50/s near 100,000).
+//
+// Dead letters that arrive during a pass are queued among the ones handed
+// back so far, in their own order.
+//
+// A dead-letter queue that is not a standard Warren quorum queue (declared
+// with other arguments, or classic: a classic queue puts a returned
+// message back in its place, where the next read would find it again) is
+// read holding every kept dead letter until the end, which is exact but
+// slow for large queues.
 type pass struct {
 	a     *Admin
 	queue string // the Warren queue
 	dlq   string
-	ch    *amqp.Channel
+	ch    *amqp.Channel // reads and settles
+	info  *amqp.Channel // passive declares; reopened after an error
 
-	count    int      // messages ready when the pass began: it reads these and no more
-	taken    int      // messages read so far
-	scanning bool     // next still hands out dead letters; once false, reads are only held
-	held     []uint64 // delivery tags read and neither acked nor returned
-	unsynced int      // acks issued since the last barrier
-	unlock   func()
+	count  int  // messages ready when the pass began: it reads these and no more
+	read   int  // messages read so far
+	rotate bool // a standard quorum DLQ: hand back as the pass goes
+
+	items   []*item  // read and not settled yet, in read order
+	kept    []uint64 // !rotate: delivery tags to hand back at the end
+	budget  int      // commands the pass may send before the next barrier
+	unsure  int      // acks sent since the last barrier
+	broken  error    // the channel failed: no more reads or settles
+	damaged bool     // a dead letter had to be moved out of its place
+	unlock  func()
+}
+
+// item is a dead letter read by a pass and not settled yet.
+type item struct {
+	tag    uint64
+	remove bool
+	// pd is a replayed copy awaiting its confirm: the item is removed if
+	// the broker confirms it and kept otherwise; resolved is told which.
+	pd       *broker.Pending
+	resolved func(err error)
+	// acked, if set, is called once the ack is sent.
+	acked func()
 }
 
 // begin locks queue's dead-letter queue and opens a pass over it.
@@ -64,243 +110,313 @@ func (a *Admin) begin(ctx context.Context, queue string) (*pass, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := broker.Inspect(ctx, a.conn, dlq)
-	if err != nil {
-		unlock()
-		if errors.Is(err, broker.ErrQueueNotFound) {
-			return nil, fmt.Errorf("admin: dead-letter queue %s does not exist (is %q a Warren queue?): %w", dlq, queue, err)
-		}
-		return nil, fmt.Errorf("admin: %w", err)
+	p := &pass{a: a, queue: queue, dlq: dlq, unlock: unlock}
+	if err := p.open(ctx); err != nil {
+		p.close()
+		return nil, err
 	}
-	if st.Consumers > 0 {
-		a.log.Warn("admin: the dead-letter queue has consumers; they may take dead letters while this operation runs",
-			"queue", queue, "consumers", st.Consumers)
-	}
-	ch, err := a.conn.Channel()
-	if err != nil {
-		unlock()
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	return &pass{a: a, queue: queue, dlq: dlq, ch: ch, count: st.Ready, scanning: true, unlock: unlock}, nil
+	return p, nil
 }
 
-// next reads the next dead letter of the scan. It reports false once the
-// scan has read as many as the queue held at the start, or found it empty,
-// or was stopped. Every read is a barrier (see barrier).
+func (p *pass) open(ctx context.Context) error {
+	st, err := broker.Inspect(ctx, p.a.conn, p.dlq)
+	if err != nil {
+		if errors.Is(err, broker.ErrQueueNotFound) {
+			return fmt.Errorf("admin: dead-letter queue %s does not exist (is %q a Warren queue?): %w", p.dlq, p.queue, err)
+		}
+		return fmt.Errorf("admin: %w", err)
+	}
+	if st.Consumers > 0 {
+		p.a.log.Warn("admin: the dead-letter queue has consumers; they may take dead letters while this operation runs",
+			"queue", p.queue, "consumers", st.Consumers)
+	}
+	p.count = st.Ready
+	p.rotate = p.standard()
+	if !p.rotate {
+		p.a.log.Info("admin: not a standard Warren dead-letter queue; holding what it keeps until the end",
+			"queue", p.queue, "dead_letters", p.count)
+	}
+	if p.ch, err = p.a.conn.Channel(); err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return nil
+}
+
+// standard reports whether the dead-letter queue is a quorum queue as
+// broker.DeclareQueue declares it: redeclaring it with the same arguments
+// succeeds, and changes nothing. Any other answer means "not known to be".
+func (p *pass) standard() bool {
+	ch, err := p.a.conn.Channel()
+	if err != nil {
+		return false
+	}
+	defer ch.Close()
+	_, err = ch.QueueDeclare(p.dlq, true, false, false, false, amqp.Table{"x-queue-type": string(broker.Quorum)})
+	return err == nil
+}
+
+// next reads the next dead letter of the pass, or reports false once it
+// has read all the queue held when it began (or found it empty). The
+// caller then settles it with keep, remove or await.
 func (p *pass) next(ctx context.Context) (amqp.Delivery, bool, error) {
-	if !p.scanning || p.taken >= p.count {
-		p.scanning = false
+	if p.broken != nil {
+		return amqp.Delivery{}, false, p.broken
+	}
+	if p.read >= p.count {
 		return amqp.Delivery{}, false, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return amqp.Delivery{}, false, err
 	}
+	// Near the end, the reads left must leave room for every item still
+	// to settle: each read brings one more item and settleBudget more
+	// room. Waiting for the confirms due makes every item settleable.
+	if left := p.count - p.read; len(p.items) >= (settleBudget-1)*(left-1) {
+		p.resolveAll(ctx)
+		p.progress()
+	}
 	d, ok, err := p.get()
 	if err != nil || !ok {
-		p.scanning = false
 		return d, false, err
 	}
 	return d, true, nil
 }
 
-// stop ends the scan: from now on every read is only held, and acks put
-// in their own barriers.
-func (p *pass) stop() { p.scanning = false }
-
-// get reads one message; an empty queue ends the pass's reading.
+// get reads one message; it is a barrier. An empty queue ends the reading.
 func (p *pass) get() (amqp.Delivery, bool, error) {
 	d, ok, err := p.ch.Get(p.dlq, false)
 	if err != nil {
-		return d, false, fmt.Errorf("admin: read %s: %w", p.dlq, err)
+		p.broken = fmt.Errorf("admin: read %s: %w", p.dlq, err)
+		return d, false, p.broken
 	}
-	p.unsynced = 0
+	p.budget, p.unsure = settleBudget, 0
 	if !ok {
-		p.count = p.taken
+		p.count = p.read
 		return d, false, nil
 	}
-	p.taken++
+	p.read++
 	return d, true, nil
 }
 
-// hold keeps a read dead letter where it is: it goes back to the queue,
-// in its place, when the pass ends.
-func (p *pass) hold(tag uint64) { p.held = append(p.held, tag) }
+// keep hands d back to the queue, in its place in the order.
+func (p *pass) keep(d *amqp.Delivery) { p.add(&item{tag: d.DeliveryTag}) }
 
-// canAck reports whether an ack may be issued without a barrier first.
-func (p *pass) canAck() bool { return p.unsynced < settleBatch }
-
-// ack removes a read dead letter from the queue for good. During the scan
-// the caller keeps within canAck; after it, ack puts in a barrier itself.
-func (p *pass) ack(tag uint64) error {
-	if !p.canAck() {
-		if p.scanning {
-			return errors.New("admin: internal error: too many acks between two reads")
-		}
-		if err := p.barrier(); err != nil {
-			return err
-		}
-	}
-	if err := p.ch.Ack(tag, false); err != nil {
-		return fmt.Errorf("admin: ack on %s: %w", p.dlq, err)
-	}
-	p.unsynced++
-	return nil
+// remove acks d: it leaves the queue for good. acked, if not nil, is
+// called once the ack is sent (in read order).
+func (p *pass) remove(d *amqp.Delivery, acked func()) {
+	p.add(&item{tag: d.DeliveryTag, remove: true, acked: acked})
 }
 
-// barrier returns once the broker has applied every ack issued so far. A
-// basic.get on a quorum queue is a synchronous command of the queue's Raft
-// log, applied after the acks the channel sent before it; with fewer than
-// the client's soft limit in flight, none was stashed. The scan is over by
-// then: a message the barrier reads is held, to go back in its place.
-func (p *pass) barrier() error {
-	d, ok, err := p.get()
-	if err != nil {
-		return err
-	}
-	if ok {
-		p.hold(d.DeliveryTag)
-	}
-	return nil
+// await removes d once pd is confirmed, and keeps it otherwise; resolved
+// is told the outcome, in read order.
+func (p *pass) await(d *amqp.Delivery, pd *broker.Pending, resolved func(error)) {
+	p.add(&item{tag: d.DeliveryTag, pd: pd, resolved: resolved})
 }
 
-// end makes the pass's acks final, puts the dead letters it did not remove
-// back in their order, closes the channel and releases the lock.
-//
-// If it cannot confirm that the broker applied the last acks (the channel
-// or connection died), it reports how many acks are in doubt: those dead
-// letters may still be in the queue.
-//
-// Keeping the order takes work on RabbitMQ 3.10's quorum queues, because a
-// returned message goes to the back of the queue, not back to its place.
-// So a pass that stopped early reads the rest of what the queue held when
-// it began, and end hands every held dead letter back in the order read,
-// which rotates the queue once, all the way round, to where it was. Dead
-// letters that arrived during the pass are then ahead of the old ones;
-// end reads those and hands them back too, behind. The returns go
-// settleBatch at a time, each batch once the queue shows the one before
-// (see settleBatch).
-//
-// If ctx has ended, or a batch does not show within returnTimeout, end
-// closes the channel at once: the broker then requeues whatever is still
-// held, safely, but in an order of its own.
-func (p *pass) end(ctx context.Context) (inDoubt int, err error) {
-	defer p.unlock()
-	p.stop()
-	if p.unsynced > 0 {
-		if berr := p.barrier(); berr != nil {
-			inDoubt = p.unsynced
-			err = fmt.Errorf("admin: %s: could not confirm that the broker applied the last %d acks: %w", p.dlq, inDoubt, berr)
-		}
-	}
-	if err == nil {
-		if oerr := p.restoreOrder(ctx); errors.Is(oerr, context.Canceled) || errors.Is(oerr, context.DeadlineExceeded) {
-			p.a.log.Info("admin: interrupted: the broker requeues the dead letters still held, in an order of its own",
-				"queue", p.queue, "held", len(p.held))
-		} else if oerr != nil {
-			p.a.log.Warn("admin: the broker requeues the dead letters still held; their order may change",
-				"queue", p.queue, "held", len(p.held), "err", oerr)
-		}
-	}
-	if cerr := p.ch.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) && err == nil {
-		err = fmt.Errorf("admin: close channel on %s: %w", p.dlq, cerr)
-	}
-	return inDoubt, err
+func (p *pass) add(it *item) {
+	p.items = append(p.items, it)
+	p.progress()
 }
 
-// restoreOrder reads the rest of the pass, returns every held dead letter
-// in order, then moves the dead letters that arrived meanwhile behind them.
-func (p *pass) restoreOrder(ctx context.Context) error {
-	for p.taken < p.count {
-		if err := ctx.Err(); err != nil {
-			return err
+// progress settles the items it can, in order, within the budget: it
+// stops at the first replay whose confirm is still due.
+func (p *pass) progress() {
+	for len(p.items) > 0 && p.broken == nil {
+		it := p.items[0]
+		if it.pd != nil {
+			select {
+			case <-it.pd.Done():
+				p.resolve(it, it.pd.Wait(context.Background())) // done: returns at once
+			default:
+				return
+			}
 		}
+		if !it.remove && !p.rotate {
+			p.kept = append(p.kept, it.tag)
+			p.items = p.items[1:]
+			continue
+		}
+		if p.budget == 0 {
+			return
+		}
+		var err error
+		if it.remove {
+			err = p.ch.Ack(it.tag, false)
+			p.unsure++
+		} else {
+			err = p.ch.Nack(it.tag, false, true)
+		}
+		if err != nil {
+			p.broken = fmt.Errorf("admin: settle a dead letter of %s: %w", p.dlq, err)
+			return
+		}
+		if it.remove && it.acked != nil {
+			it.acked()
+		}
+		p.budget--
+		p.items = p.items[1:]
+	}
+}
+
+func (p *pass) resolve(it *item, err error) {
+	it.remove = err == nil
+	it.pd = nil
+	if it.resolved != nil {
+		it.resolved(err)
+	}
+}
+
+// resolveAll waits for every confirm still due: until ctx ends, then for
+// up to confirmGrace more. A confirm that does not come keeps its dead
+// letter (the copy may or may not be stored).
+func (p *pass) resolveAll(ctx context.Context) {
+	var grace context.Context
+	for _, it := range p.items {
+		if it.pd == nil {
+			continue
+		}
+		err := it.pd.Wait(ctx)
+		if err != nil && ctx.Err() != nil {
+			if grace == nil {
+				var cancel context.CancelFunc
+				grace, cancel = context.WithTimeout(context.WithoutCancel(ctx), confirmGrace)
+				defer cancel()
+			}
+			err = it.pd.Wait(grace)
+		}
+		p.resolve(it, err)
+	}
+}
+
+// finish settles what the pass still holds, closes it and releases the
+// lock. It runs even if ctx has ended (then it stops reading new dead
+// letters, but settles, in order, what it has read, reading on only as
+// far as it needs barriers). inDoubt counts the acks the broker may not
+// have applied if the channel failed: those dead letters may still be in
+// the queue.
+func (p *pass) finish(ctx context.Context) (inDoubt int, err error) {
+	defer p.close()
+	if p.broken == nil {
+		err = p.settleAll(ctx)
+	}
+	if p.broken != nil {
+		return p.unsure, p.broken
+	}
+	if cerr := p.ch.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) {
+		return p.unsure, fmt.Errorf("admin: close channel on %s: %w", p.dlq, cerr)
+	}
+	if p.damaged {
+		p.a.log.Warn("admin: a dead letter was moved out of its place in the queue", "queue", p.queue)
+	}
+	return 0, err
+}
+
+func (p *pass) settleAll(ctx context.Context) error {
+	p.resolveAll(ctx)
+	for {
+		p.progress()
+		if p.broken != nil {
+			return p.broken
+		}
+		if len(p.items) == 0 {
+			break
+		}
+		// Out of budget: a barrier. Reading on is one; past the end of the
+		// pass, a read finds what arrived since, or this pass's own
+		// returns (one of which then moves: not expected, since next
+		// leaves room) or nothing, which is the cleanest barrier.
+		past := p.read >= p.count
 		d, ok, err := p.get()
 		if err != nil {
 			return err
 		}
 		if ok {
-			p.hold(d.DeliveryTag)
+			if past {
+				p.damaged = true
+			}
+			p.keep(&d)
 		}
 	}
-	if len(p.held) == 0 {
-		return nil
-	}
-	info, err := p.a.conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer info.Close()
-	arrived, err := readyCount(info, p.dlq)
-	if err != nil {
-		return err
-	}
-	slices.Sort(p.held) // delivery tags grow in the order of reading
-	if err := p.giveBack(ctx, info, arrived); err != nil {
-		return err
-	}
-	// The queue is now: arrivals, then the held dead letters in order.
-	// Move the arrivals behind them.
-	for range arrived {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		d, ok, err := p.get()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break // taken meanwhile: nothing left to move
-		}
-		p.hold(d.DeliveryTag)
-	}
-	if len(p.held) == 0 {
-		return nil
-	}
-	base, err := readyCount(info, p.dlq)
-	if err != nil {
-		return err
-	}
-	return p.giveBack(ctx, info, base)
+	return p.giveBack(ctx)
 }
 
-// giveBack nacks the held dead letters with requeue, in order, keeping
-// fewer than the quorum client's soft limit in flight: after each batch it
-// waits until the queue, which held base ready messages, shows it.
-func (p *pass) giveBack(ctx context.Context, info *amqp.Channel, base int) error {
+// giveBack hands back the dead letters a non-rotating pass kept, in order,
+// at most the budget at a time, each batch once the queue shows the one
+// before. If it cannot tell, it goes on without waiting: the dead letters
+// are safe, their order is not.
+func (p *pass) giveBack(ctx context.Context) error {
+	if len(p.kept) == 0 {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	base, err := p.ready()
+	follow := err == nil
 	returned := 0
-	for len(p.held) > 0 {
-		n := min(settleBatch, len(p.held))
-		for _, tag := range p.held[:n] {
-			if err := p.ch.Nack(tag, false, true); err != nil {
-				return fmt.Errorf("admin: return a dead letter to %s: %w", p.dlq, err)
+	for len(p.kept) > 0 {
+		if p.budget == 0 {
+			p.budget = settleBudget // unfollowed: hope, as the broker's close does
+			if follow {
+				if err := p.waitReady(ctx, base+returned); err != nil {
+					p.a.log.Warn("admin: cannot follow the dead-letter queue; its order may change", "queue", p.queue, "err", err)
+					follow = false
+				} else {
+					p.unsure = 0
+				}
 			}
 		}
-		p.held = p.held[n:]
-		returned += n
-		if err := waitReady(ctx, info, p.dlq, base+returned); err != nil {
-			return err
+		if err := p.ch.Nack(p.kept[0], false, true); err != nil {
+			p.broken = fmt.Errorf("admin: return a dead letter to %s: %w", p.dlq, err)
+			return p.broken
+		}
+		p.kept = p.kept[1:]
+		p.budget--
+		returned++
+	}
+	if follow {
+		// The last batch, once shown, makes the acks before it final too.
+		if err := p.waitReady(ctx, base+returned); err != nil {
+			p.a.log.Warn("admin: cannot follow the dead-letter queue", "queue", p.queue, "err", err)
+		} else {
+			p.unsure = 0
 		}
 	}
 	return nil
 }
 
-// readyCount returns the messages ready in queue, by a passive declare.
-func readyCount(ch *amqp.Channel, queue string) (int, error) {
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+func (p *pass) close() {
+	if p.ch != nil {
+		_ = p.ch.Close()
+	}
+	if p.info != nil {
+		_ = p.info.Close()
+	}
+	p.unlock()
+}
+
+// ready returns the messages ready in the dead-letter queue.
+func (p *pass) ready() (int, error) {
+	if p.info == nil || p.info.IsClosed() {
+		ch, err := p.a.conn.Channel()
+		if err != nil {
+			return 0, err
+		}
+		p.info = ch
+	}
+	q, err := p.info.QueueDeclarePassive(p.dlq, true, false, false, false, nil)
 	if err != nil {
-		return 0, fmt.Errorf("admin: inspect %s: %w", queue, err)
+		return 0, fmt.Errorf("admin: inspect %s: %w", p.dlq, err)
 	}
 	return q.Messages, nil
 }
 
-// waitReady polls until queue holds at least want ready messages. AMQP has
-// no event for it; the first checks follow each other closely, since the
-// broker applies a batch within milliseconds.
-func waitReady(ctx context.Context, ch *amqp.Channel, queue string, want int) error {
+// waitReady polls until the dead-letter queue holds at least want ready
+// messages. AMQP has no event for it; the first checks follow each other
+// closely, since the broker applies a batch within milliseconds.
+func (p *pass) waitReady(ctx context.Context, want int) error {
 	deadline := time.Now().Add(returnTimeout)
 	delay := 100 * time.Microsecond
 	for {
-		n, err := readyCount(ch, queue)
+		n, err := p.ready()
 		if err != nil {
 			return err
 		}
@@ -308,7 +424,7 @@ func waitReady(ctx context.Context, ch *amqp.Channel, queue string, want int) er
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("admin: %s shows %d ready messages after %s, want %d", queue, n, returnTimeout, want)
+			return fmt.Errorf("admin: %s shows %d ready messages after %s, want %d", p.dlq, n, returnTimeout, want)
 		}
 		t := time.NewTimer(delay)
 		select {

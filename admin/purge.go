@@ -18,7 +18,7 @@ type PurgeResult struct {
 // select something: an empty Filter without All fails with ErrNoSelector.
 //
 // Purge reads the dead-letter queue as List does and acks each match, so
-// it removes only what was there when it began, and reports every ID it
+// it removes only what was there when it began and reports every ID it
 // removed, even with All (it never uses queue.purge, which would also take
 // dead letters arriving meanwhile, unseen). Dead letters that do not match
 // stay, in their order. Purge holds the queue's lock, as Replay does.
@@ -35,36 +35,38 @@ func (a *Admin) Purge(ctx context.Context, queue string, f Filter) (PurgeResult,
 	if err != nil {
 		return res, err
 	}
-	var runErr error
-	for !m.full(res.Purged) {
+	var readErr error
+	matched := 0
+	for {
 		d, ok, err := p.next(ctx)
 		if err != nil {
-			runErr = err
+			readErr = err
 			break
 		}
 		if !ok {
 			break
 		}
-		if !m.match(d.MessageId, d.Type) {
-			p.hold(d.DeliveryTag)
+		if m.full(matched) || !m.match(d.MessageId, d.Type) {
+			p.keep(&d)
 			continue
 		}
-		// One ack per read keeps within the pass's ack budget.
-		if err := p.ack(d.DeliveryTag); err != nil {
-			runErr = err
-			break
-		}
-		res.Purged++
-		res.IDs = append(res.IDs, d.MessageId)
+		matched++
+		id := d.MessageId
+		p.remove(&d, func() {
+			res.Purged++
+			res.IDs = append(res.IDs, id)
+		})
 	}
-	p.stop()
-	inDoubt, endErr := p.end(ctx)
-	if runErr != nil {
-		runErr = fmt.Errorf("admin: purge %s stopped after %d purged: %w", queue, res.Purged, runErr)
+	inDoubt, finErr := p.finish(ctx)
+	if errors.Is(readErr, finErr) {
+		finErr = nil
 	}
-	if endErr != nil && inDoubt > 0 {
-		endErr = fmt.Errorf("%w; up to %d of the purged dead letters may still be in %s", endErr, inDoubt, p.dlq)
+	if readErr != nil {
+		readErr = fmt.Errorf("admin: purge %s stopped after %d purged: %w", queue, res.Purged, readErr)
+	}
+	if finErr != nil && inDoubt > 0 {
+		finErr = fmt.Errorf("%w; up to %d of the purged dead letters may still be in %s", finErr, inDoubt, p.dlq)
 	}
 	a.log.Info("admin: purged", "queue", queue, "purged", res.Purged)
-	return res, errors.Join(runErr, endErr)
+	return res, errors.Join(readErr, finErr)
 }

@@ -7,17 +7,14 @@ import (
 	"strings"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 )
 
 // replayWindow bounds the replayed messages awaiting their confirm.
 const replayWindow = 256
-
-// confirmGrace bounds the wait for confirms still due when a replay is
-// interrupted: each one that arrives lets the replay ack its dead letter,
-// which closes a window for a duplicate.
-const confirmGrace = 30 * time.Second
 
 // ReplayOptions shape a Replay.
 type ReplayOptions struct {
@@ -88,44 +85,68 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	if err != nil {
 		return res, err
 	}
-	r := &replayer{a: a, p: p, m: m, o: o, targets: make(map[string]error)}
+	r := &replayer{a: a, p: p, o: o, targets: make(map[string]error)}
 	if !o.DryRun {
 		if r.pub, err = broker.NewPublisher(a.conn, replayWindow); err != nil {
-			_, eerr := p.end(ctx)
-			return res, errors.Join(fmt.Errorf("admin: replay %s: %w", queue, err), eerr)
+			_, ferr := p.finish(ctx)
+			return res, errors.Join(fmt.Errorf("admin: replay %s: %w", queue, err), ferr)
 		}
 	}
-	runErr := r.run(ctx)
+	var readErr error
+	matched := 0
+	for {
+		d, ok, err := p.next(ctx)
+		if err != nil {
+			readErr = err
+			break
+		}
+		if !ok {
+			break
+		}
+		if r.stop != nil || m.full(matched) {
+			p.keep(&d)
+			continue
+		}
+		if !m.match(d.MessageId, d.Type) {
+			r.res.Skipped++
+			p.keep(&d)
+			continue
+		}
+		matched++
+		r.replay(ctx, &d)
+	}
+	inDoubt, finErr := p.finish(ctx)
 	if r.pub != nil {
-		r.drain(ctx)
 		_ = r.pub.Close()
 	}
-	inDoubt, endErr := p.end(ctx)
+	if errors.Is(readErr, finErr) {
+		finErr = nil
+	}
 	res = r.res
 
 	var errs []error
-	if runErr != nil {
-		errs = append(errs, fmt.Errorf("admin: replay %s stopped after %d replayed: %w", queue, res.Replayed, runErr))
+	if readErr != nil {
+		errs = append(errs, fmt.Errorf("admin: replay %s stopped after %d replayed: %w", queue, res.Replayed, readErr))
 	}
-	if len(r.stuck) > 0 {
-		errs = append(errs, fmt.Errorf("admin: replay %s: %d dead letters were replayed but could not be removed from %s (%s); "+
-			"they would run again if replayed again: %w", queue, len(r.stuck), p.dlq, sample(r.stuck), r.ackErr))
+	if r.stop != nil {
+		errs = append(errs, fmt.Errorf("admin: replay %s stopped after %d replayed: %w", queue, res.Replayed, r.stop))
 	}
 	if res.Failed > 0 {
 		errs = append(errs, fmt.Errorf("admin: replay %s: %d dead letters could not be replayed and stay in %s (%s): %w",
 			queue, res.Failed, p.dlq, sample(r.failedIDs), r.firstErr))
 	}
-	if endErr != nil {
+	if finErr != nil {
 		if inDoubt > 0 {
-			endErr = fmt.Errorf("%w; up to %d replayed dead letters may still be in %s and would run again if replayed again", endErr, inDoubt, p.dlq)
+			finErr = fmt.Errorf("%w; up to %d replayed tasks may still be in %s too, and would run again if replayed again",
+				finErr, inDoubt, p.dlq)
 		}
-		errs = append(errs, endErr)
+		errs = append(errs, finErr)
 	}
-	level := "admin: replayed"
+	msg := "admin: replayed"
 	if o.DryRun {
-		level = "admin: replay dry run"
+		msg = "admin: replay dry run"
 	}
-	a.log.Info(level, "queue", queue, "replayed", res.Replayed, "skipped", res.Skipped, "failed", res.Failed, "to_queue", o.ToQueue)
+	a.log.Info(msg, "queue", queue, "replayed", res.Replayed, "skipped", res.Skipped, "failed", res.Failed, "to_queue", o.ToQueue)
 	return res, errors.Join(errs...)
 }
 
@@ -133,128 +154,62 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 type replayer struct {
 	a       *Admin
 	p       *pass
-	m       *matcher
 	o       ReplayOptions
 	pub     *broker.Publisher // nil for a dry run
 	targets map[string]error  // target queue → nil if it exists
+	stop    error             // why no more dead letters are replayed
 
-	inflight  []inflight // published, awaiting the confirm or the ack, in publish order
 	res       ReplayResult
 	firstErr  error
 	failedIDs []string
-	ackErr    error    // the first failed ack: the pass cannot remove dead letters any more
-	stuck     []string // tasks replayed whose dead letters could not be removed
 }
 
-type inflight struct {
-	tag uint64
-	id  string
-	pd  *broker.Pending
-}
-
-func (r *replayer) run(ctx context.Context) error {
-	defer r.p.stop()
-	matched := 0
-	for !r.m.full(matched) {
-		d, ok, err := r.p.next(ctx)
-		if err != nil {
-			return err
-		}
-		r.settleConfirmed(false)
-		if !ok {
-			return nil
-		}
-		if !r.m.match(d.MessageId, d.Type) {
-			r.p.hold(d.DeliveryTag)
-			r.res.Skipped++
-			continue
-		}
-		matched++
-		target := r.o.ToQueue
-		if target == "" {
-			target = originalQueue(d.Headers, r.p.queue)
-		}
-		if err := r.checkTarget(ctx, target); err != nil {
-			r.fail(d.DeliveryTag, d.MessageId, err)
-			continue
-		}
-		if r.o.DryRun {
-			r.p.hold(d.DeliveryTag)
-			r.res.Replayed++
-			r.res.IDs = append(r.res.IDs, d.MessageId)
-			continue
-		}
-		pd, err := r.pub.Publish(ctx, "", target, replayMessage(&d, target, time.Now()))
-		if err != nil {
-			if ctx.Err() != nil {
-				r.p.hold(d.DeliveryTag) // never published: not a failure, just not done
-				return err
-			}
-			r.fail(d.DeliveryTag, d.MessageId, err)
-			if errors.Is(err, broker.ErrClosed) {
-				return err
-			}
-			continue
-		}
-		r.a.log.Debug("admin: replaying", "task_id", d.MessageId, "type", d.Type, "queue", target)
-		r.inflight = append(r.inflight, inflight{tag: d.DeliveryTag, id: d.MessageId, pd: pd})
+// replay publishes a copy of d and lets the pass remove d once the broker
+// confirms it; d stays if anything fails.
+func (r *replayer) replay(ctx context.Context, d *amqp.Delivery) {
+	id := d.MessageId
+	target := r.o.ToQueue
+	if target == "" {
+		target = originalQueue(d.Headers, r.p.queue)
 	}
-	return nil
-}
-
-// settleConfirmed acks the dead letters whose copies are confirmed, oldest
-// first, and holds those whose publish failed. During the scan (!all) it
-// stops at the first confirm still due and keeps within the pass's ack
-// budget; with all, every confirm must be in (see drain).
-func (r *replayer) settleConfirmed(all bool) {
-	for len(r.inflight) > 0 {
-		f := r.inflight[0]
-		if !all {
-			if !r.p.canAck() {
-				return
-			}
-			select {
-			case <-f.pd.Done():
-			default:
-				return
-			}
+	if err := r.checkTarget(ctx, target); err != nil {
+		if ctx.Err() != nil {
+			r.stop = ctx.Err()
+		} else {
+			r.fail(id, err)
 		}
-		r.inflight = r.inflight[1:]
-		if err := f.pd.Wait(context.Background()); err != nil { // Done: returns at once
-			r.fail(f.tag, f.id, err)
-			continue
-		}
-		r.res.Replayed++
-		r.res.IDs = append(r.res.IDs, f.id)
-		if r.ackErr == nil {
-			r.ackErr = r.p.ack(f.tag)
-		}
-		if r.ackErr != nil {
-			// The task is back on its queue, but its dead letter cannot be
-			// removed: the broker requeues it when the channel goes.
-			r.stuck = append(r.stuck, f.id)
-		}
-	}
-}
-
-// drain waits for the confirms still due, until ctx ends and then for up
-// to confirmGrace, and settles them; a confirm that does not come in time
-// counts as a failure (the dead letter stays, the copy may exist).
-func (r *replayer) drain(ctx context.Context) {
-	r.p.stop()
-	if len(r.inflight) == 0 {
+		r.p.keep(d)
 		return
 	}
-	if err := r.pub.Flush(ctx); err != nil {
-		grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), confirmGrace)
-		defer cancel()
-		if err := r.pub.Flush(grace); err != nil {
-			r.a.log.Warn("admin: replay interrupted before every confirm arrived; those dead letters stay, and their tasks may run twice",
-				"queue", r.p.queue, "err", err)
-			_ = r.pub.Close() // fails every publish still due with ErrConfirmLost
-		}
+	if r.o.DryRun {
+		r.res.Replayed++
+		r.res.IDs = append(r.res.IDs, id)
+		r.p.keep(d)
+		return
 	}
-	r.settleConfirmed(true)
+	pd, err := r.pub.Publish(ctx, "", target, replayMessage(d, target, time.Now()))
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			r.stop = err // never published: not a failure, just not done
+		case errors.Is(err, broker.ErrClosed):
+			r.stop = err
+			r.fail(id, err)
+		default:
+			r.fail(id, err)
+		}
+		r.p.keep(d)
+		return
+	}
+	r.a.log.Debug("admin: replaying", "task_id", id, "type", d.Type, "queue", target)
+	r.p.await(d, pd, func(err error) {
+		if err != nil {
+			r.fail(id, err)
+			return
+		}
+		r.res.Replayed++
+		r.res.IDs = append(r.res.IDs, id)
+	})
 }
 
 // checkTarget reports whether target can receive replayed tasks, once per target.
@@ -279,8 +234,7 @@ func (r *replayer) checkTarget(ctx context.Context, target string) error {
 	return err
 }
 
-func (r *replayer) fail(tag uint64, id string, err error) {
-	r.p.hold(tag)
+func (r *replayer) fail(id string, err error) {
 	r.res.Failed++
 	r.failedIDs = append(r.failedIDs, id)
 	if r.firstErr == nil {
