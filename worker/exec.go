@@ -195,7 +195,7 @@ func (h *execHandler) ProcessTask(ctx context.Context, t *warren.Task) error {
 		defer lw.flush()
 		cmd.Stdout = lw
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = h.cfg.WaitDelay
 
