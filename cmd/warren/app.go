@@ -61,6 +61,9 @@ type app struct {
 
 	url            string
 	urlFile        string
+	tlsCA          string
+	tlsCert        string
+	tlsKey         string
 	logLevel       string
 	logFormat      string
 	connectTimeout time.Duration
@@ -85,6 +88,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if err == nil {
 		return exitOK
 	}
+	err = explain(err)
 	fmt.Fprintf(a.stderr, "warren: %s\n", a.scrub(strings.TrimPrefix(err.Error(), "warren: ")))
 	var ue *usageError
 	if errors.As(err, &ue) || !a.running {
@@ -108,8 +112,19 @@ snake case (--handler-timeout from WARREN_HANDLER_TIMEOUT, --url from
 WARREN_URL); a flag given on the command line wins. --yes, --all and --id
 are never read from the environment.
 
+The broker URL is a secret: prefer WARREN_URL or --url-file to --url, which
+other users of the machine can read in the process list. For amqps:// URLs,
+--tls-ca names the CA that signed the broker's certificate (default: the
+system's), and --tls-cert with --tls-key a client certificate; the broker's
+host name (or IP address) must be one its certificate names.
+
 Exit status: 0 on success, 1 on failure, 2 on bad input (unknown flag,
 missing or invalid value).`,
+		Example: `  export WARREN_URL=amqp://app:secret@rabbit.internal:5672/prod
+  warren enqueue --queue emails --type send --payload '{"to":"a@example.com"}'
+  warren worker --queue emails --exec ./send-email.sh --metrics-addr :9464
+  warren dlq list --queue emails
+  warren --url-file /run/secrets/amqp-url --tls-ca /etc/warren/ca.pem queues --queue emails`,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		PersistentPreRunE: a.setup,
@@ -128,6 +143,9 @@ missing or invalid value).`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.url, "url", broker.DefaultURL, "broker `URL` (amqp://user:password@host:port/vhost)")
 	pf.StringVar(&a.urlFile, "url-file", "", "read the broker URL from `file` (for secrets mounted as files)")
+	pf.StringVar(&a.tlsCA, "tls-ca", "", "amqps: trust the CA certificates (PEM) in `file` instead of the system's")
+	pf.StringVar(&a.tlsCert, "tls-cert", "", "amqps: present the client certificate (PEM) in `file` (with --tls-key)")
+	pf.StringVar(&a.tlsKey, "tls-key", "", "amqps: the client certificate's private key (PEM) `file`")
 	pf.StringVar(&a.logLevel, "log-level", "", "log `level`: debug, info, warn or error (default info for worker, warn for the other commands)")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log `format`: text or json")
 	pf.DurationVar(&a.connectTimeout, "connect-timeout", 10*time.Second, "give up connecting to the broker after this `duration`")
@@ -140,7 +158,10 @@ missing or invalid value).`,
 		a.queuesCmd(),
 		a.benchCmd(),
 		a.versionCmd(),
+		a.completionCmd(root),
 	)
+	root.CompletionOptions.DisableDefaultCmd = true // ours has the same generators, with examples
+	registerCompletions(root)
 	return root
 }
 
@@ -188,11 +209,13 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		return usagef("--log-level %q: want debug, info, warn or error", a.logLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	// Whatever a log line holds, the broker password never reaches stderr.
+	logOut := &scrubWriter{w: a.stderr, scrub: a.scrub}
 	switch strings.ToLower(a.logFormat) {
 	case "text", "":
-		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
+		a.log = slog.New(slog.NewTextHandler(logOut, opts))
 	case "json":
-		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
+		a.log = slog.New(slog.NewJSONHandler(logOut, opts))
 	default:
 		return usagef("--log-format %q: want text or json", a.logFormat)
 	}
@@ -269,19 +292,21 @@ func (a *app) scrub(s string) string {
 // dial connects to the broker within --connect-timeout. retries is
 // broker.Config.DialRetries: small for one-shot commands.
 func (a *app) dial(ctx context.Context, what string, retries int) (*broker.Conn, error) {
+	tlsConfig, err := a.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	dctx, cancel := context.WithTimeout(ctx, a.connectTimeout)
 	defer cancel()
 	conn, err := broker.Dial(dctx, a.url, broker.Config{
 		Name:        fmt.Sprintf("warren %s (pid %d)", what, os.Getpid()),
 		DialTimeout: a.connectTimeout,
 		DialRetries: retries,
+		TLS:         tlsConfig,
 		Logger:      a.log,
 	})
 	if err != nil {
-		if errors.Is(err, broker.ErrAccessRefused) {
-			return nil, fmt.Errorf("%w (check the user and password in --url or WARREN_URL)", err)
-		}
-		return nil, fmt.Errorf("%w (is RabbitMQ running there? set --url or WARREN_URL)", err)
+		return nil, dialError(err)
 	}
 	return conn, nil
 }

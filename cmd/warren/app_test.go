@@ -323,7 +323,7 @@ func TestReadLines(t *testing.T) {
 	long := strings.Repeat("x", maxLineLen+10)
 	in := "one\r\n\n" + long + "\nlast without newline"
 	out := make(chan inputLine, 10)
-	if err := readLines(context.Background(), strings.NewReader(in), out); err != nil {
+	if err := readLines(context.Background(), strings.NewReader(in), out, maxLineLen); err != nil {
 		t.Fatal(err)
 	}
 	var got []inputLine

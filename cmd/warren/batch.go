@@ -101,7 +101,7 @@ func (a *app) enqueueFile(ctx context.Context, cmd *cobra.Command, f *enqueueFla
 	start := time.Now()
 	lines := make(chan inputLine, 4*batchSize)
 	readErr := make(chan error, 1)
-	go func() { readErr <- readLines(ctx, in, lines) }()
+	go func() { readErr <- readLines(ctx, in, lines, f.lineLimit()) }()
 
 	pending := make(chan *batch, batchesInFlight)
 	report := make(chan batchTotals, 1)
@@ -203,7 +203,7 @@ read:
 // lineJob turns one input line into a job, with the flags as defaults.
 func (a *app) lineJob(ln inputLine, f *enqueueFlags, base []producer.Option, ensureQueue func(string) error) (producer.Job, error) {
 	if ln.tooLong {
-		return producer.Job{}, fmt.Errorf("longer than %d bytes", maxLineLen)
+		return producer.Job{}, fmt.Errorf("longer than %d bytes", f.lineLimit())
 	}
 	jl, err := parseJobLine(ln.data)
 	if err != nil {
@@ -282,10 +282,16 @@ func (a *app) collect(pending <-chan *batch, f *enqueueFlags, prog *progress) ba
 	return tot
 }
 
+// lineLimit bounds one NDJSON line: maxLineLen, or room for a payload of
+// --max-payload-size written as escaped JSON when that is larger.
+func (f *enqueueFlags) lineLimit() int {
+	return max(maxLineLen, 2*f.payloadLimit()+64<<10)
+}
+
 // readLines sends each line of r, numbered from 1, until EOF or ctx ends,
-// then closes out. Lines longer than maxLineLen are sent marked, without
+// then closes out. Lines longer than limit bytes are sent marked, without
 // their data.
-func readLines(ctx context.Context, r io.Reader, out chan<- inputLine) error {
+func readLines(ctx context.Context, r io.Reader, out chan<- inputLine, limit int) error {
 	defer close(out)
 	br := bufio.NewReaderSize(r, 64<<10)
 	for no := 1; ; no++ {
@@ -300,7 +306,7 @@ func readLines(ctx context.Context, r io.Reader, out chan<- inputLine) error {
 			frag, err = br.ReadSlice('\n')
 			size += int64(len(frag))
 			if !tooLong {
-				if len(line)+len(frag) > maxLineLen {
+				if len(line)+len(frag) > limit {
 					tooLong, line = true, nil
 				} else {
 					line = append(line, frag...)

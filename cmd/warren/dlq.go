@@ -86,7 +86,13 @@ func (a *app) dlqCmd() *cobra.Command {
 for good, with why and when.
 
 Only one dlq command at a time works on a dead-letter queue; another one
-fails at once with "busy" until it ends.`,
+fails at once with "busy" until it ends.
+
+Every dlq command takes --output json for scripts.`,
+		Example: `  warren dlq list --queue emails
+  warren dlq show --queue emails --id 0190a1b2-...
+  warren dlq replay --queue emails --type email:send
+  warren dlq purge --queue emails --all --yes`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(a.dlqListCmd(), a.dlqShowCmd(), a.dlqReplayCmd(), a.dlqPurgeCmd())
@@ -158,7 +164,13 @@ func (a *app) dlqShowCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show --queue Q --id ID [--output table|json]",
 		Short: "Show one dead letter in full: error, history, stack, payload",
-		Args:  cobra.NoArgs,
+		Long: `Show one dead letter of Q.dlq in full, without removing it: why and when
+it failed, the error, every earlier failed attempt, the stack of a panic,
+its own headers and the payload. --output json prints the same as one
+element of "dlq list --output json".`,
+		Example: `  warren dlq show --queue emails --id 0190a1b2-...
+  warren dlq show --queue emails --id 0190a1b2-... --output json | jq .payload`,
+		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			if err := checkQueues([]string{f.queue}); err != nil {
 				return err
@@ -202,9 +214,14 @@ func (a *app) dlqReplayCmd() *cobra.Command {
 their attempt count reset, then remove them from Q.dlq. A dead letter leaves
 Q.dlq only once the broker has confirmed its copy: an interrupted replay
 loses nothing (a task may run twice at worst). The replayed task IDs are
-printed on stdout.`,
+printed on stdout, one a line, and a summary on stderr; --output json prints
+one object with the counts and the IDs instead.
+
+The task keeps its ID, payload and headers (trace context included).`,
 		Example: `  warren dlq replay --queue emails --all --dry-run
-  warren dlq replay --queue emails --id 0190a1b2-... --id 0190a1b3-...`,
+  warren dlq replay --queue emails --id 0190a1b2-... --id 0190a1b3-...
+  warren dlq replay --queue emails --type email:send --to-queue emails-retry
+  warren dlq replay --queue emails --all --output json`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			flt, err := f.filter(true)
@@ -216,8 +233,21 @@ printed on stdout.`,
 					return err
 				}
 			}
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
 			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Admin) error {
 				res, err := adm.Replay(cmd.Context(), f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue})
+				if f.output == "json" {
+					if jerr := writeJSON(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
+						Replayed: res.Replayed, Skipped: res.Skipped, Failed: res.Failed, IDs: nonNil(res.IDs)}); jerr != nil {
+						return jerr
+					}
+					if err != nil {
+						return err
+					}
+					return missingIDs(f.ids, res.IDs, f.queue)
+				}
 				for _, id := range res.IDs {
 					fmt.Fprintln(a.stdout, id)
 				}
@@ -242,6 +272,7 @@ printed on stdout.`,
 	f.addSelectors(fs)
 	fs.BoolVar(&dryRun, "dry-run", false, "only report what would be replayed")
 	fs.StringVar(&toQueue, "to-queue", "", "replay to this `queue` instead of each task's own")
+	f.addOutput(fs)
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
 }
@@ -254,14 +285,19 @@ func (a *app) dlqPurgeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "purge --queue Q (--id ID ... | --type T ... | --all) --yes",
 		Short: "Delete dead letters for good",
-		Long: `Delete the selected dead letters of Q.dlq for good and print their task IDs.
-Without --yes it asks for confirmation on a terminal, and refuses otherwise.`,
+		Long: `Delete the selected dead letters of Q.dlq for good and print their task IDs
+(--output json: one object with the count and the IDs). Without --yes it
+asks for confirmation on a terminal, and refuses otherwise.`,
 		Example: `  warren dlq purge --queue emails --id 0190a1b2-... --yes
+  warren dlq purge --queue emails --type email:send --yes --output json
   warren dlq purge --queue emails --all`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			flt, err := f.filter(true)
 			if err != nil {
+				return err
+			}
+			if err := f.checkOutput(); err != nil {
 				return err
 			}
 			if !yes {
@@ -286,6 +322,16 @@ Without --yes it asks for confirmation on a terminal, and refuses otherwise.`,
 			}
 			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Admin) error {
 				res, err := adm.Purge(cmd.Context(), f.queue, flt)
+				if f.output == "json" {
+					if jerr := writeJSON(a.stdout, purgeJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue),
+						Purged: res.Purged, IDs: nonNil(res.IDs)}); jerr != nil {
+						return jerr
+					}
+					if err != nil {
+						return err
+					}
+					return missingIDs(f.ids, res.IDs, f.queue)
+				}
 				for _, id := range res.IDs {
 					fmt.Fprintln(a.stdout, id)
 				}
@@ -301,9 +347,37 @@ Without --yes it asks for confirmation on a terminal, and refuses otherwise.`,
 	f.addQueue(fs)
 	f.addSelectors(fs)
 	fs.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	f.addOutput(fs)
 	noEnv(fs, "yes")
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
+}
+
+// replayJSON is the --output json of dlq replay.
+type replayJSON struct {
+	Queue           string   `json:"queue"`
+	DeadLetterQueue string   `json:"dead_letter_queue"`
+	DryRun          bool     `json:"dry_run"`
+	Replayed        int      `json:"replayed"`
+	Skipped         int      `json:"skipped"`
+	Failed          int      `json:"failed"`
+	IDs             []string `json:"ids"`
+}
+
+// purgeJSON is the --output json of dlq purge.
+type purgeJSON struct {
+	Queue           string   `json:"queue"`
+	DeadLetterQueue string   `json:"dead_letter_queue"`
+	Purged          int      `json:"purged"`
+	IDs             []string `json:"ids"`
+}
+
+// nonNil makes an empty list print as [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // confirm asks question on w and reads a yes from r.

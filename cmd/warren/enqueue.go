@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,7 @@ type enqueueFlags struct {
 	noDeclare   bool
 	fromFile    string
 	printIDs    bool
+	maxPayload  sizeValue
 	queueFlags
 }
 
@@ -50,10 +52,22 @@ NDJSON, pipelined, and print a summary on stderr:
 
 Blank lines are skipped; a bad line is reported with its number and counted
 as failed while the others go on. --type, --delay, --max-attempts and
---header are the defaults of every line.`,
+--header are the defaults of every line.
+
+A payload over --max-payload-size (default 1MiB) is refused before anything
+is sent: a single enqueue exits with status 2 (bad input); with --from-file
+the line counts as failed and the command exits with status 1. The broker
+has a limit of its own (max_message_size, 128 MiB by default).
+
+Exit status: 0 once the broker has confirmed every task, 1 on failure
+(broker unreachable, access refused, a task not confirmed or a line
+failed), 2 on bad input.`,
 		Example: `  warren enqueue --queue emails --type send --payload '{"to":"a@example.com"}'
   warren enqueue --queue emails --type send --payload-file - < payload.json
-  warren enqueue --queue emails --from-file jobs.ndjson --print-ids`,
+  warren enqueue --queue emails --type send --delay 30s --header tenant=acme
+  warren enqueue --queue emails --from-file jobs.ndjson --print-ids
+  warren enqueue --queue images --type resize --payload-file big.json --max-payload-size 8MiB
+  warren enqueue --queue emails --type send --no-declare   # a user without the configure permission`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			if f.fromFile != "" {
@@ -76,6 +90,8 @@ as failed while the others go on. --type, --delay, --max-attempts and
 	fs.BoolVar(&f.noDeclare, "no-declare", false, "do not declare the queue (it must exist)")
 	fs.StringVar(&f.fromFile, "from-file", "", "enqueue one task per line of NDJSON `file` (- for stdin)")
 	fs.BoolVar(&f.printIDs, "print-ids", false, "with --from-file: print each task ID on stdout, in input order")
+	f.maxPayload = producer.DefaultMaxPayloadSize
+	fs.Var(&f.maxPayload, "max-payload-size", "refuse payloads larger than this `size` (bytes, or with a unit: 512KiB, 4MiB)")
 	f.queueFlags.add(fs)
 	noEnv(fs, "id", "from-file")
 	_ = cmd.MarkFlagRequired("queue")
@@ -217,7 +233,7 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 			defer file.Close()
 			r = file
 		}
-		b, err := io.ReadAll(io.LimitReader(r, producer.DefaultMaxPayloadSize+1))
+		b, err := io.ReadAll(io.LimitReader(r, int64(f.payloadLimit())+1))
 		if err != nil {
 			return nil, fmt.Errorf("read payload: %w", err)
 		}
@@ -229,8 +245,12 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 			payload = []byte("{}")
 		}
 	}
-	if len(payload) > producer.DefaultMaxPayloadSize {
-		return nil, usagef("payload larger than the limit of %d bytes", producer.DefaultMaxPayloadSize)
+	if limit := f.payloadLimit(); len(payload) > limit {
+		what := fmt.Sprintf("%d bytes", len(payload))
+		if f.payloadFile != "" {
+			what = "more than that" // not read past the limit
+		}
+		return nil, usagef("payload too large: the limit is %d bytes (%s, --max-payload-size), the payload is %s", limit, formatSize(limit), what)
 	}
 	if isJSON(f.contentType) {
 		if err := checkJSON(payload); err != nil {
@@ -238,6 +258,11 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 		}
 	}
 	return payload, nil
+}
+
+// payloadLimit is --max-payload-size in bytes.
+func (f *enqueueFlags) payloadLimit() int {
+	return cmp.Or(int(f.maxPayload), producer.DefaultMaxPayloadSize)
 }
 
 // isJSON reports whether content type ct is JSON (application/json, or any
@@ -270,7 +295,7 @@ func checkJSON(b []byte) error {
 }
 
 func (a *app) newProducer(ctx context.Context, conn *broker.Conn, f *enqueueFlags, qo queueOptions) (*producer.Producer, error) {
-	cfg := producer.Config{QueueOptions: qo.QueueOptions, NoDeclare: qo.noDeclare, Logger: a.log}
+	cfg := producer.Config{QueueOptions: qo.QueueOptions, NoDeclare: qo.noDeclare, MaxPayloadSize: f.payloadLimit(), Logger: a.log}
 	if !qo.noDeclare {
 		cfg.Queues = []string{f.queue}
 	}

@@ -20,8 +20,9 @@ func (a *app) queuesCmd() *cobra.Command {
 		Long: `Show, for each queue, the tasks ready, delivered but not acked (when known),
 its consumers and its dead letters. DELAYED counts every task waiting in the
 delay levels, which all queues share (retries and delayed enqueues).`,
-		Example: `  warren queues --queue emails --queue reports`,
-		Args:    cobra.NoArgs,
+		Example: `  warren queues --queue emails --queue reports
+  warren queues --queue emails --output json | jq '.[0].dead_letters'`,
+		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			if err := checkQueues(queues); err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 )
 
@@ -12,7 +13,12 @@ func (a *app) topologyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "topology",
 		Short: "Manage Warren's queues and exchanges on the broker",
-		Args:  cobra.NoArgs,
+		Long: `Manage the exchanges and queues Warren needs on the broker. Producers and
+workers declare them by themselves unless they run with --no-declare; an
+operator declares them once with "topology declare" when they do, so that
+producers and workers need no configure permission.`,
+		Example: `  warren topology declare --queue emails --queue reports`,
+		Args:    cobra.NoArgs,
 	}
 	cmd.AddCommand(a.topologyDeclareCmd())
 	return cmd
@@ -22,6 +28,7 @@ func (a *app) topologyDeclareCmd() *cobra.Command {
 	var (
 		queues []string
 		qf     queueFlags
+		output string
 	)
 	cmd := &cobra.Command{
 		Use:   "declare [--queue Q ...]",
@@ -32,9 +39,14 @@ dead-letter queue Q.dlq and Q's binding for delayed tasks. It is idempotent.
 
 Use it when producers and workers run with --no-declare (a user without the
 configure permission). Declare a queue with the options every producer and
-worker of it uses: the broker refuses to redeclare a queue with others.`,
-		Example: `  warren topology declare --queue emails --queue reports --delivery-limit 5`,
-		Args:    cobra.NoArgs,
+worker of it uses: the broker refuses to redeclare a queue with others.
+
+It prints what it declared; --output json prints one object listing the
+exchanges and queues.`,
+		Example: `  warren topology declare
+  warren topology declare --queue emails --queue reports --delivery-limit 5
+  warren topology declare --queue emails --output json`,
+		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			if err := checkQueues(queues); err != nil {
 				return err
@@ -42,6 +54,9 @@ worker of it uses: the broker refuses to redeclare a queue with others.`,
 			qo, err := qf.options()
 			if err != nil {
 				return err
+			}
+			if output != "table" && output != "json" {
+				return usagef("--output %q: want table or json", output)
 			}
 			ctx := cmd.Context()
 			conn, err := a.dial(ctx, "topology", 1)
@@ -51,6 +66,14 @@ worker of it uses: the broker refuses to redeclare a queue with others.`,
 			defer a.closeConn(conn)
 			if err := broker.DeclareShared(ctx, conn); err != nil {
 				return err
+			}
+			if output == "json" {
+				for _, q := range queues {
+					if err := broker.DeclareQueue(ctx, conn, q, qo); err != nil {
+						return err
+					}
+				}
+				return writeJSON(a.stdout, topologyJSONOf(queues, qo))
 			}
 			fmt.Fprintf(a.stdout, "declared shared topology: %d delay levels (%s0..%d), %s, %s\n",
 				broker.DelayLevels, broker.DelayPrefix, broker.DelayLevels-1, broker.DeliveryExchange, broker.UnroutableQueue)
@@ -68,6 +91,41 @@ worker of it uses: the broker refuses to redeclare a queue with others.`,
 		}),
 	}
 	cmd.Flags().StringSliceVarP(&queues, "queue", "q", nil, "`queue` to declare (repeatable, or comma-separated)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output `format`: table or json")
 	qf.add(cmd.Flags())
 	return cmd
+}
+
+// topologyJSON is the --output json of topology declare.
+type topologyJSON struct {
+	Exchanges []string        `json:"exchanges"`
+	Shared    []string        `json:"shared_queues"`
+	Queues    []topologyQueue `json:"queues"`
+}
+
+type topologyQueue struct {
+	Name            string `json:"name"`
+	DeadLetterQueue string `json:"dead_letter_queue"`
+	Type            string `json:"type"`
+	DeliveryLimit   int    `json:"delivery_limit,omitempty"`
+}
+
+func topologyJSONOf(queues []string, qo broker.QueueOptions) topologyJSON {
+	j := topologyJSON{
+		Exchanges: []string{broker.DeliveryExchange, broker.UnroutableExchange},
+		Shared:    []string{broker.UnroutableQueue},
+		Queues:    []topologyQueue{},
+	}
+	for k := 0; k < broker.DelayLevels; k++ {
+		j.Exchanges = append(j.Exchanges, broker.DelayExchange(k))
+		j.Shared = append(j.Shared, broker.DelayExchange(k))
+	}
+	for _, q := range queues {
+		tq := topologyQueue{Name: q, DeadLetterQueue: warren.DeadLetterQueue(q), Type: string(qo.Type)}
+		if qo.Type == broker.Quorum {
+			tq.DeliveryLimit = qo.DeliveryLimit
+		}
+		j.Queues = append(j.Queues, tq)
+	}
+	return j
 }

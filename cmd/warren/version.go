@@ -15,7 +15,10 @@ func (a *app) versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of warren",
-		Args:  cobra.NoArgs,
+		Long: `Print warren's version, the commit it was built from (when known), the Go
+version and the platform.`,
+		Example: `  warren version`,
+		Args:    cobra.NoArgs,
 		RunE: a.action(func(*cobra.Command, []string) error {
 			fmt.Fprintln(a.stdout, versionString())
 			return nil

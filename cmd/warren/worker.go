@@ -23,6 +23,7 @@ type workerFlags struct {
 	retryBase       time.Duration
 	retryCap        time.Duration
 	noDeclare       bool
+	metricsAddr     string
 	queueFlags
 }
 
@@ -42,10 +43,22 @@ its environment, without WARREN_URL and other WARREN_* secrets. Exit 0 is
 success; exit 65 (EX_DATAERR) sends the task to the dead-letter queue at once;
 any other failure is retried with backoff until --max-attempts.
 
-Exit status: 0 after a graceful drain, 1 when the worker cannot start or
-loses the broker for good.`,
+With --metrics-addr, the worker serves on that address:
+  /metrics  Prometheus metrics (warren_*, Go runtime and process)
+  /healthz  200 while the process runs (liveness probe)
+  /readyz   200 while it consumes every queue on a live connection, else
+            503 with the reason (readiness probe): connecting, reconnecting,
+            broker alarm, shutting down
+
+The worker reconnects by itself when the broker goes away and comes back.
+
+Exit status: 0 after a graceful drain, 1 when the worker cannot start (broker
+unreachable, access refused, --metrics-addr taken) or loses the broker for
+good, 2 on bad input.`,
 		Example: `  warren worker --queue emails --exec "./send-email.sh"
-  warren worker --queue emails --concurrency 20 --exec "sh -c 'jq .to | mail-it'"`,
+  warren worker --queue emails --concurrency 20 --exec "sh -c 'jq .to | mail-it'"
+  warren worker --queue emails --queue reports --exec ./handle.sh --metrics-addr :9464
+  warren worker --queue emails --exec ./send.sh --no-declare --log-format json`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error { return a.runWorker(cmd, &f) }),
 	}
@@ -61,6 +74,7 @@ loses the broker for good.`,
 	fs.DurationVar(&f.retryBase, "retry-base", retry.DefaultBase, "backoff ceiling after the first failure (doubles each attempt, full jitter)")
 	fs.DurationVar(&f.retryCap, "retry-cap", retry.DefaultCap, "longest backoff between attempts")
 	fs.BoolVar(&f.noDeclare, "no-declare", false, "do not declare the queues (they must exist)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this `address` (like :9464)")
 	f.queueFlags.add(fs)
 	_ = cmd.MarkFlagRequired("queue")
 	_ = cmd.MarkFlagRequired("exec")
@@ -110,12 +124,27 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 	if err != nil {
 		return usagef("--exec: %w", err)
 	}
+	var ops *opsServer
+	var observer worker.Observer
+	if f.metricsAddr != "" {
+		if err := checkAddr(f.metricsAddr); err != nil {
+			return err
+		}
+		if ops, err = serveOps(f.metricsAddr, a.log); err != nil {
+			return err
+		}
+		defer ops.shutdown()
+		observer = ops.metrics
+	}
 
 	conn, err := a.dial(ctx, "worker", 5)
 	if err != nil {
 		return err
 	}
 	defer a.closeConn(conn)
+	if ops != nil {
+		ops.metrics.AddConn(conn)
+	}
 	pool, err := worker.New(conn, h, worker.Config{
 		Queues:          f.queues,
 		Concurrency:     f.concurrency,
@@ -126,10 +155,14 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 		Retry:           policy,
 		QueueOptions:    qo,
 		NoDeclare:       f.noDeclare,
+		Observer:        observer,
 		Logger:          a.log,
 	})
 	if err != nil {
 		return usage(err) // New only validates the configuration
+	}
+	if ops != nil {
+		ops.pool.Store(pool)
 	}
 	if err := pool.Run(ctx); err != nil {
 		if errors.Is(err, worker.ErrConnectionLost) {

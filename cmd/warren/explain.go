@@ -1,0 +1,78 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/broker"
+)
+
+// permissionsHint points at the documentation of the permissions each role needs.
+const permissionsHint = "the broker user lacks a permission for this; docs/operations.md (Least privilege) lists what each role needs"
+
+// dialError adds to a failed connection what to check.
+func dialError(err error) error {
+	var ae *amqp.Error
+	switch {
+	case errors.As(err, &ae) && ae.Code == amqp.NotAllowed:
+		return fmt.Errorf("%w (access refused to the vhost: check the vhost in the URL, and that the user has permissions on it: rabbitmqctl set_permissions -p VHOST USER CONFIGURE WRITE READ)", err)
+	case errors.Is(err, broker.ErrAccessRefused):
+		return fmt.Errorf("%w (check the user and password in --url, --url-file or WARREN_URL)", err)
+	case isTLSError(err):
+		return fmt.Errorf("%w (the TLS handshake failed: --tls-ca must name the CA that signed the broker's certificate, the URL's host must be named in that certificate, and the port must be the broker's amqps listener)", err)
+	}
+	return fmt.Errorf("%w (is RabbitMQ running there? set --url or WARREN_URL)", err)
+}
+
+// isTLSError reports a failed certificate check or TLS handshake.
+func isTLSError(err error) bool {
+	var (
+		verr *tls.CertificateVerificationError
+		uerr x509.UnknownAuthorityError
+		herr x509.HostnameError
+		cerr x509.CertificateInvalidError
+		rerr tls.RecordHeaderError
+		aerr tls.AlertError
+	)
+	return errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) || errors.As(err, &cerr) ||
+		errors.As(err, &rerr) || errors.As(err, &aerr) || strings.Contains(err.Error(), "tls: ")
+}
+
+// explain rewrites a command's error where the cause needs saying plainly:
+// a permission the broker refused (ACCESS_REFUSED) reads "access refused".
+func explain(err error) error {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	var ae *amqp.Error
+	refused := errors.Is(err, broker.ErrAccessRefused) || (errors.As(err, &ae) && ae.Code == amqp.AccessRefused)
+	if !refused || strings.Contains(err.Error(), "check the user and password") {
+		return err
+	}
+	msg := err.Error()
+	if !strings.Contains(strings.ToLower(msg), "access refused") {
+		msg = "access refused: " + msg
+	}
+	return &explained{err: err, msg: msg + " (" + permissionsHint + ")"}
+}
+
+// scrubWriter removes the broker password from everything written to w:
+// each write is one log record.
+type scrubWriter struct {
+	w     io.Writer
+	scrub func(string) string
+}
+
+func (s *scrubWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(s.w, s.scrub(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
