@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"maps"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -68,7 +67,8 @@ type DeadLetter struct {
 	// adds one.
 	DeliveryCount int
 	// Headers holds every header as stored, broker headers (x-death)
-	// included, with the value types of the AMQP client. Treat it as read-only.
+	// included, with the value types of the AMQP client (it is the
+	// delivery's own table, not a copy).
 	Headers map[string]any
 }
 
@@ -97,7 +97,7 @@ func newDeadLetter(d *amqp.Delivery, queue string) DeadLetter {
 		Error:       broker.HeaderString(h, warren.HeaderError),
 		WorkerHost:  broker.HeaderString(h, warren.HeaderWorkerHost),
 		Stack:       broker.HeaderString(h, warren.HeaderStack),
-		Headers:     maps.Clone(map[string]any(h)),
+		Headers:     h,
 	}
 	if n, ok := headerCount(h, warren.HeaderAttempt); ok {
 		dl.Attempts = n
@@ -130,15 +130,35 @@ func newDeadLetter(d *amqp.Delivery, queue string) DeadLetter {
 			}
 		}
 	}
-	// Decode reads the history the way workers write it; a malformed
-	// message still yields what it could read.
-	if _, ok := h[warren.HeaderHistory]; ok {
-		t, _ := broker.Decode(d, queue)
-		if t != nil {
-			dl.History = t.History
-		}
-	}
+	dl.History = history(h[warren.HeaderHistory])
 	return dl
+}
+
+// history reads warren-history as broker.EncodeHistory writes it (an array
+// of tables: attempt, error, failed-at, worker, duration-ms), skipping
+// entries it cannot read.
+func history(v any) []warren.Failure {
+	arr, ok := v.([]any)
+	if !ok {
+		return nil
+	}
+	out := make([]warren.Failure, 0, len(arr))
+	for _, e := range arr {
+		tab, ok := e.(amqp.Table)
+		if !ok {
+			continue
+		}
+		var f warren.Failure
+		f.Attempt, _ = headerCount(tab, "attempt")
+		f.Error = broker.HeaderString(tab, "error")
+		f.Worker = broker.HeaderString(tab, "worker")
+		f.FailedAt, _ = broker.HeaderTime(tab, "failed-at")
+		if ms, ok := broker.HeaderInt(tab, "duration-ms"); ok && ms >= 0 {
+			f.Duration = time.Duration(ms) * time.Millisecond
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // originalQueue is where a dead letter of queue's DLQ belongs: its

@@ -213,9 +213,15 @@ func (p *pass) await(d *amqp.Delivery, pd *broker.Pending, resolved func(error))
 	p.add(&item{tag: d.DeliveryTag, pd: pd, resolved: resolved})
 }
 
+// add queues an item. Items are settled settleBudget at a time: the read
+// after a batch waits for the batch as a whole (RabbitMQ commits a batch
+// of commands together), which reads about twice as fast as settling
+// after every read.
 func (p *pass) add(it *item) {
 	p.items = append(p.items, it)
-	p.progress()
+	if len(p.items) >= settleBudget {
+		p.progress()
+	}
 }
 
 // progress settles the items it can, in order, within the budget: it
