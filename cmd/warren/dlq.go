@@ -255,6 +255,9 @@ The task keeps its ID, payload and headers (trace context included).`,
 				if dryRun {
 					verb = "would replay"
 				}
+				if err != nil && res.Replayed == 0 && res.Failed == 0 {
+					return err // nothing was done: the error says it all
+				}
 				fmt.Fprintf(a.stderr, "%s %s from %s", verb, plural(res.Replayed, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
 				if res.Failed > 0 {
 					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
@@ -334,6 +337,9 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 				}
 				for _, id := range res.IDs {
 					fmt.Fprintln(a.stdout, id)
+				}
+				if err != nil && res.Purged == 0 {
+					return err // nothing was done: the error says it all
 				}
 				fmt.Fprintf(a.stderr, "purged %s from %s\n", plural(res.Purged, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
 				if err != nil {

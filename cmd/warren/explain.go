@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -57,10 +58,38 @@ func explain(err error) error {
 		return err
 	}
 	msg := err.Error()
-	if !strings.Contains(strings.ToLower(msg), "access refused") {
-		msg = "access refused: " + msg
+	var b strings.Builder
+	b.WriteString("access refused")
+	if m := refusedRE.FindStringSubmatch(msg); m != nil {
+		fmt.Fprintf(&b, ": user '%s' may not use %s '%s' in vhost '%s' for this", m[4], m[1], m[2], m[3])
 	}
-	return &explained{err: err, msg: msg + " (" + permissionsHint + ")"}
+	if hint := accessHint(msg); hint != "" {
+		b.WriteString("; " + hint)
+	}
+	fmt.Fprintf(&b, " (%s)\n  cause: %s", permissionsHint, msg)
+	return &explained{err: err, msg: b.String()}
+}
+
+// refusedRE reads RabbitMQ's ACCESS_REFUSED text (3.10 does not say which
+// permission was missing).
+var refusedRE = regexp.MustCompile(`access to (queue|exchange) '([^']*)' in vhost '([^']*)' refused for user '([^']*)'`)
+
+// accessHint names the permission the refused operation needs, from the
+// operation the error describes.
+func accessHint(msg string) string {
+	m := strings.ToLower(msg)
+	switch {
+	case strings.Contains(m, "lock queue"):
+		return "dlq commands need the configure permission on warren.lock.<queue>.dlq and <queue>.dlq, and read on <queue>.dlq"
+	case strings.Contains(m, "consume"):
+		return "consuming needs the read permission on the queue"
+	case strings.Contains(m, "declare") || strings.Contains(m, "bind"):
+		return "declaring needs the configure permission (and write and read on the exchanges involved); " +
+			"a producer or worker without it runs with --no-declare once an operator has run warren topology declare"
+	case strings.Contains(m, "publish") || strings.Contains(m, "enqueue") || strings.Contains(m, "replay"):
+		return "publishing needs the write permission on the exchange (amq.default for the default exchange)"
+	}
+	return ""
 }
 
 // scrubWriter removes the broker password from everything written to w:

@@ -172,10 +172,10 @@ func TestExplainAccessRefused(t *testing.T) {
 	refused := &amqp.Error{Code: amqp.AccessRefused, Reason: "ACCESS_REFUSED - read access to queue 'q' in vhost 'v' refused for user 'p'", Server: true}
 	for _, err := range []error{
 		fmt.Errorf("worker: consume q: %w", refused),
-		fmt.Errorf("%w: declare queue q: %s", broker.ErrAccessRefused, refused.Reason),
+		fmt.Errorf("%w: consume q: %s", broker.ErrAccessRefused, refused.Reason),
 	} {
 		got := explain(err).Error()
-		if !strings.Contains(got, "access refused") || !strings.Contains(got, "read access to queue 'q'") || !strings.Contains(got, "Least privilege") {
+		if !strings.Contains(got, "access refused: user 'p' may not use queue 'q' in vhost 'v'") || !strings.Contains(got, "Least privilege") {
 			t.Errorf("explain(%v) = %q", err, got)
 		}
 		if !errors.Is(explain(err), err) {

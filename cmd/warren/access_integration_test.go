@@ -1,0 +1,191 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/internal/testnode"
+)
+
+// TestTLS enqueues over amqps:// with the right CA (and a client
+// certificate), and shows a wrong CA refused with a clear error.
+func TestTLS(t *testing.T) {
+	n, pki := privateNode(t)
+	password := addUser(t, n, "tls-user", "/", ".*", ".*", ".*")
+	url := n.TLSURL("tls-user", password, "/")
+	q := "tls-" + randomHex(4)
+
+	r := runOn(t, url, time.Minute, []string{"WARREN_TLS_CA=" + pki.CACert},
+		"enqueue", "--queue", q, "--type", "t", "--payload", `{"over":"tls"}`)
+	if r.code != 0 || !uuidRE.MatchString(strings.TrimSpace(r.stdout)) {
+		t.Fatalf("amqps with the right CA: exit %d, stdout %q; stderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = runOn(t, url, time.Minute, nil, "--tls-ca", pki.CACert, "--tls-cert", pki.ClientCert, "--tls-key", pki.ClientKey,
+		"enqueue", "--queue", q, "--type", "t")
+	if r.code != 0 {
+		t.Fatalf("amqps with a client certificate: exit %d; stderr:\n%s", r.code, r.stderr)
+	}
+	conn := dialNode(t, n.URL())
+	if st, err := broker.Inspect(context.Background(), conn, q); err != nil || st.Ready != 2 {
+		t.Fatalf("queue %s: %+v, %v; want 2 tasks", q, st, err)
+	}
+
+	// A CA that did not sign the broker's certificate.
+	other, err := testnode.GenerateCerts(t.TempDir(), "other-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = runOn(t, url, time.Minute, nil, "--tls-ca", other.CACert, "enqueue", "--queue", q, "--type", "t")
+	if r.code != 1 {
+		t.Fatalf("wrong CA: exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "certificate") || !strings.Contains(r.stderr, "--tls-ca") {
+		t.Errorf("wrong CA: unclear message:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, password) {
+		t.Fatalf("wrong CA: the password is shown:\n%s", r.stderr)
+	}
+	if r.stdout != "" {
+		t.Errorf("wrong CA: stdout %q", r.stdout)
+	}
+	t.Logf("wrong CA: %s", strings.TrimSpace(r.stderr))
+
+	// No --tls-ca: the system's CAs do not know the test CA either.
+	r = runOn(t, url, time.Minute, nil, "enqueue", "--queue", q, "--type", "t")
+	if r.code != 1 || !strings.Contains(r.stderr, "certificate") {
+		t.Errorf("system CAs: exit %d; stderr:\n%s", r.code, r.stderr)
+	}
+	// amqp:// on the TLS port, and amqps:// on the plain one, fail clearly too.
+	r = runOn(t, n.URLFor("tls-user", password, "/"), time.Minute, nil, "--tls-ca", pki.CACert, "enqueue", "--queue", q, "--type", "t")
+	if r.code != 2 || !strings.Contains(r.stderr, "amqps://") {
+		t.Errorf("TLS flags with amqp://: exit %d; stderr:\n%s", r.code, r.stderr)
+	}
+	plainTLS := strings.Replace(n.URLFor("tls-user", password, "/"), "amqp://", "amqps://", 1)
+	r = runOn(t, plainTLS, time.Minute, nil, "--tls-ca", pki.CACert, "--connect-timeout", "5s", "enqueue", "--queue", q, "--type", "t")
+	if r.code != 1 || strings.Contains(r.stderr, password) {
+		t.Errorf("amqps:// to the plain port: exit %d; stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// The permissions of each role, as docs/operations.md gives them, for a
+// vhost whose Warren queue is q.
+func producerPerms() (configure, write, read string) {
+	return "^$", `^(amq\.default|warren\.delay\.[0-9]+)$`, "^$"
+}
+
+func workerPerms(q string) (configure, write, read string) {
+	return "^$", `^(amq\.default|warren\.delay\.[0-9]+)$`, "^" + regexpQuote(q) + "$"
+}
+
+func operatorPerms(q string) (configure, write, read string) {
+	qq := regexpQuote(q)
+	return `^(warren\..*|` + qq + `|` + qq + `\.dlq)$`, `^(warren\..*|amq\.default|` + qq + `)$`, `^(warren\..*|` + qq + `|` + qq + `\.dlq)$`
+}
+
+func regexpQuote(s string) string { return strings.ReplaceAll(s, ".", `\.`) }
+
+// TestLeastPrivilege creates a vhost with an operator, a producer and a
+// worker user holding the documented permissions. The operator declares
+// the topology and manages dead letters; the worker consumes, retries and
+// dead-letters; the producer enqueues (now and delayed, with --no-declare)
+// and is refused, each time with "access refused", whatever else it tries.
+func TestLeastPrivilege(t *testing.T) {
+	n, _ := privateNode(t)
+	vhost := "lp-" + randomHex(4)
+	ctl(t, n, "add_vhost", vhost)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = n.Ctl(ctx, "delete_vhost", vhost)
+	})
+	q := "orders"
+	c, w, r := operatorPerms(q)
+	opURL := n.URLFor("lp-operator", addUser(t, n, "lp-operator", vhost, c, w, r), vhost)
+	c, w, r = producerPerms()
+	prodPW := addUser(t, n, "lp-producer", vhost, c, w, r)
+	prodURL := n.URLFor("lp-producer", prodPW, vhost)
+	c, w, r = workerPerms(q)
+	workURL := n.URLFor("lp-worker", addUser(t, n, "lp-worker", vhost, c, w, r), vhost)
+
+	run := func(url string, args ...string) cliResult {
+		t.Helper()
+		return runOn(t, url, time.Minute, nil, args...)
+	}
+	mustOK := func(what string, res cliResult) cliResult {
+		t.Helper()
+		if res.code != 0 {
+			t.Fatalf("%s: exit %d; stderr:\n%s", what, res.code, res.stderr)
+		}
+		return res
+	}
+	refused := func(what string, res cliResult, permission string) {
+		t.Helper()
+		if res.code != 1 {
+			t.Errorf("%s: exit %d, want 1; stderr:\n%s", what, res.code, res.stderr)
+			return
+		}
+		if !strings.Contains(res.stderr, "access refused") || !strings.Contains(res.stderr, permission) {
+			t.Errorf("%s: the message does not say access refused (%s):\n%s", what, permission, res.stderr)
+		}
+		if strings.Contains(res.stderr, prodPW) {
+			t.Errorf("%s: password shown", what)
+		}
+		t.Logf("%s: %s", what, strings.TrimSpace(res.stderr))
+	}
+
+	// The operator declares the topology.
+	mustOK("operator: topology declare", run(opURL, "topology", "declare", "--queue", q))
+
+	// The producer enqueues, now and later, without declaring anything.
+	id := strings.TrimSpace(mustOK("producer: enqueue --no-declare", run(prodURL, "enqueue", "--no-declare", "--queue", q, "--type", "fail", "--payload", `{"n":1}`)).stdout)
+	mustOK("producer: delayed enqueue", run(prodURL, "enqueue", "--no-declare", "--queue", q, "--type", "ok", "--delay", "1s"))
+	// ...and is refused everything else.
+	refused("producer: enqueue that declares", run(prodURL, "enqueue", "--queue", q, "--type", "ok"), "configure permission")
+	refused("producer: worker", run(prodURL, "worker", "--no-declare", "--queue", q, "--exec", "true"), "read permission on the queue")
+	refused("producer: dlq replay", run(prodURL, "dlq", "replay", "--queue", q, "--all"), "configure permission")
+	refused("producer: dlq purge", run(prodURL, "dlq", "purge", "--queue", q, "--all", "--yes"), "configure permission")
+	refused("producer: dlq list", run(prodURL, "dlq", "list", "--queue", q), "configure permission")
+
+	// The worker consumes, retries through the delay levels, and
+	// dead-letters (--max-attempts 2: the "fail" task ends in orders.dlq).
+	dir := t.TempDir()
+	wk := startOn(t, workURL, nil, "worker", "--no-declare", "--queue", q, "--exec", handlerScript(t, dir),
+		"--max-attempts", "2", "--retry-base", "1s", "--retry-cap", "1s")
+	wk.waitLog(30*time.Second, `msg="job dead-lettered"`, "task_id="+id)
+	wk.waitLog(30*time.Second, `msg="job succeeded"`)
+	if wk.log.count(`msg="job retrying"`, "task_id="+id) != 1 {
+		t.Errorf("the failing task was not retried once:\n%s", wk.log.String())
+	}
+	wk.signal(syscall.SIGTERM)
+	if code := wk.wait(30 * time.Second); code != 0 {
+		t.Fatalf("worker exit %d", code)
+	}
+	refused("worker: dlq purge", run(workURL, "dlq", "purge", "--queue", q, "--all", "--yes"), "configure permission")
+
+	// The operator lists, replays and purges dead letters.
+	list := mustOK("operator: dlq list", run(opURL, "dlq", "list", "--queue", q, "--output", "json"))
+	if !strings.Contains(list.stdout, id) {
+		t.Fatalf("operator: dlq list lacks %s:\n%s", id, list.stdout)
+	}
+	mustOK("operator: dlq replay", run(opURL, "dlq", "replay", "--queue", q, "--id", id))
+	conn := dialNode(t, opURL)
+	eventually(t, 10*time.Second, func() bool {
+		st, err := broker.Inspect(context.Background(), conn, q)
+		return err == nil && st.Ready == 1
+	}, "the replayed task is not back in %s", q)
+	mustOK("operator: queues", run(opURL, "queues", "--queue", q))
+
+	// A user with no permissions on the vhost is refused at connect.
+	ctl(t, n, "add_user", "lp-nobody", "pw-nobody-"+randomHex(4))
+	t.Cleanup(func() { _, _ = n.Ctl(context.Background(), "delete_user", "lp-nobody") })
+	res := run(n.URLFor("lp-nobody", "wrong", vhost), "enqueue", "--no-declare", "--queue", q, "--type", "t")
+	if res.code != 1 || !strings.Contains(res.stderr, "access refused") {
+		t.Errorf("no permissions: exit %d; stderr:\n%s", res.code, res.stderr)
+	}
+}
