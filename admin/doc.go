@@ -81,12 +81,13 @@
 //
 // # Scale
 //
-// A pass reads about 700 to 1,500 dead letters a second on this machine,
-// so a 100,000-letter queue takes one to two minutes per operation (the
-// WARREN_BENCH_100K test measures it). List holds its result in memory;
-// Each streams. A pass must end within the broker's consumer_timeout (30
-// minutes by default) only for the dead letters it holds at once, which
-// are few.
+// A pass is bound by one basic.get round trip per dead letter. With
+// 100,000 small dead letters on this (busy, 2-core) machine, the
+// WARREN_BENCH_100K test measured: List 134s, Get of the last one 73s, a
+// replay dry run 115s, Replay of all 238s, with nothing lost and the order
+// kept. List holds its result in memory (about 2 KiB per dead letter of
+// that test); Each streams. The broker's consumer_timeout (30 minutes by
+// default) applies only to the few dead letters a pass holds at once.
 //
 // # Queue depths
 //

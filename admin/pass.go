@@ -83,6 +83,8 @@ type pass struct {
 	kept    []uint64 // !rotate: delivery tags to hand back at the end
 	budget  int      // commands the pass may send before the next barrier
 	unsure  int      // acks sent since the last barrier
+	ready0  int      // messages ready at the last read
+	since   int      // returns sent since the last read
 	broken  error    // the channel failed: no more reads or settles
 	damaged bool     // a dead letter had to be moved out of its place
 	unlock  func()
@@ -127,7 +129,9 @@ func (p *pass) open(ctx context.Context) error {
 		return fmt.Errorf("admin: %w", err)
 	}
 	if st.Consumers > 0 {
-		p.a.log.Warn("admin: the dead-letter queue has consumers; they may take dead letters while this operation runs",
+		// Often a pass that just ended: the broker drops its basic.get
+		// consumer a moment after its channel closes.
+		p.a.log.Info("admin: the dead-letter queue has consumers; other consumers would take dead letters while this operation runs",
 			"queue", p.queue, "consumers", st.Consumers)
 	}
 	p.count = st.Ready
@@ -189,11 +193,12 @@ func (p *pass) get() (amqp.Delivery, bool, error) {
 		p.broken = fmt.Errorf("admin: read %s: %w", p.dlq, err)
 		return d, false, p.broken
 	}
-	p.budget, p.unsure = settleBudget, 0
+	p.budget, p.unsure, p.since, p.ready0 = settleBudget, 0, 0, 0
 	if !ok {
 		p.count = p.read
 		return d, false, nil
 	}
+	p.ready0 = int(d.MessageCount)
 	p.read++
 	return d, true, nil
 }
@@ -251,6 +256,7 @@ func (p *pass) progress() {
 			p.unsure++
 		} else {
 			err = p.ch.Nack(it.tag, false, true)
+			p.since++
 		}
 		if err != nil {
 			p.broken = fmt.Errorf("admin: settle a dead letter of %s: %w", p.dlq, err)
@@ -341,6 +347,15 @@ func (p *pass) settleAll(ctx context.Context) error {
 				p.damaged = true
 			}
 			p.keep(&d)
+		}
+	}
+	if p.since > 0 {
+		// The last returns must be in the queue before the lock goes:
+		// the next pass counts what is ready when it begins.
+		if err := p.waitReady(context.WithoutCancel(ctx), p.ready0+p.since); err != nil {
+			p.a.log.Warn("admin: cannot follow the dead-letter queue", "queue", p.queue, "err", err)
+		} else {
+			p.unsure = 0
 		}
 	}
 	return p.giveBack(ctx)
