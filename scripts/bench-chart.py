@@ -4,7 +4,8 @@
 Each input file holds one JSON object printed by warren bench (mode e2e, with
 --baseline). The chart shows consume throughput (jobs handled per second,
 publishing at the same time) against the worker's concurrency, one line per
-prefetch, Warren and bare amqp091-go side by side, and their ratio.
+prefetch, Warren and bare amqp091-go side by side, their ratio, and the
+client CPU per job of each (the figure a busy broker moves least).
 
     python3 scripts/bench-chart.py internal/bench/testdata/sweep/*.json -o docs/bench-throughput.png
 
@@ -42,15 +43,17 @@ def main():
     args = ap.parse_args()
 
     runs = load(args.files)
-    # series[prefetch][concurrency] = (warren, bare)
+    # series[prefetch][concurrency] = (warren, bare); cpu likewise
     series = defaultdict(dict)
+    cpu = defaultdict(dict)
     for r in runs:
         series[r["prefetch"]][r["concurrency"]] = (r[args.figure], r["baseline"][args.figure])
+        cpu[r["prefetch"]][r["concurrency"]] = (r.get("cpu_us_per_job", 0), r["baseline"].get("cpu_us_per_job", 0))
     concurrencies = sorted({c for s in series.values() for c in s})
     prefetches = sorted(series)
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [1, 1, 0.8]})
-    ax_w, ax_b, ax_r = axes
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.8), gridspec_kw={"width_ratios": [1, 1, 0.8, 0.8]})
+    ax_w, ax_b, ax_r, ax_c = axes
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     top = 0
     for i, p in enumerate(prefetches):
@@ -62,6 +65,8 @@ def main():
         ax_w.plot(cs, w, marker="o", color=color, label=f"prefetch {p}")
         ax_b.plot(cs, b, marker="s", linestyle="--", color=color, label=f"prefetch {p}")
         ax_r.plot(cs, [x / y if y else float("nan") for x, y in zip(w, b)], marker="o", color=color, label=f"prefetch {p}")
+        ax_c.plot(cs, [cpu[p][c][0] for c in cs], marker="o", color=color, label=f"Warren, prefetch {p}")
+        ax_c.plot(cs, [cpu[p][c][1] for c in cs], marker="s", linestyle="--", color=color, label=f"bare, prefetch {p}")
 
     unit = "jobs/s" if args.figure.endswith("_per_sec") else args.figure
     for ax, name in ((ax_w, "Warren"), (ax_b, "bare amqp091-go")):
@@ -84,6 +89,15 @@ def main():
     ax_r.set_ylim(0.5, 1.5)
     ax_r.grid(True, alpha=0.3)
     ax_r.legend(loc="lower right", fontsize="small")
+    ax_c.set_title("client CPU per job")
+    ax_c.set_xscale("log", base=2)
+    ax_c.set_xticks(concurrencies)
+    ax_c.set_xticklabels([str(c) for c in concurrencies])
+    ax_c.set_xlabel("concurrency (handlers)")
+    ax_c.set_ylabel("µs of CPU per job (producer + consumer)")
+    ax_c.set_ylim(0, None)
+    ax_c.grid(True, alpha=0.3)
+    ax_c.legend(loc="lower left", fontsize="x-small", ncol=2)
 
     r0 = runs[0]
     env = r0.get("environment", {})

@@ -155,7 +155,7 @@ func (a *app) runBench(ctx context.Context, f *benchFlags) error {
 		return err
 	}
 	// A log line per task would measure the log writer: show only errors.
-	o.Logger = slog.New(minLevel{Handler: a.log.Handler(), min: slog.LevelError})
+	o.Logger = a.benchLogger()
 	showProgress := isTerminal(a.stderr)
 	progress := func(label string) func(done, total int) {
 		if !showProgress {
@@ -314,20 +314,13 @@ func clearProgress(w io.Writer, shown bool) {
 	}
 }
 
-// minLevel drops records below min, whatever the wrapped handler accepts.
-type minLevel struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevel{Handler: h.Handler.WithAttrs(attrs), min: h.min}
-}
-
-func (h minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+// benchLogger logs Warren's errors like the global logger does (--log-format,
+// to stderr), and nothing below error level, whatever --log-level says: a
+// line per task would measure the log writer rather than Warren.
+func (a *app) benchLogger() *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelError}
+	if strings.EqualFold(a.logFormat, "json") {
+		return slog.New(slog.NewJSONHandler(a.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, opts))
 }

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,28 @@ func TestBaselineRefusesWarrenOnlyModes(t *testing.T) {
 		if _, err := RunBaseline(context.Background(), Options{Mode: m}); err == nil {
 			t.Errorf("%s: no error", m)
 		}
+	}
+}
+
+// TestNoGoroutineLeftPerJob runs a few thousand jobs through Warren and
+// checks that the goroutines come back to where they were: a goroutine
+// left behind per job (a confirm waiter, a timer) would show by thousands.
+func TestNoGoroutineLeftPerJob(t *testing.T) {
+	ctx := testbroker.Context(t, time.Minute)
+	before := runtime.NumGoroutine()
+	if _, err := Run(ctx, Options{URL: testbroker.URL(), Jobs: 3000, Producers: 64, Concurrency: 16, Prefetch: 100}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= before+5 {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines before the run, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
