@@ -1,0 +1,193 @@
+//go:build chaos
+
+package chaos_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/internal/chaos"
+	"github.com/warrenq/warren/producer"
+	"github.com/warrenq/warren/worker"
+)
+
+// Reproductions of bugs the chaos suite found in the library. They fail on
+// the code as it is, so they run only with CHAOS_KNOWN_BUGS=1:
+//
+//	CHAOS_KNOWN_BUGS=1 go test -v -race -tags chaos -run TestKnownBug ./internal/chaos
+
+func knownBug(t *testing.T) {
+	t.Helper()
+	if os.Getenv("CHAOS_KNOWN_BUGS") != "1" {
+		t.Skip("reproduces an open library bug; set CHAOS_KNOWN_BUGS=1 to run it")
+	}
+}
+
+var quiet = func() *slog.Logger {
+	if os.Getenv("WARREN_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.DiscardHandler)
+}()
+
+// privateNode starts one private RabbitMQ node for the test.
+func privateNode(t *testing.T, ctx context.Context) *chaos.Node {
+	t.Helper()
+	dir, err := os.MkdirTemp("", chaos.DirPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	nodes, err := chaos.NewNodes(filepath.Join(dir), "bug", 1, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nodes.Close)
+	if err := nodes.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return nodes.Nodes[0]
+}
+
+// TestKnownBugPoolNeverResumesAfterServerCancel: when the broker cancels a
+// consumer (basic.cancel: the queue was deleted, or, for a classic queue,
+// its node went down), amqp091-go closes the delivery channel but keeps
+// the AMQP channel open. worker's consumer.forward takes the closed
+// delivery channel for a dead AMQP channel and calls reopen, which waits
+// for the channel's close notification (<-c.live.Done()) that never
+// comes, and does not watch stop meanwhile. The pool never consumes
+// again, and Run never returns when its context ends.
+func TestKnownBugPoolNeverResumesAfterServerCancel(t *testing.T) {
+	knownBug(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	node := privateNode(t, ctx)
+	conn, err := broker.Dial(ctx, node.URL(), broker.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const q = "bug-cancel"
+	prod, err := producer.New(ctx, conn, producer.Config{Queues: []string{q}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran atomic.Int64
+	pool, err := worker.New(conn, worker.HandlerFunc(func(context.Context, *warren.Task) error {
+		ran.Add(1)
+		return nil
+	}), worker.Config{Queues: []string{q}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- pool.Run(runCtx) }()
+
+	waitFor := func(d time.Duration, what string, cond func() bool) bool {
+		deadline := time.Now().Add(d)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Errorf("%s: not within %s", what, d)
+				return false
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return true
+	}
+	if _, err := prod.Enqueue(ctx, q, "t", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(30*time.Second, "first job", func() bool { return ran.Load() == 1 })
+
+	// The broker cancels the consumer: delete the queue, then declare it again.
+	if _, err := node.Ctl(ctx, "delete_queue", q); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.DeclareQueue(ctx, conn, q, broker.QueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prod.Enqueue(ctx, q, "t", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, "the pool consumes again after the broker cancelled its consumer", func() bool { return ran.Load() == 2 }) && os.Getenv("CHAOS_DUMP") == "1" {
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("Run did not return within 15s of its context ending (stuck in consumer.reopen)")
+	}
+}
+
+// TestKnownBugEnqueueIgnoresItsDeadlineBehindAnotherEnqueue: while the
+// connection is down, Producer.publisher holds pubMu during
+// conn.Await(ctx) of the first caller; every other Enqueue blocks on
+// pubMu.Lock() without looking at its own context, so an Enqueue with a
+// short deadline waits as long as the longest one ahead of it.
+func TestKnownBugEnqueueIgnoresItsDeadlineBehindAnotherEnqueue(t *testing.T) {
+	knownBug(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	node := privateNode(t, ctx)
+	conn, err := broker.Dial(ctx, node.URL(), broker.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const q = "bug-deadline"
+	prod, err := producer.New(ctx, conn, producer.Config{Queues: []string{q}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.StopApp(ctx); err != nil { // the connection drops and cannot come back
+		t.Fatal(err)
+	}
+	lost := time.Now().Add(10 * time.Second)
+	for conn.Connected() && time.Now().Before(lost) {
+		time.Sleep(20 * time.Millisecond) // wait for the client to notice the loss
+	}
+	if conn.Connected() {
+		t.Fatal("connection still up after stop_app")
+	}
+	long, cancelLong := context.WithTimeout(ctx, 20*time.Second)
+	defer cancelLong()
+	longDone := make(chan struct{})
+	go func() {
+		defer close(longDone)
+		_, _ = prod.Enqueue(long, q, "t", []byte(`{}`)) // waits for the reconnect, up to 20s
+	}()
+	time.Sleep(300 * time.Millisecond) // let it take pubMu (test setup only)
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancelShort()
+	start := time.Now()
+	_, err = prod.Enqueue(short, q, "t", []byte(`{}`))
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("enqueue succeeded with the broker down")
+	}
+	if took > 3*time.Second {
+		t.Errorf("Enqueue with a 500ms deadline returned after %s (behind another Enqueue's 20s wait): %v", took.Round(time.Millisecond), err)
+	}
+	cancelLong()
+	<-longDone
+	_ = node.StartApp(ctx)
+}
