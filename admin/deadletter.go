@@ -43,8 +43,9 @@ type DeadLetter struct {
 	Reason warren.DeadReason
 	// Error is the final error (warren-error); "" for a broker dead letter.
 	Error string
-	// Attempts is the attempt the task died on (warren-attempt);
-	// MaxAttempts the producer's cap (warren-max-attempts), 0 if none.
+	// Attempts is the attempt the task died on (warren-attempt; absent
+	// means 1, unreadable gives 0); MaxAttempts the producer's cap
+	// (warren-max-attempts), 0 if none.
 	Attempts, MaxAttempts int
 	// EnqueuedAt is when the task was first enqueued. FailedAt is when it
 	// was dead-lettered: warren-failed-at, or the time in the broker's
@@ -101,6 +102,8 @@ func newDeadLetter(d *amqp.Delivery, queue string) DeadLetter {
 	}
 	if n, ok := headerCount(h, warren.HeaderAttempt); ok {
 		dl.Attempts = n
+	} else if _, present := h[warren.HeaderAttempt]; !present {
+		dl.Attempts = 1 // absent means 1 (docs/protocol.md)
 	}
 	if n, ok := headerCount(h, warren.HeaderMaxAttempts); ok {
 		dl.MaxAttempts = n

@@ -326,10 +326,10 @@ func TestFilter(t *testing.T) {
 }
 
 func TestSample(t *testing.T) {
-	if got := sample([]string{"a", "b"}); got != "tasks a, b" {
+	if got := sample([]string{"a", "b"}, 2); got != "tasks a, b" {
 		t.Errorf("sample = %q", got)
 	}
-	if got := sample([]string{"1", "2", "3", "4", "5", "6", "7"}); got != "tasks 1, 2, 3, 4, 5 and 2 more" {
+	if got := sample([]string{"1", "2", "3", "4", "5"}, 7); got != "tasks 1, 2, 3, 4, 5 and 2 more" {
 		t.Errorf("sample = %q", got)
 	}
 }

@@ -218,10 +218,8 @@ func (p *pass) await(d *amqp.Delivery, pd *broker.Pending, resolved func(error))
 	p.add(&item{tag: d.DeliveryTag, pd: pd, resolved: resolved})
 }
 
-// add queues an item. Items are settled settleBudget at a time: the read
-// after a batch waits for the batch as a whole (RabbitMQ commits a batch
-// of commands together), which reads about twice as fast as settling
-// after every read.
+// add queues an item. Items are settled up to settleBudget at a time, so
+// that the broker can commit each batch together.
 func (p *pass) add(it *item) {
 	p.items = append(p.items, it)
 	if len(p.items) >= settleBudget {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -133,7 +134,7 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	}
 	if res.Failed > 0 {
 		errs = append(errs, fmt.Errorf("admin: replay %s: %d dead letters could not be replayed and stay in %s (%s): %w",
-			queue, res.Failed, p.dlq, sample(r.failedIDs), r.firstErr))
+			queue, res.Failed, p.dlq, sample(r.failedIDs, res.Failed), r.firstErr))
 	}
 	if finErr != nil {
 		if inDoubt > 0 {
@@ -236,18 +237,26 @@ func (r *replayer) checkTarget(ctx context.Context, target string) error {
 
 func (r *replayer) fail(id string, err error) {
 	r.res.Failed++
-	r.failedIDs = append(r.failedIDs, id)
+	if len(r.failedIDs) < sampleLen {
+		r.failedIDs = append(r.failedIDs, id)
+	}
 	if r.firstErr == nil {
 		r.firstErr = err
 	}
-	r.a.log.Warn("admin: replay failed; the dead letter stays", "task_id", id, "queue", r.p.queue, "err", err)
+	level := slog.LevelWarn
+	if r.res.Failed > 10 {
+		level = slog.LevelDebug // the summary error counts them all
+	}
+	r.a.log.Log(context.Background(), level, "admin: replay failed; the dead letter stays", "task_id", id, "queue", r.p.queue, "err", err)
 }
 
-// sample names the first few IDs of a list.
-func sample(ids []string) string {
-	const n = 5
-	if len(ids) <= n {
+// sampleLen is how many IDs an error message names.
+const sampleLen = 5
+
+// sample names the first IDs of total.
+func sample(ids []string, total int) string {
+	if total <= len(ids) {
 		return "tasks " + strings.Join(ids, ", ")
 	}
-	return fmt.Sprintf("tasks %s and %d more", strings.Join(ids[:n], ", "), len(ids)-n)
+	return fmt.Sprintf("tasks %s and %d more", strings.Join(ids, ", "), total-len(ids))
 }
