@@ -133,35 +133,8 @@ func newDeadLetter(d *amqp.Delivery, queue string) DeadLetter {
 			}
 		}
 	}
-	dl.History = history(h[warren.HeaderHistory])
+	dl.History = broker.DecodeHistory(h[warren.HeaderHistory])
 	return dl
-}
-
-// history reads warren-history as broker.EncodeHistory writes it (an array
-// of tables: attempt, error, failed-at, worker, duration-ms), skipping
-// entries it cannot read.
-func history(v any) []warren.Failure {
-	arr, ok := v.([]any)
-	if !ok {
-		return nil
-	}
-	out := make([]warren.Failure, 0, len(arr))
-	for _, e := range arr {
-		tab, ok := e.(amqp.Table)
-		if !ok {
-			continue
-		}
-		var f warren.Failure
-		f.Attempt, _ = headerCount(tab, "attempt")
-		f.Error = broker.HeaderString(tab, "error")
-		f.Worker = broker.HeaderString(tab, "worker")
-		f.FailedAt, _ = broker.HeaderTime(tab, "failed-at")
-		if ms, ok := broker.HeaderInt(tab, "duration-ms"); ok && ms >= 0 {
-			f.Duration = time.Duration(ms) * time.Millisecond
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 // originalQueue is where a dead letter of queue's DLQ belongs: its

@@ -167,7 +167,7 @@ func TestBrokerDeathPrecedence(t *testing.T) {
 
 func TestHistoryReadsWhatItCan(t *testing.T) {
 	at := time.UnixMilli(1_700_000_000_000)
-	got := history([]any{
+	got := broker.DecodeHistory([]any{
 		"not a table",
 		amqp.Table{"attempt": int64(2), "error": []byte("as bytes"), "failed-at": at.UnixMilli(), "worker": "w", "duration-ms": int32(5)},
 		amqp.Table{"attempt": "x", "duration-ms": int64(-1)},

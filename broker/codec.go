@@ -36,16 +36,16 @@ func Encode(t *warren.Task) amqp.Publishing {
 		}
 		h[k] = v
 	}
-	h[warren.HeaderAttempt] = int32(max(t.Attempt, 1))
+	if t.Attempt > 1 { // absent means 1 (docs/protocol.md)
+		h[warren.HeaderAttempt] = int32(t.Attempt)
+	}
 	if t.MaxAttempts > 0 {
 		h[warren.HeaderMaxAttempts] = int32(t.MaxAttempts)
 	}
 	if !t.EnqueuedAt.IsZero() {
 		h[warren.HeaderEnqueuedAt] = t.EnqueuedAt.UnixMilli()
 	}
-	if t.Queue != "" {
-		h[warren.HeaderQueue] = t.Queue
-	}
+	// warren-queue is optional: the worker routes by the queue it consumed.
 	if t.LastError != "" {
 		h[warren.HeaderLastError] = Truncate(t.LastError, MaxErrorLen)
 	}
@@ -153,7 +153,7 @@ func Decode(d *amqp.Delivery, queue string) (*warren.Task, error) {
 		case k == warren.HeaderLastError:
 			t.LastError = HeaderString(d.Headers, k)
 		case k == warren.HeaderHistory:
-			t.History = decodeHistory(v)
+			t.History = DecodeHistory(v)
 		case strings.HasPrefix(k, warren.HeaderPrefix):
 			// Warren metadata of other stages (dead-letter, replay): read by admin tools
 		default:
@@ -169,7 +169,8 @@ func Decode(d *amqp.Delivery, queue string) (*warren.Task, error) {
 	return t, nil
 }
 
-func decodeHistory(v any) []warren.Failure {
+// DecodeHistory reads a HeaderHistory value; entries it cannot read are skipped.
+func DecodeHistory(v any) []warren.Failure {
 	arr, ok := v.([]any)
 	if !ok {
 		return nil
@@ -181,15 +182,15 @@ func decodeHistory(v any) []warren.Failure {
 			continue
 		}
 		var f warren.Failure
-		if n, ok := toInt64(tab["attempt"]); ok {
+		if n, ok := toInt64(tab["attempt"]); ok && n >= 0 && n <= math.MaxInt32 {
 			f.Attempt = int(n)
 		}
-		f.Error, _ = tab["error"].(string)
-		f.Worker, _ = tab["worker"].(string)
+		f.Error = HeaderString(tab, "error")
+		f.Worker = HeaderString(tab, "worker")
 		if ts, ok := toTime(tab["failed-at"]); ok {
 			f.FailedAt = ts
 		}
-		if n, ok := toInt64(tab["duration-ms"]); ok {
+		if n, ok := toInt64(tab["duration-ms"]); ok && n >= 0 && n < math.MaxInt64/int64(time.Millisecond) {
 			f.Duration = time.Duration(n) * time.Millisecond
 		}
 		out = append(out, f)

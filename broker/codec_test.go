@@ -38,13 +38,26 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.ID != in.ID || out.Type != in.Type || out.Queue != "emails" || string(out.Payload) != string(in.Payload) ||
+	if out.ID != in.ID || out.Type != in.Type || out.Queue != "other" || string(out.Payload) != string(in.Payload) ||
 		out.Attempt != 3 || out.MaxAttempts != 7 || !out.EnqueuedAt.Equal(at) || out.LastError != "smtp: 421" ||
 		out.Headers["tenant"] != "acme" || len(out.Headers) != 1 {
 		t.Errorf("round trip: got %+v", out)
 	}
 	if len(out.History) != 1 || out.History[0].Error != "e1" || out.History[0].Worker != "w1" || out.History[0].Duration != 5*time.Millisecond {
 		t.Errorf("history: %+v", out.History)
+	}
+}
+
+func TestEncodeLeavesOutDefaultsOfAFirstEnqueue(t *testing.T) {
+	msg := Encode(&warren.Task{ID: "id", Type: "t", Queue: "q", Attempt: 1})
+	for _, k := range []string{warren.HeaderAttempt, warren.HeaderQueue, warren.HeaderMaxAttempts, warren.HeaderLastError, warren.HeaderHistory} {
+		if _, ok := msg.Headers[k]; ok {
+			t.Errorf("first enqueue writes %s", k)
+		}
+	}
+	back, err := Decode(delivery(msg), "q")
+	if err != nil || back.Attempt != 1 || back.Queue != "q" {
+		t.Errorf("decoded %+v, %v", back, err)
 	}
 }
 
@@ -133,7 +146,7 @@ func TestHistoryKeepsNewest(t *testing.T) {
 	if len(enc) != MaxHistoryLen {
 		t.Fatalf("kept %d entries", len(enc))
 	}
-	dec := decodeHistory(enc)
+	dec := DecodeHistory(enc)
 	if dec[0].Attempt != 6 || dec[len(dec)-1].Attempt != MaxHistoryLen+5 || len(dec[0].Error) > 1024 {
 		t.Errorf("history: first %d last %d, error %d bytes", dec[0].Attempt, dec[len(dec)-1].Attempt, len(dec[0].Error))
 	}

@@ -214,13 +214,21 @@ func (c *Conn) dialAny(ctx context.Context) (*amqp.Connection, endpoint, error) 
 			return nil, endpoint{}, err
 		}
 		ep := c.endpoints[i]
-		conn, err := amqp.DialConfig(ep.raw, c.acfg)
+		acfg := c.acfg
+		if acfg.TLSClientConfig != nil {
+			// amqp091-go writes ServerName into the config it is given:
+			// each node of a cluster gets its own copy, checked against
+			// its own host name.
+			acfg.TLSClientConfig = acfg.TLSClientConfig.Clone()
+		}
+		conn, err := amqp.DialConfig(ep.raw, acfg)
 		if err == nil {
 			return conn, ep, nil
 		}
 		err = scrub(err, ep.secret)
 		var ae *amqp.Error
-		if errors.Is(err, amqp.ErrSASL) || errors.Is(err, amqp.ErrCredentials) || (errors.As(err, &ae) && ae.Code == amqp.AccessRefused) {
+		if errors.Is(err, amqp.ErrSASL) || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) ||
+			(errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)) {
 			err = fmt.Errorf("%w: %w", ErrAccessRefused, err)
 		}
 		if len(c.endpoints) > 1 {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +66,9 @@ func DelayRoute(queue string, d time.Duration) (exchange, key string, err error)
 		}
 	}
 	b.WriteString(queue)
-	return DelayExchange(DelayLevels - 1), b.String(), nil
+	// Enter at the highest level whose bit is set: the levels above would
+	// only pass the message down through their 0-bindings.
+	return DelayExchange(bits.Len64(uint64(secs)) - 1), b.String(), nil
 }
 
 // levelPattern returns the binding pattern that matches bit value v at

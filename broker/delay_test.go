@@ -35,7 +35,24 @@ func match(p, k []string) bool {
 func simulate(t *testing.T, exchange, key string, queues []string) (time.Duration, string) {
 	t.Helper()
 	var wait time.Duration
+	entry := -1
 	for k := DelayLevels - 1; k >= 0; k-- {
+		if exchange == DelayExchange(k) {
+			entry = k
+			break
+		}
+	}
+	if entry < 0 {
+		t.Fatalf("message enters at %s, not a delay level", exchange)
+	}
+	// The levels above the entry would only have passed it on: its bits
+	// there must be 0.
+	for k := DelayLevels - 1; k > entry; k-- {
+		if !topicMatch(levelPattern(k, '0'), key) {
+			t.Fatalf("key %s enters at level %d but has bit %d set", key, entry, k)
+		}
+	}
+	for k := entry; k >= 0; k-- {
 		if exchange != DelayExchange(k) {
 			t.Fatalf("at level %d the message is in exchange %s", k, exchange)
 		}
@@ -105,7 +122,7 @@ func TestDelayRouteShortAndInvalid(t *testing.T) {
 		t.Error("a delay past MaxDelay was accepted")
 	}
 	ex, key, _ := DelayRoute("q", 5*time.Second)
-	if ex != "warren.delay.23" || key != strings.Repeat("0.", 21)+"1.0.1.q" {
+	if ex != "warren.delay.2" || key != strings.Repeat("0.", 21)+"1.0.1.q" {
 		t.Errorf("5s: %s %s", ex, key)
 	}
 }

@@ -24,7 +24,7 @@ func ExampleDelayRoute() {
 	exchange, key, _ = broker.DelayRoute("emails", 400*time.Millisecond)
 	fmt.Printf("%q %q\n", exchange, key)
 	// Output:
-	// warren.delay.23
+	// warren.delay.2
 	// 0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.1.emails
 	// "" "emails"
 }

@@ -222,8 +222,8 @@ func TestExecCutOffByShutdownIsRequeued(t *testing.T) {
 	if m.MessageId != id {
 		t.Fatalf("got %s, want %s", m.MessageId, id)
 	}
-	if n, _ := broker.HeaderInt(m.Headers, warren.HeaderAttempt); n != 1 {
-		t.Errorf("attempt %d, want 1: a cut-off run does not count", n)
+	if task, err := broker.Decode(&m, e.queue); err != nil || task.Attempt != 1 {
+		t.Errorf("attempt %d (%v), want 1: a cut-off run does not count", task.Attempt, err)
 	}
 	if st, err := broker.Inspect(ctx, e.conn, warren.DeadLetterQueue(e.queue)); err != nil || st.Ready != 0 {
 		t.Errorf("dead-letter queue: %+v, %v", st, err)

@@ -40,6 +40,10 @@ var ErrConnectionLost = errors.New("worker: connection to the broker lost")
 // errChannelLost cancels handlers whose delivery's channel is gone.
 var errChannelLost = errors.New("worker: the channel that delivered the task was lost; the broker delivers it again")
 
+// DefaultPrefetch is the prefetch a zero Config.Prefetch gets for a
+// concurrency: max(2 × concurrency, 100).
+func DefaultPrefetch(concurrency int) int { return max(2*concurrency, 100) }
+
 // Config tunes a Pool. Queues is required; every other zero value has a default.
 type Config struct {
 	// Queues to consume. Required.
@@ -48,10 +52,12 @@ type Config struct {
 	// 0 means 10.
 	Concurrency int
 	// Prefetch is each queue's AMQP prefetch count: deliveries the broker
-	// sends ahead of the handlers. 0 means 2 × Concurrency. Deliveries
-	// waiting in the prefetch buffer count against the broker's
-	// consumer_timeout too: keep Prefetch/Concurrency × typical handler
-	// time well under it.
+	// sends ahead of the handlers. 0 means max(2 × Concurrency, 100):
+	// quorum queues deliver slowly below about 100. Deliveries waiting in
+	// the prefetch buffer count against the broker's consumer_timeout
+	// too: for long tasks keep Prefetch/Concurrency × typical handler time
+	// well under it (for one-minute tasks at Concurrency 10, Prefetch 100
+	// lets the last buffered task wait about 10 minutes).
 	Prefetch int
 	// HandlerTimeout bounds one handler run; the handler's context ends
 	// then and the run counts as a failure. 0 means 5m. It must stay a
@@ -96,7 +102,7 @@ func (c Config) withDefaults() Config {
 		c.Concurrency = DefaultConcurrency
 	}
 	if c.Prefetch == 0 {
-		c.Prefetch = 2 * c.Concurrency
+		c.Prefetch = DefaultPrefetch(c.Concurrency)
 	}
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = DefaultHandlerTimeout
@@ -293,6 +299,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	// the broker; it happens only after the handlers are done.
 	defer func() {
 		for _, c := range open {
+			c.acker.close()
 			_ = c.ch.Close()
 		}
 	}()
@@ -367,6 +374,7 @@ type consumer struct {
 	tag   string
 	in    <-chan amqp.Delivery
 	live  context.Context
+	acker *batchAcker
 }
 
 var consumerSeq atomic.Uint64
@@ -388,6 +396,9 @@ func (p *Pool) consume(queue string) (*consumer, error) {
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
 			return nil, fmt.Errorf("%w: consume %s: %s", broker.ErrQueueNotFound, queue, ae.Reason)
 		}
+		if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+			return nil, fmt.Errorf("%w: consume %s: %s", broker.ErrAccessRefused, queue, ae.Reason)
+		}
 		return nil, fmt.Errorf("consume %s: %w", queue, err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
@@ -402,7 +413,7 @@ func (p *Pool) consume(queue string) (*consumer, error) {
 			cancel(errChannelLost)
 		}
 	}()
-	return &consumer{p: p, queue: queue, ch: ch, tag: tag, in: in, live: live}, nil
+	return &consumer{p: p, queue: queue, ch: ch, tag: tag, in: in, live: live, acker: newBatchAcker(ch, p.cfg.Prefetch)}, nil
 }
 
 // forward hands deliveries to the handlers until stop is closed. When the
@@ -425,6 +436,7 @@ func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 				}
 				continue
 			}
+			d.Acknowledger = c.acker
 			select {
 			case jobs <- job{d: d, queue: c.queue, live: c.live}:
 			case <-stop:
@@ -459,7 +471,8 @@ func (c *consumer) reopen(stop <-chan struct{}) error {
 		nc, err := c.p.consume(c.queue)
 		if err == nil {
 			_ = c.ch.Close()
-			c.ch, c.tag, c.in, c.live = nc.ch, nc.tag, nc.in, nc.live
+			go c.acker.close()
+			c.ch, c.tag, c.in, c.live, c.acker = nc.ch, nc.tag, nc.in, nc.live, nc.acker
 			c.p.log.Info("worker: consuming again", "queue", c.queue)
 			return nil
 		}

@@ -29,7 +29,7 @@ func TestConfigRefusesHandlerTimeoutNearConsumerTimeout(t *testing.T) {
 
 func TestConfigDefaultsAndJoinedErrors(t *testing.T) {
 	cfg := Config{Queues: []string{"q"}}.withDefaults()
-	if cfg.Concurrency != DefaultConcurrency || cfg.Prefetch != 2*DefaultConcurrency || cfg.HandlerTimeout != DefaultHandlerTimeout ||
+	if cfg.Concurrency != DefaultConcurrency || cfg.Prefetch != 100 || cfg.HandlerTimeout != DefaultHandlerTimeout ||
 		cfg.ShutdownTimeout != DefaultShutdownTimeout || cfg.ConsumerTimeout != DefaultConsumerTimeout || cfg.Logger == nil {
 		t.Errorf("defaults: %+v", cfg)
 	}

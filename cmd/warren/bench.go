@@ -88,7 +88,7 @@ Exit status: 0 on success, 1 on failure, 2 on bad input.`,
 	fs.IntVarP(&f.producers, "producers", "p", bench.DefaultProducers, "goroutines publishing at once")
 	fs.IntVar(&f.batch, "batch", bench.DefaultBatch, "jobs per publish call (EnqueueBatch when above 1)")
 	fs.IntVarP(&f.concurrency, "concurrency", "c", worker.DefaultConcurrency, "handlers run at once")
-	fs.IntVar(&f.prefetch, "prefetch", 0, "consumer prefetch (0: the worker's default, twice the concurrency)")
+	fs.IntVar(&f.prefetch, "prefetch", 0, "consumer prefetch (0: the worker's default, twice the concurrency, at least 100)")
 	fs.StringVar(&f.queueType, "queue-type", string(broker.Quorum), "queue `type`: quorum or classic")
 	fs.DurationVar(&f.handlerLatency, "handler-latency", 0, "each handler sleeps this long (0: a no-op handler)")
 	fs.Float64Var(&f.rate, "rate", 0, "cap the publish rate at this many jobs per second (0: unlimited; 1000 in retry mode)")

@@ -65,7 +65,7 @@ good, 2 on bad input.`,
 	fs := cmd.Flags()
 	fs.StringSliceVarP(&f.queues, "queue", "q", nil, "`queue` to consume (repeatable, or comma-separated; required)")
 	fs.IntVarP(&f.concurrency, "concurrency", "c", worker.DefaultConcurrency, "tasks run at once, across all queues")
-	fs.IntVar(&f.prefetch, "prefetch", 0, "deliveries the broker sends ahead per queue (0: twice the concurrency)")
+	fs.IntVar(&f.prefetch, "prefetch", 0, "deliveries the broker sends ahead per queue (0: twice the concurrency, at least 100)")
 	fs.StringVarP(&f.exec, "exec", "e", "", "`command` run for each task (required)")
 	fs.DurationVar(&f.handlerTimeout, "handler-timeout", worker.DefaultHandlerTimeout, "kill a command (and its process group) running longer than this")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on shutdown, wait this long for running commands before killing them")

@@ -115,7 +115,7 @@ func (o Options) withDefaults() Options {
 	o.Batch = cmp.Or(o.Batch, DefaultBatch)
 	o.Concurrency = cmp.Or(o.Concurrency, worker.DefaultConcurrency)
 	// Keep in step with worker.Config.withDefaults.
-	o.Prefetch = cmp.Or(o.Prefetch, 2*o.Concurrency)
+	o.Prefetch = cmp.Or(o.Prefetch, worker.DefaultPrefetch(o.Concurrency))
 	o.QueueType = cmp.Or(o.QueueType, broker.Quorum)
 	if o.Rate == 0 && o.Mode == ModeRetry {
 		o.Rate = DefaultRetryRate

@@ -53,7 +53,7 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	o := Options{}.withDefaults()
 	if o.Mode != ModeE2E || o.Jobs != DefaultJobs || o.Size != 256 || o.Producers != DefaultProducers || o.Batch != 1 ||
-		o.Concurrency != 10 || o.Prefetch != 20 || o.QueueType != "quorum" || o.Rate != 0 || o.Logger == nil {
+		o.Concurrency != 10 || o.Prefetch != 100 || o.QueueType != "quorum" || o.Rate != 0 || o.Logger == nil {
 		t.Errorf("defaults: %+v", o)
 	}
 	r := Options{Mode: ModeRetry, Concurrency: 64}.withDefaults()
