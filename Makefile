@@ -1,7 +1,7 @@
 # Warren build, test and demo targets.
 #
 #   make build             build bin/warren
-#   make test              ensure RabbitMQ, vet, unit tests, integration tests
+#   make test              ensure RabbitMQ, vet, docs check, unit, integration, fuzz, bounded chaos
 #   make test-unit         unit tests only (no broker needed)
 #   make test-integration  ensure RabbitMQ, then the integration tests
 #   make demo              ensure RabbitMQ, build, run scripts/demo.sh
@@ -15,10 +15,11 @@ GOFMT             ?= gofmt
 BIN               ?= bin/warren
 UNIT_FLAGS        ?= -race -count=1
 INTEGRATION_FLAGS ?=
+FUZZTIME          ?= 5s
 
 GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './vendor/*' -not -path './bin/*'
 
-.PHONY: all build test test-unit test-integration vet vet-integration ensure-rabbitmq demo fmt lint clean
+.PHONY: all build test test-unit test-integration fuzz docs-check vet vet-integration ensure-rabbitmq demo fmt lint clean
 
 all: build
 
@@ -34,15 +35,24 @@ vet:
 vet-integration:
 	$(GO) vet -tags integration ./...
 
-test: ensure-rabbitmq vet vet-integration
+test: ensure-rabbitmq vet vet-integration docs-check
 	$(GO) test $(UNIT_FLAGS) ./...
-	$(GO) test -race -count=1 -tags integration -timeout 15m -p 1 $(INTEGRATION_FLAGS) ./...
+	$(GO) test -race -count=1 -tags integration -timeout 20m -p 1 $(INTEGRATION_FLAGS) ./...
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+# fuzz: every fuzz target for FUZZTIME (default 5s) each.
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+# docs-check: docs/cli.md must match the CLI's --help.
+docs-check:
+	bash scripts/gen-cli-docs.sh --check
 
 test-unit:
 	$(GO) test $(UNIT_FLAGS) ./...
 
 test-integration: ensure-rabbitmq
-	$(GO) test -race -count=1 -tags integration -timeout 15m -p 1 $(INTEGRATION_FLAGS) ./...
+	$(GO) test -race -count=1 -tags integration -timeout 20m -p 1 $(INTEGRATION_FLAGS) ./...
 
 demo: ensure-rabbitmq build
 	WARREN_BIN=$(BIN) bash scripts/demo.sh
