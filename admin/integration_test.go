@@ -40,6 +40,7 @@ func setup(t *testing.T, opts broker.QueueOptions) *bundle {
 	t.Helper()
 	conn := testbroker.Dial(t)
 	q := testbroker.Queue(t, conn)
+	t.Cleanup(func() { testbroker.DeleteQueue(t, conn, JournalQueue(q)) })
 	ctx := testbroker.Context(t, 3*time.Minute)
 	if err := broker.Declare(ctx, conn, opts, q); err != nil {
 		t.Fatalf("declare %s: %v", q, err)

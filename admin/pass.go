@@ -112,7 +112,14 @@ func (a *Admin) begin(ctx context.Context, queue string) (*pass, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pass{a: a, queue: queue, dlq: dlq, unlock: unlock}
+	return a.openPass(ctx, queue, dlq, unlock)
+}
+
+// openPass opens a pass over the quorum queue name (queue's dead-letter
+// queue, or its replay journal) for a caller holding the lock; unlock is
+// called when the pass closes.
+func (a *Admin) openPass(ctx context.Context, queue, name string, unlock func()) (*pass, error) {
+	p := &pass{a: a, queue: queue, dlq: name, unlock: unlock}
 	if err := p.open(ctx); err != nil {
 		p.close()
 		return nil, err

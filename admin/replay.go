@@ -31,6 +31,11 @@ type ReplayOptions struct {
 type ReplayResult struct {
 	// Replayed counts the dead letters back on a queue, confirmed by the broker.
 	Replayed int
+	// Resumed counts the dead letters an earlier, interrupted replay had
+	// already put back on their queue (its journal says so): they were
+	// removed without being published again. Any filter aside: such a
+	// dead letter is a leftover, not a task waiting to be replayed.
+	Resumed int
 	// Skipped counts the dead letters read that did not match the filter.
 	Skipped int
 	// Failed counts the matching dead letters that could not be replayed;
@@ -55,13 +60,28 @@ type ReplayResult struct {
 // an error naming the first cause. Dead letters that do not match stay
 // untouched, in their order.
 //
+// # Exactly once across interruptions
+//
+// The same publish also stores the replayed message in the queue's replay
+// journal, JournalQueue(queue) ("Q.dlq.replayed", a durable quorum queue
+// declared by Replay): RabbitMQ's sender-selected distribution (the BCC
+// header, which the broker removes) routes one message to both queues
+// atomically, and the confirm covers both. A replay killed after the
+// confirm and before the ack leaves the dead letter (task ID, replay
+// count n) in the dead-letter queue and its journal entry (same ID, n+1).
+// Every replay reads the journal first, under the lock, and removes such a
+// dead letter without publishing it again (Resumed). A task replayed,
+// failed again and dead-lettered again carries n+1 itself and is replayed
+// as it should be. Once a replay has settled every dead letter it read
+// (completed, or stopped by ctx with every confirm known), no entry refers
+// to a dead letter any more and it deletes the journal. Dead letters read
+// by a replay that still holds the lock are not in doubt; nothing else
+// writes to the journal.
+//
 // A replay interrupted anywhere (ctx, a dropped connection, a killed
 // process) loses nothing: a dead letter leaves the queue only after its
-// copy is stored. The price is at-least-once: a copy that was stored but
-// whose dead letter was not yet acked leaves both, so the task may run
-// again later if that dead letter is replayed once more. Replay keeps that
-// window short: on interruption it waits up to 30s for the confirms still
-// due and acks what they confirm.
+// copy is stored. On interruption it waits up to 30s for the confirms
+// still due and acks what they confirm.
 //
 // Replay holds the queue's lock: concurrent replays, purges and lists of
 // the same queue fail with ErrBusy instead of interfering.
@@ -74,19 +94,38 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	if err != nil {
 		return res, err
 	}
+	if err := checkQueue(queue); err != nil {
+		return res, err
+	}
 	if o.ToQueue != "" {
 		if err := warren.ValidateQueueName(o.ToQueue); err != nil {
 			return res, fmt.Errorf("admin: ReplayOptions.ToQueue: %w", err)
 		}
-		if o.ToQueue == warren.DeadLetterQueue(queue) {
-			return res, fmt.Errorf("admin: ReplayOptions.ToQueue: %s is the dead-letter queue being replayed", o.ToQueue)
+		if o.ToQueue == warren.DeadLetterQueue(queue) || o.ToQueue == JournalQueue(queue) {
+			return res, fmt.Errorf("admin: ReplayOptions.ToQueue: %s is the dead-letter queue being replayed or its journal", o.ToQueue)
 		}
 	}
-	p, err := a.begin(ctx, queue)
+	dlq := warren.DeadLetterQueue(queue)
+	unlock, err := a.lock(ctx, dlq)
 	if err != nil {
 		return res, err
 	}
-	r := &replayer{a: a, p: p, o: o, targets: make(map[string]error)}
+	defer unlock()
+	if _, err := broker.Inspect(ctx, a.conn, dlq); errors.Is(err, broker.ErrQueueNotFound) {
+		return res, fmt.Errorf("admin: dead-letter queue %s does not exist (is %q a Warren queue?): %w", dlq, queue, err)
+	}
+	j, entries, err := a.readJournal(ctx, queue, !o.DryRun)
+	if err != nil {
+		return res, err
+	}
+	if entries > 0 {
+		a.log.Info("admin: replay journal holds entries of an interrupted replay", "queue", queue, "entries", entries)
+	}
+	p, err := a.openPass(ctx, queue, dlq, func() {})
+	if err != nil {
+		return res, err
+	}
+	r := &replayer{a: a, p: p, o: o, targets: make(map[string]error), journal: j, bcc: []any{JournalQueue(queue)}}
 	if !o.DryRun {
 		if r.pub, err = broker.NewPublisher(a.conn, replayWindow); err != nil {
 			_, ferr := p.finish(ctx)
@@ -104,7 +143,15 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 		if !ok {
 			break
 		}
-		if r.stop != nil || m.full(matched) {
+		if r.stop != nil {
+			p.keep(&d)
+			continue
+		}
+		if n, _ := headerCount(d.Headers, warren.HeaderReplayCount); j.covers(d.MessageId, n) {
+			r.resume(&d)
+			continue
+		}
+		if m.full(matched) {
 			p.keep(&d)
 			continue
 		}
@@ -120,6 +167,7 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	if r.pub != nil {
 		_ = r.pub.Close()
 	}
+	settled := finErr == nil && r.inDoubt == 0
 	if errors.Is(readErr, finErr) {
 		finErr = nil
 	}
@@ -138,16 +186,27 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	}
 	if finErr != nil {
 		if inDoubt > 0 {
-			finErr = fmt.Errorf("%w; up to %d replayed tasks may still be in %s too, and would run again if replayed again",
-				finErr, inDoubt, p.dlq)
+			finErr = fmt.Errorf("%w; up to %d replayed tasks may still be in %s too; the journal %s lets the next replay remove them without replaying them again",
+				finErr, inDoubt, p.dlq, JournalQueue(queue))
 		}
 		errs = append(errs, finErr)
+	}
+	if settled && !o.DryRun {
+		// Every dead letter read is settled: each journal entry refers to
+		// a dead letter now gone (or to a publish the broker refused).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), returnTimeout)
+		if err := r.checkTargetsStill(cctx); err != nil {
+			errs = append(errs, fmt.Errorf("admin: replay %s: %w; the replayed tasks are kept in %s", queue, err, JournalQueue(queue)))
+		} else if err := a.dropJournal(cctx, queue); err != nil {
+			a.log.Warn("admin: cannot delete the replay journal; the next replay reads it", "queue", queue, "err", err)
+		}
+		cancel()
 	}
 	msg := "admin: replayed"
 	if o.DryRun {
 		msg = "admin: replay dry run"
 	}
-	a.log.Info(msg, "queue", queue, "replayed", res.Replayed, "skipped", res.Skipped, "failed", res.Failed, "to_queue", o.ToQueue)
+	a.log.Info(msg, "queue", queue, "replayed", res.Replayed, "resumed", res.Resumed, "skipped", res.Skipped, "failed", res.Failed, "to_queue", o.ToQueue)
 	return res, errors.Join(errs...)
 }
 
@@ -159,6 +218,9 @@ type replayer struct {
 	pub     *broker.Publisher // nil for a dry run
 	targets map[string]error  // target queue → nil if it exists
 	stop    error             // why no more dead letters are replayed
+	journal journal           // the replay journal as this replay began
+	bcc     []any             // the BCC header: the journal queue
+	inDoubt int               // replays whose confirm never came: the copy may be stored
 
 	res       ReplayResult
 	firstErr  error
@@ -188,7 +250,9 @@ func (r *replayer) replay(ctx context.Context, d *amqp.Delivery) {
 		r.p.keep(d)
 		return
 	}
-	pd, err := r.pub.Publish(ctx, "", target, replayMessage(d, target, time.Now()))
+	msg := replayMessage(d, target, time.Now())
+	msg.Headers[bccHeader] = r.bcc
+	pd, err := r.pub.Publish(ctx, "", target, msg)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -205,12 +269,41 @@ func (r *replayer) replay(ctx context.Context, d *amqp.Delivery) {
 	r.a.log.Debug("admin: replaying", "task_id", id, "type", d.Type, "queue", target)
 	r.p.await(d, pd, func(err error) {
 		if err != nil {
+			if !errors.Is(err, broker.ErrNacked) && !errors.Is(err, broker.ErrUnroutable) {
+				r.inDoubt++
+			}
 			r.fail(id, err)
 			return
 		}
 		r.res.Replayed++
 		r.res.IDs = append(r.res.IDs, id)
 	})
+}
+
+// resume removes d, which an earlier replay already put back on its queue
+// (the journal says so), without publishing it again. A dry run only counts it.
+func (r *replayer) resume(d *amqp.Delivery) {
+	r.a.log.Debug("admin: already replayed; removing the dead letter", "task_id", d.MessageId, "queue", r.p.queue)
+	if r.o.DryRun {
+		r.res.Resumed++
+		r.p.keep(d)
+		return
+	}
+	r.p.remove(d, func() { r.res.Resumed++ })
+}
+
+// checkTargetsStill reports an error if a queue this replay published to
+// is gone: the copies published after it went are only in the journal.
+func (r *replayer) checkTargetsStill(ctx context.Context) error {
+	for target, err := range r.targets {
+		if err != nil {
+			continue
+		}
+		if _, err := broker.Inspect(ctx, r.a.conn, target); err != nil {
+			return fmt.Errorf("target queue %s: %w", target, err)
+		}
+	}
+	return nil
 }
 
 // checkTarget reports whether target can receive replayed tasks, once per target.

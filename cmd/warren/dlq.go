@@ -213,7 +213,10 @@ func (a *app) dlqReplayCmd() *cobra.Command {
 		Long: `Publish the selected dead letters back to their queue (or --to-queue) with
 their attempt count reset, then remove them from Q.dlq. A dead letter leaves
 Q.dlq only once the broker has confirmed its copy: an interrupted replay
-loses nothing (a task may run twice at worst). The replayed task IDs are
+loses nothing. Each copy is also kept in the journal Q.dlq.replayed until
+the replay ends, so running a killed replay again replays nothing twice:
+it removes the dead letters the killed run had already replayed (counted
+as "already replayed"). The replayed task IDs are
 printed on stdout, one a line, and a summary on stderr; --output json prints
 one object with the counts and the IDs instead.
 
@@ -240,7 +243,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 				res, err := adm.Replay(cmd.Context(), f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue})
 				if f.output == "json" {
 					if jerr := writeJSON(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
-						Replayed: res.Replayed, Skipped: res.Skipped, Failed: res.Failed, IDs: nonNil(res.IDs)}); jerr != nil {
+						Replayed: res.Replayed, Resumed: res.Resumed, Skipped: res.Skipped, Failed: res.Failed, IDs: nonNil(res.IDs)}); jerr != nil {
 						return jerr
 					}
 					if err != nil {
@@ -255,10 +258,13 @@ The task keeps its ID, payload and headers (trace context included).`,
 				if dryRun {
 					verb = "would replay"
 				}
-				if err != nil && res.Replayed == 0 && res.Failed == 0 {
+				if err != nil && res.Replayed == 0 && res.Failed == 0 && res.Resumed == 0 {
 					return err // nothing was done: the error says it all
 				}
 				fmt.Fprintf(a.stderr, "%s %s from %s", verb, plural(res.Replayed, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
+				if res.Resumed > 0 {
+					fmt.Fprintf(a.stderr, ", %d already replayed by an interrupted replay (removed, not replayed again)", res.Resumed)
+				}
 				if res.Failed > 0 {
 					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
 				}
@@ -365,6 +371,7 @@ type replayJSON struct {
 	DeadLetterQueue string   `json:"dead_letter_queue"`
 	DryRun          bool     `json:"dry_run"`
 	Replayed        int      `json:"replayed"`
+	Resumed         int      `json:"resumed"`
 	Skipped         int      `json:"skipped"`
 	Failed          int      `json:"failed"`
 	IDs             []string `json:"ids"`
