@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
@@ -57,39 +61,53 @@ func New(conn *broker.Conn, cfg Config) *Admin {
 }
 
 // Filter selects dead letters. A dead letter matches when it matches every
-// selector given: its task ID is one of IDs (if any) and its type is one of
-// Types (if any). Limit then caps the matches, taken in queue order.
+// selector given: its task ID is one of IDs (if any), its type is one of
+// Types (if any), its error (DeadLetter.Error) matches ErrorRegexp (if
+// set), and it failed (DeadLetter.FailedAt) at or after Since and before
+// Until (if set; a dead letter with no failure time matches neither).
+// Limit then caps the matches, taken in queue order.
 //
 // List and Get treat an empty Filter as "everything". Replay and Purge
 // refuse it with ErrNoSelector unless All is set.
 type Filter struct {
 	IDs   []string // match these task IDs (AMQP message_id)
 	Types []string // match these task types (AMQP type)
-	All   bool     // match everything: required for bulk operations when IDs and Types are empty
+	All   bool     // match everything: required for bulk operations when no other selector is set
 	Limit int      // at most this many matches; 0 means no limit
+
+	ErrorRegexp  *regexp.Regexp // match dead letters whose error text matches; nil matches all
+	Since, Until time.Time      // match dead letters that failed in [Since, Until); zero means unbounded
 }
 
 func (f Filter) validate() error {
+	var errs []error
 	if f.Limit < 0 {
-		return fmt.Errorf("admin: Filter.Limit cannot be negative (got %d)", f.Limit)
+		errs = append(errs, fmt.Errorf("admin: Filter.Limit cannot be negative (got %d)", f.Limit))
 	}
-	return nil
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		errs = append(errs, fmt.Errorf("admin: Filter.Since (%s) must be before Until (%s)", f.Since.Format(time.RFC3339), f.Until.Format(time.RFC3339)))
+	}
+	return errors.Join(errs...)
 }
 
 // selects reports whether f names something to act on in bulk.
-func (f Filter) selects() bool { return f.All || len(f.IDs) > 0 || len(f.Types) > 0 }
+func (f Filter) selects() bool {
+	return f.All || len(f.IDs) > 0 || len(f.Types) > 0 || f.ErrorRegexp != nil || !f.Since.IsZero() || !f.Until.IsZero()
+}
 
 // matcher is a compiled Filter.
 type matcher struct {
-	ids, types map[string]bool
-	limit      int
+	ids, types   map[string]bool
+	errRE        *regexp.Regexp
+	since, until time.Time
+	limit        int
 }
 
 func newMatcher(f Filter) (*matcher, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
-	m := &matcher{limit: f.Limit}
+	m := &matcher{limit: f.Limit, errRE: f.ErrorRegexp, since: f.Since, until: f.Until}
 	if len(f.IDs) > 0 {
 		m.ids = make(map[string]bool, len(f.IDs))
 		for _, id := range f.IDs {
@@ -105,12 +123,21 @@ func newMatcher(f Filter) (*matcher, error) {
 	return m, nil
 }
 
-func (m *matcher) match(id, typ string) bool {
-	if m.ids != nil && !m.ids[id] {
+func (m *matcher) match(d *amqp.Delivery) bool {
+	if m.ids != nil && !m.ids[d.MessageId] {
 		return false
 	}
-	if m.types != nil && !m.types[typ] {
+	if m.types != nil && !m.types[d.Type] {
 		return false
+	}
+	if m.errRE != nil && !m.errRE.MatchString(broker.HeaderString(d.Headers, warren.HeaderError)) {
+		return false
+	}
+	if !m.since.IsZero() || !m.until.IsZero() {
+		at := failedAt(d.Headers)
+		if at.IsZero() || (!m.since.IsZero() && at.Before(m.since)) || (!m.until.IsZero() && !at.Before(m.until)) {
+			return false
+		}
 	}
 	return true
 }

@@ -122,19 +122,28 @@ func newDeadLetter(d *amqp.Delivery, queue string) DeadLetter {
 	} else if !d.Timestamp.IsZero() {
 		dl.EnqueuedAt = d.Timestamp
 	}
-	if ts, ok := broker.HeaderTime(h, warren.HeaderFailedAt); ok {
-		dl.FailedAt = ts
-	}
+	dl.FailedAt = failedAt(h)
 	if dl.Reason == "" {
 		if death, ok := brokerDeath(h); ok {
 			dl.Reason = warren.DeadReason(death.reason)
-			if dl.FailedAt.IsZero() {
-				dl.FailedAt = death.at
-			}
 		}
 	}
 	dl.History = broker.DecodeHistory(h[warren.HeaderHistory])
 	return dl
+}
+
+// failedAt is when a dead letter was dead-lettered: warren-failed-at, else
+// the time of the broker's x-death entry when the broker gave the reason.
+func failedAt(h amqp.Table) time.Time {
+	if ts, ok := broker.HeaderTime(h, warren.HeaderFailedAt); ok {
+		return ts
+	}
+	if broker.HeaderString(h, warren.HeaderDeadReason) == "" {
+		if death, ok := brokerDeath(h); ok {
+			return death.at
+		}
+	}
+	return time.Time{}
 }
 
 // originalQueue is where a dead letter of queue's DLQ belongs: its

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -312,7 +313,7 @@ func TestFilter(t *testing.T) {
 		id, typ string
 		want    bool
 	}{{"a", "x", true}, {"b", "x", true}, {"a", "y", false}, {"c", "x", false}} {
-		if got := m.match(c.id, c.typ); got != c.want {
+		if got := m.match(&amqp.Delivery{MessageId: c.id, Type: c.typ}); got != c.want {
 			t.Errorf("match(%q, %q) = %v, want %v", c.id, c.typ, got, c.want)
 		}
 	}
@@ -320,8 +321,44 @@ func TestFilter(t *testing.T) {
 		t.Error("limit not applied")
 	}
 	all, _ := newMatcher(Filter{All: true})
-	if !all.match("any", "thing") || all.full(1_000_000) {
+	if !all.match(&amqp.Delivery{MessageId: "any", Type: "thing"}) || all.full(1_000_000) {
 		t.Error("All does not match everything without limit")
+	}
+}
+
+func TestMatcherErrorAndTime(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	dl := func(errText string, at time.Time) *amqp.Delivery {
+		h := amqp.Table{warren.HeaderError: errText}
+		if !at.IsZero() {
+			h[warren.HeaderFailedAt] = at.UnixMilli()
+		}
+		return &amqp.Delivery{MessageId: "x", Headers: h}
+	}
+	m, err := newMatcher(Filter{ErrorRegexp: regexp.MustCompile(`connection refused$`), Since: t0, Until: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		d    *amqp.Delivery
+		want bool
+	}{
+		{dl("dial tcp 10.0.0.7:5432: connection refused", t0), true},
+		{dl("dial tcp 10.0.0.7:5432: connection refused", t0.Add(59*time.Minute)), true},
+		{dl("dial tcp 10.0.0.7:5432: connection refused", t0.Add(time.Hour)), false}, // Until is exclusive
+		{dl("dial tcp 10.0.0.7:5432: connection refused", t0.Add(-time.Millisecond)), false},
+		{dl("dial tcp 10.0.0.7:5432: connection refused", time.Time{}), false}, // no failure time
+		{dl("timeout", t0), false},
+	} {
+		if got := m.match(c.d); got != c.want {
+			t.Errorf("match(%v) = %v, want %v", c.d.Headers, got, c.want)
+		}
+	}
+	if !(Filter{ErrorRegexp: regexp.MustCompile("x")}).selects() || !(Filter{Since: t0}).selects() {
+		t.Error("an error or time selector does not select")
+	}
+	if _, err := newMatcher(Filter{Since: t0, Until: t0}); err == nil {
+		t.Error("an empty time range accepted")
 	}
 }
 

@@ -56,7 +56,7 @@ func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLe
 		if !ok {
 			break
 		}
-		if fnErr == nil && !m.full(matched) && m.match(d.MessageId, d.Type) {
+		if fnErr == nil && !m.full(matched) && m.match(&d) {
 			matched++
 			fnErr = fn(newDeadLetter(&d, queue))
 		}

@@ -46,7 +46,7 @@ func (a *Admin) Purge(ctx context.Context, queue string, f Filter) (PurgeResult,
 		if !ok {
 			break
 		}
-		if m.full(matched) || !m.match(d.MessageId, d.Type) {
+		if m.full(matched) || !m.match(&d) {
 			p.keep(&d)
 			continue
 		}

@@ -155,7 +155,7 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 			p.keep(&d)
 			continue
 		}
-		if !m.match(d.MessageId, d.Type) {
+		if !m.match(&d) {
 			r.res.Skipped++
 			p.keep(&d)
 			continue

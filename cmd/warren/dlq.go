@@ -32,6 +32,8 @@ type dlqFlags struct {
 	all    bool
 	limit  int
 	output string
+
+	errRE, since, until string // --error, --since, --until
 }
 
 func (f *dlqFlags) addQueue(fs *pflag.FlagSet) {
@@ -42,18 +44,29 @@ func (f *dlqFlags) addSelectors(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.ids, "id", nil, "select the dead letter of task `ID` (repeatable)")
 	fs.StringArrayVar(&f.types, "type", nil, "select dead letters of task `type` (repeatable)")
 	fs.BoolVar(&f.all, "all", false, "select every dead letter")
-	noEnv(fs, "id", "all")
+	fs.IntVarP(&f.limit, "limit", "n", 0, "act on at most this many of the selected, in queue order (0: no limit)")
+	f.addMatchers(fs)
+	noEnv(fs, "id", "all", "limit")
 }
 
 func (f *dlqFlags) addOutput(fs *pflag.FlagSet) {
-	fs.StringVarP(&f.output, "output", "o", "table", "output `format`: table or json")
+	fs.StringVarP(&f.output, "output", "o", "table", "output `format`: table, json or ndjson (one JSON object a line)")
 }
 
 func (f *dlqFlags) checkOutput() error {
-	if f.output != "table" && f.output != "json" {
-		return usagef("--output %q: want table or json", f.output)
+	if f.output != "table" && f.output != "json" && f.output != "ndjson" {
+		return usagef("--output %q: want table, json or ndjson", f.output)
 	}
 	return nil
+}
+
+// writeResult prints a command's result object: indented for json, on one
+// line for ndjson.
+func (f *dlqFlags) writeResult(w io.Writer, v any) error {
+	if f.output == "ndjson" {
+		return json.NewEncoder(w).Encode(v)
+	}
+	return writeJSON(w, v)
 }
 
 // filter checks the selection flags. bulk operations need --id, --type or --all.
@@ -64,18 +77,22 @@ func (f *dlqFlags) filter(bulk bool) (admin.Filter, error) {
 	if f.limit < 0 {
 		return admin.Filter{}, usagef("--limit cannot be negative (got %d)", f.limit)
 	}
-	if bulk && !f.all && len(f.ids) == 0 && len(f.types) == 0 {
-		return admin.Filter{}, usagef("select dead letters with --id (repeatable), --type or --all")
+	if bulk && !f.all && len(f.ids) == 0 && len(f.types) == 0 && !f.hasMatchers() {
+		return admin.Filter{}, usagef("select dead letters with --id (repeatable), --type, --error, --since, --until or --all")
 	}
-	if f.all && (len(f.ids) > 0 || len(f.types) > 0) {
-		return admin.Filter{}, usagef("--all selects everything: do not combine it with --id or --type")
+	if f.all && (len(f.ids) > 0 || len(f.types) > 0 || f.hasMatchers()) {
+		return admin.Filter{}, usagef("--all selects everything: do not combine it with --id, --type, --error, --since or --until")
 	}
 	for _, id := range f.ids {
 		if id == "" {
 			return admin.Filter{}, usagef("--id cannot be empty")
 		}
 	}
-	return admin.Filter{IDs: f.ids, Types: f.types, All: f.all, Limit: f.limit}, nil
+	flt := admin.Filter{IDs: f.ids, Types: f.types, All: f.all, Limit: f.limit}
+	if err := f.matchers(&flt, time.Now()); err != nil {
+		return admin.Filter{}, err
+	}
+	return flt, nil
 }
 
 func (a *app) dlqCmd() *cobra.Command {
@@ -109,17 +126,33 @@ func (a *app) withAdmin(ctx context.Context, what string, fn func(*admin.Admin) 
 }
 
 func (a *app) dlqListCmd() *cobra.Command {
-	var f dlqFlags
+	var (
+		f       dlqFlags
+		groupBy string
+	)
 	cmd := &cobra.Command{
-		Use:   "list --queue Q [--type T] [--limit N] [--output table|json]",
-		Short: "List the dead letters of a queue",
+		Use:   "list --queue Q [selectors] [--group-by error|type] [--output table|json|ndjson]",
+		Short: "List the dead letters of a queue, or count them by error or type",
 		Long: `List the dead letters of Q.dlq, oldest first, without removing them.
 
 The table shows each task's ID, type, attempts, age (since it was first
 enqueued), when it failed, why (the reason) and the first line of its error.
---output json prints an array with every detail, payload included.`,
+--output json prints an array with every detail, payload included; ndjson
+prints the same objects one a line, as they are read.
+
+Select with --id, --type, --error (a regexp on the error text), --since and
+--until (on the failure time: RFC 3339, or a duration ago such as 2h or 3d)
+and --limit.
+
+--group-by error counts the dead letters per error fingerprint: the first
+line of the error with numbers, UUIDs, hex IDs, IP addresses, host:port and
+quoted strings replaced, so that "dial tcp 10.0.0.7:5432: connection
+refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
+--group-by type counts them per task type. Largest groups first.`,
 		Example: `  warren dlq list --queue emails
-  warren dlq list --queue emails --type email:send --limit 20 --output json`,
+  warren dlq list --queue emails --type email:send --limit 20 --output json
+  warren dlq list --queue emails --group-by error
+  warren dlq list --queue emails --error 'connection refused' --since 2h --output ndjson`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			flt, err := f.filter(false)
@@ -129,8 +162,23 @@ enqueued), when it failed, why (the reason) and the first line of its error.
 			if err := f.checkOutput(); err != nil {
 				return err
 			}
+			if groupBy != "" && groupBy != "error" && groupBy != "type" {
+				return usagef("--group-by %q: want error or type", groupBy)
+			}
 			return a.withAdmin(cmd.Context(), "dlq list", func(adm *admin.Admin) error {
-				dls, err := adm.List(cmd.Context(), f.queue, flt)
+				ctx := cmd.Context()
+				switch {
+				case groupBy != "":
+					g := newGrouper(groupBy)
+					if err := adm.Each(ctx, f.queue, flt, func(dl admin.DeadLetter) error { g.add(dl); return nil }); err != nil {
+						return err
+					}
+					return writeGroups(a.stdout, f.output, groupBy, g.sorted())
+				case f.output == "ndjson":
+					enc := json.NewEncoder(a.stdout)
+					return adm.Each(ctx, f.queue, flt, func(dl admin.DeadLetter) error { return enc.Encode(newDeadLetterJSON(dl)) })
+				}
+				dls, err := adm.List(ctx, f.queue, flt)
 				if err != nil {
 					return err
 				}
@@ -150,6 +198,8 @@ enqueued), when it failed, why (the reason) and the first line of its error.
 	fs.StringArrayVar(&f.ids, "id", nil, "only the dead letter of task `ID` (repeatable)")
 	fs.StringArrayVar(&f.types, "type", nil, "only dead letters of task `type` (repeatable)")
 	fs.IntVarP(&f.limit, "limit", "n", 0, "list at most this many (0: all)")
+	f.addMatchers(fs)
+	fs.StringVar(&groupBy, "group-by", "", "count dead letters per error fingerprint or per type (`error|type`) instead of listing them")
 	f.addOutput(fs)
 	noEnv(fs, "id")
 	_ = cmd.MarkFlagRequired("queue")
@@ -183,8 +233,8 @@ element of "dlq list --output json".`,
 				if err != nil {
 					return err
 				}
-				if f.output == "json" {
-					return writeJSON(a.stdout, newDeadLetterJSON(dl))
+				if f.output != "table" {
+					return f.writeResult(a.stdout, newDeadLetterJSON(dl))
 				}
 				writeDeadLetter(a.stdout, dl, time.Now())
 				return nil
@@ -241,8 +291,8 @@ The task keeps its ID, payload and headers (trace context included).`,
 			}
 			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Admin) error {
 				res, err := adm.Replay(cmd.Context(), f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue})
-				if f.output == "json" {
-					if jerr := writeJSON(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
+				if f.output != "table" {
+					if jerr := f.writeResult(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
 						Replayed: res.Replayed, Resumed: res.Resumed, Skipped: res.Skipped, Failed: res.Failed, IDs: nonNil(res.IDs)}); jerr != nil {
 						return jerr
 					}
@@ -320,6 +370,12 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 				case len(f.types) > 0:
 					what = "the dead letters of type " + strings.Join(f.types, ", ")
 				}
+				if f.hasMatchers() {
+					what = "the dead letters selected by " + f.describe()
+				}
+				if f.limit > 0 {
+					what = fmt.Sprintf("at most %d of %s", f.limit, what)
+				}
 				ok, err := confirm(a.stdin, a.stderr, fmt.Sprintf("Delete %s in %s for good? [y/N] ", what, warren.DeadLetterQueue(f.queue)))
 				if err != nil {
 					return err
@@ -331,8 +387,8 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 			}
 			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Admin) error {
 				res, err := adm.Purge(cmd.Context(), f.queue, flt)
-				if f.output == "json" {
-					if jerr := writeJSON(a.stdout, purgeJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue),
+				if f.output != "table" {
+					if jerr := f.writeResult(a.stdout, purgeJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue),
 						Purged: res.Purged, IDs: nonNil(res.IDs)}); jerr != nil {
 						return jerr
 					}

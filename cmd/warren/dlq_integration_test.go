@@ -17,7 +17,8 @@ import (
 )
 
 // fillDLQ stores n dead letters dl-00000… in q's dead-letter queue, as a
-// worker would, with publisher confirms.
+// worker would, with publisher confirms. Dead letter i failed i hours ago
+// with "dial tcp 10.0.0.<i%7>:5432: connection refused".
 func fillDLQ(t *testing.T, conn *broker.Conn, q string, n int, typ func(i int) string) []string {
 	t.Helper()
 	ctx := testbroker.Context(t, 2*time.Minute)
@@ -34,7 +35,7 @@ func fillDLQ(t *testing.T, conn *broker.Conn, q string, n int, typ func(i int) s
 		msg := broker.Encode(&warren.Task{ID: ids[i], Type: typ(i), Queue: q, Payload: []byte(`{"n":` + fmt.Sprint(i) + `}`), Attempt: 2, EnqueuedAt: now.Add(-time.Hour)})
 		msg.Headers[warren.HeaderDeadReason] = string(warren.ReasonExhausted)
 		msg.Headers[warren.HeaderError] = fmt.Sprintf("dial tcp 10.0.0.%d:5432: connection refused", i%7)
-		msg.Headers[warren.HeaderFailedAt] = now.Add(-time.Duration(i) * time.Second).UnixMilli()
+		msg.Headers[warren.HeaderFailedAt] = now.Add(-time.Duration(i) * time.Hour).UnixMilli()
 		if pend[i], err = pub.Publish(ctx, "", warren.DeadLetterQueue(q), msg); err != nil {
 			t.Fatal(err)
 		}
@@ -123,5 +124,71 @@ func TestReplayKilledReplaysExactlyOnce(t *testing.T) {
 	}
 	if got := ready(t, conn, dlq); got != 0 {
 		t.Errorf("%s holds %d", dlq, got)
+	}
+}
+
+func TestDLQSelectorsAndGroupBy(t *testing.T) {
+	conn := testbroker.Dial(t)
+	q := dlqQueue(t, conn)
+	dlq := warren.DeadLetterQueue(q)
+	fillDLQ(t, conn, q, 30, func(i int) string { return []string{"a", "b", "c"}[i%3] })
+	eventually(t, 30*time.Second, func() bool { return ready(t, conn, dlq) == 30 }, "dead letters not stored")
+	ok := func(r cliResult) cliResult {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+		return r
+	}
+
+	r := ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q, "--group-by", "error", "--output", "json"))
+	var groups []group
+	if err := json.Unmarshal([]byte(r.stdout), &groups); err != nil || len(groups) != 1 || groups[0].Count != 30 ||
+		groups[0].Key != "dial tcp <addr>: connection refused" {
+		t.Fatalf("--group-by error: %v\n%s", err, r.stdout)
+	}
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q, "--group-by", "type"))
+	if rows := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(rows) != 4 || !strings.HasPrefix(rows[1], "10 ") {
+		t.Fatalf("--group-by type table:\n%s", r.stdout)
+	}
+
+	idsOf := func(out string) []string {
+		var ids []string
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var dl struct {
+				ID string `json:"id"`
+			}
+			if err := json.Unmarshal([]byte(line), &dl); err != nil {
+				t.Fatalf("ndjson line %q: %v", line, err)
+			}
+			ids = append(ids, dl.ID)
+		}
+		return ids
+	}
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q, "--since", "9h30m", "--output", "ndjson"))
+	if got := idsOf(r.stdout); len(got) != 10 || got[0] != "dl-00000" || got[9] != "dl-00009" {
+		t.Fatalf("--since 9h30m: %v", got)
+	}
+	until := time.Now().Add(-25*time.Hour - 30*time.Minute).UTC().Format(time.RFC3339)
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q, "--until", until, "--output", "ndjson"))
+	if got := idsOf(r.stdout); len(got) != 4 || got[0] != "dl-00026" {
+		t.Fatalf("--until %s: %v", until, got)
+	}
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q, "--error", `10\.0\.0\.3:`, "--type", "a", "--output", "ndjson"))
+	if got := idsOf(r.stdout); len(got) != 2 || got[0] != "dl-00003" || got[1] != "dl-00024" {
+		t.Fatalf("--error and --type: %v", got)
+	}
+
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "replay", "--queue", q, "--error", `10\.0\.0\.3:`, "--limit", "3"))
+	if got := strings.Fields(r.stdout); len(got) != 3 || got[0] != "dl-00003" || got[2] != "dl-00017" {
+		t.Fatalf("replay --error --limit 3: %v\n%s", got, r.stderr)
+	}
+	r = ok(warrenRun(t, 30*time.Second, nil, "dlq", "purge", "--queue", q, "--since", "4h30m", "--yes", "--output", "json"))
+	var purged purgeJSON
+	if err := json.Unmarshal([]byte(r.stdout), &purged); err != nil || purged.Purged != 4 || len(purged.IDs) != 4 {
+		t.Fatalf("purge --since: %v\n%s", err, r.stdout)
+	}
+	if n := ready(t, conn, dlq); n != 30-3-4 { // dl-00003, replayed, was among the last 5h
+		t.Fatalf("%d dead letters left", n)
 	}
 }

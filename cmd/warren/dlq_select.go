@@ -1,0 +1,197 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/warrenq/warren/admin"
+)
+
+// addMatchers registers the selectors on the error text and the failure
+// time, shared by every dlq command that selects.
+func (f *dlqFlags) addMatchers(fs *pflag.FlagSet) {
+	fs.StringVar(&f.errRE, "error", "", "only dead letters whose error matches this `regexp` (Go syntax, unanchored)")
+	fs.StringVar(&f.since, "since", "", "only dead letters that failed at or after `time`: RFC 3339, or a duration ago (2h, 3d)")
+	fs.StringVar(&f.until, "until", "", "only dead letters that failed before `time`: RFC 3339, or a duration ago (30m, 1d)")
+	noEnv(fs, "error", "since", "until")
+}
+
+// matchers compiles --error, --since and --until into flt.
+func (f *dlqFlags) matchers(flt *admin.Filter, now time.Time) error {
+	if f.errRE != "" {
+		re, err := regexp.Compile(f.errRE)
+		if err != nil {
+			return usagef("--error: %w", err)
+		}
+		flt.ErrorRegexp = re
+	}
+	var err error
+	if flt.Since, err = parseWhen(f.since, now); err != nil {
+		return usagef("--since: %w", err)
+	}
+	if flt.Until, err = parseWhen(f.until, now); err != nil {
+		return usagef("--until: %w", err)
+	}
+	if !flt.Since.IsZero() && !flt.Until.IsZero() && !flt.Since.Before(flt.Until) {
+		return usagef("--since (%s) must be before --until (%s)", flt.Since.UTC().Format(time.RFC3339), flt.Until.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// hasMatchers reports whether --error, --since or --until is given.
+func (f *dlqFlags) hasMatchers() bool { return f.errRE != "" || f.since != "" || f.until != "" }
+
+// parseWhen reads a point in time: RFC 3339 (2025-03-01T12:00:00Z), or a
+// duration before now (90m, 2h, 3d; d is 24h). "" is the zero time.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	d, err := parseAgo(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: want RFC 3339 (2025-03-01T12:00:00Z) or a duration ago (2h, 3d)", s)
+	}
+	return now.Add(-d), nil
+}
+
+// parseAgo is time.ParseDuration with days (d) and no negatives.
+func parseAgo(s string) (time.Duration, error) {
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		n, err := strconv.Atoi(s[:i])
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad days")
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		s = s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration")
+	}
+	return days + d, nil
+}
+
+// group counts the dead letters sharing a key (error fingerprint or type).
+type group struct {
+	Key        string     `json:"key"`
+	Count      int        `json:"count"`
+	ExampleID  string     `json:"example_id"`
+	Example    string     `json:"example,omitempty"` // the first error of the group, as written
+	OldestFail *time.Time `json:"first_failed_at,omitempty"`
+	NewestFail *time.Time `json:"last_failed_at,omitempty"`
+}
+
+// grouper gathers groups in the order their keys first appear.
+type grouper struct {
+	by     string // "error" or "type"
+	index  map[string]int
+	groups []group
+}
+
+func newGrouper(by string) *grouper { return &grouper{by: by, index: make(map[string]int)} }
+
+func (g *grouper) add(dl admin.DeadLetter) {
+	key := dl.Type
+	if g.by == "error" {
+		key = admin.Fingerprint(dl.Error)
+		if key == "" && dl.Reason != "" {
+			key = "(no error: " + string(dl.Reason) + ")"
+		}
+	}
+	i, ok := g.index[key]
+	if !ok {
+		i = len(g.groups)
+		g.index[key] = i
+		gr := group{Key: key, ExampleID: dl.ID}
+		if g.by == "error" {
+			gr.Example = firstLine(dl.Error, 200)
+		}
+		g.groups = append(g.groups, gr)
+	}
+	gr := &g.groups[i]
+	gr.Count++
+	if at := dl.FailedAt; !at.IsZero() {
+		at = at.UTC()
+		if gr.OldestFail == nil || at.Before(*gr.OldestFail) {
+			gr.OldestFail = &at
+		}
+		if gr.NewestFail == nil || at.After(*gr.NewestFail) {
+			t := at
+			gr.NewestFail = &t
+		}
+	}
+}
+
+// sorted returns the groups, largest first (ties in order of appearance).
+func (g *grouper) sorted() []group {
+	out := slices.Clone(g.groups)
+	slices.SortStableFunc(out, func(a, b group) int { return cmp.Compare(b.Count, a.Count) })
+	if out == nil {
+		out = []group{}
+	}
+	return out
+}
+
+func writeGroups(w io.Writer, output, by string, groups []group) error {
+	switch output {
+	case "json":
+		return writeJSON(w, groups)
+	case "ndjson":
+		enc := json.NewEncoder(w)
+		for _, g := range groups {
+			if err := enc.Encode(g); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "COUNT\tFIRST-FAILED\tLAST-FAILED\tEXAMPLE-ID\t%s\n", strings.ToUpper(by))
+	for _, g := range groups {
+		var first, last time.Time
+		if g.OldestFail != nil {
+			first, last = *g.OldestFail, *g.NewestFail
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", g.Count, timestamp(first), timestamp(last), cell(g.ExampleID), cell(firstLine(g.Key, maxErrorColumn)))
+	}
+	return tw.Flush()
+}
+
+// describe names the selectors given, for a confirmation question.
+func (f *dlqFlags) describe() string {
+	var parts []string
+	if len(f.ids) > 0 {
+		parts = append(parts, fmt.Sprintf("--id (%d)", len(f.ids)))
+	}
+	if len(f.types) > 0 {
+		parts = append(parts, "--type "+strings.Join(f.types, ","))
+	}
+	if f.errRE != "" {
+		parts = append(parts, fmt.Sprintf("--error %q", f.errRE))
+	}
+	if f.since != "" {
+		parts = append(parts, "--since "+f.since)
+	}
+	if f.until != "" {
+		parts = append(parts, "--until "+f.until)
+	}
+	return strings.Join(parts, " ")
+}
