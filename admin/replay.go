@@ -25,6 +25,9 @@ type ReplayOptions struct {
 	// queue. "" means the original queue (the warren-queue header, else the
 	// queue whose dead letters are replayed).
 	ToQueue string
+	// Rate caps the replays a second (a token bucket); 0 means no cap. A
+	// dry run ignores it.
+	Rate float64
 }
 
 // ReplayResult counts what a Replay did (or, for a dry run, would do).
@@ -97,6 +100,9 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	if err := checkQueue(queue); err != nil {
 		return res, err
 	}
+	if o.Rate < 0 {
+		return res, fmt.Errorf("admin: ReplayOptions.Rate cannot be negative (got %v)", o.Rate)
+	}
 	if o.ToQueue != "" {
 		if err := warren.ValidateQueueName(o.ToQueue); err != nil {
 			return res, fmt.Errorf("admin: ReplayOptions.ToQueue: %w", err)
@@ -126,6 +132,9 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 		return res, err
 	}
 	r := &replayer{a: a, p: p, o: o, targets: make(map[string]error), journal: j, bcc: []any{JournalQueue(queue)}}
+	if o.Rate > 0 && !o.DryRun {
+		r.rate = newBucket(o.Rate, time.Now, sleepCtx)
+	}
 	if !o.DryRun {
 		if r.pub, err = broker.NewPublisher(a.conn, replayWindow); err != nil {
 			_, ferr := p.finish(ctx)
@@ -221,6 +230,7 @@ type replayer struct {
 	journal journal           // the replay journal as this replay began
 	bcc     []any             // the BCC header: the journal queue
 	inDoubt int               // replays whose confirm never came: the copy may be stored
+	rate    *bucket           // nil: no rate cap
 
 	res       ReplayResult
 	firstErr  error
@@ -249,6 +259,13 @@ func (r *replayer) replay(ctx context.Context, d *amqp.Delivery) {
 		r.res.IDs = append(r.res.IDs, id)
 		r.p.keep(d)
 		return
+	}
+	if r.rate != nil {
+		if err := r.rate.take(ctx); err != nil {
+			r.stop = err
+			r.p.keep(d)
+			return
+		}
 	}
 	msg := replayMessage(d, target, time.Now())
 	msg.Headers[bccHeader] = r.bcc

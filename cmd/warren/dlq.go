@@ -256,6 +256,8 @@ func (a *app) dlqReplayCmd() *cobra.Command {
 		f       dlqFlags
 		dryRun  bool
 		toQueue string
+		rate    string
+		wait    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay --queue Q (--id ID ... | --type T ... | --all) [--dry-run]",
@@ -289,8 +291,16 @@ The task keeps its ID, payload and headers (trace context included).`,
 			if err := f.checkOutput(); err != nil {
 				return err
 			}
+			perSec, err := parseRate(rate)
+			if err != nil {
+				return err
+			}
 			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Admin) error {
-				res, err := adm.Replay(cmd.Context(), f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue})
+				var res admin.ReplayResult
+				err := whenFree(cmd.Context(), wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+					res, err = adm.Replay(cmd.Context(), f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec})
+					return err
+				})
 				if f.output != "table" {
 					if jerr := f.writeResult(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
 						Replayed: res.Replayed, Resumed: res.Resumed, Skipped: res.Skipped, Failed: res.Failed, IDs: nonNil(res.IDs)}); jerr != nil {
@@ -315,6 +325,9 @@ The task keeps its ID, payload and headers (trace context included).`,
 				if res.Resumed > 0 {
 					fmt.Fprintf(a.stderr, ", %d already replayed by an interrupted replay (removed, not replayed again)", res.Resumed)
 				}
+				if res.Skipped > 0 {
+					fmt.Fprintf(a.stderr, ", %d not selected", res.Skipped)
+				}
 				if res.Failed > 0 {
 					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
 				}
@@ -331,6 +344,8 @@ The task keeps its ID, payload and headers (trace context included).`,
 	f.addSelectors(fs)
 	fs.BoolVar(&dryRun, "dry-run", false, "only report what would be replayed")
 	fs.StringVar(&toQueue, "to-queue", "", "replay to this `queue` instead of each task's own")
+	fs.StringVar(&rate, "rate", "", "replay at most this many a second (`N/s`, e.g. 100/s; default: as fast as the broker confirms)")
+	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
 	f.addOutput(fs)
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
@@ -338,8 +353,9 @@ The task keeps its ID, payload and headers (trace context included).`,
 
 func (a *app) dlqPurgeCmd() *cobra.Command {
 	var (
-		f   dlqFlags
-		yes bool
+		f    dlqFlags
+		yes  bool
+		wait bool
 	)
 	cmd := &cobra.Command{
 		Use:   "purge --queue Q (--id ID ... | --type T ... | --all) --yes",
@@ -386,7 +402,11 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 				}
 			}
 			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Admin) error {
-				res, err := adm.Purge(cmd.Context(), f.queue, flt)
+				var res admin.PurgeResult
+				err := whenFree(cmd.Context(), wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+					res, err = adm.Purge(cmd.Context(), f.queue, flt)
+					return err
+				})
 				if f.output != "table" {
 					if jerr := f.writeResult(a.stdout, purgeJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue),
 						Purged: res.Purged, IDs: nonNil(res.IDs)}); jerr != nil {
@@ -415,6 +435,7 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 	f.addQueue(fs)
 	f.addSelectors(fs)
 	fs.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
 	f.addOutput(fs)
 	noEnv(fs, "yes")
 	_ = cmd.MarkFlagRequired("queue")

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
 	"github.com/warrenq/warren/broker"
@@ -190,5 +192,38 @@ func TestDLQSelectorsAndGroupBy(t *testing.T) {
 	}
 	if n := ready(t, conn, dlq); n != 30-3-4 { // dl-00003, replayed, was among the last 5h
 		t.Fatalf("%d dead letters left", n)
+	}
+}
+
+func TestDLQBusyAndWait(t *testing.T) {
+	conn := testbroker.Dial(t)
+	q := dlqQueue(t, conn)
+	dlq := warren.DeadLetterQueue(q)
+	fillDLQ(t, conn, q, 5, oneType)
+	eventually(t, 30*time.Second, func() bool { return ready(t, conn, dlq) == 5 }, "dead letters not stored")
+	// Hold the lock as another warren command would: its exclusive lock queue.
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	lock := "warren.lock." + dlq
+	if _, err := ch.QueueDeclare(lock, false, true, true, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
+		t.Fatal(err)
+	}
+	r := warrenRun(t, 30*time.Second, nil, "dlq", "replay", "--queue", q, "--all")
+	if r.code != 1 || !strings.Contains(r.stderr, "another replay or purge is running on "+dlq+"; try again when it ends") {
+		t.Fatalf("replay while busy: exit %d\n%s", r.code, r.stderr)
+	}
+	p := startWarren(t, nil, "dlq", "replay", "--queue", q, "--all", "--wait", "--rate", "50/s")
+	p.waitLog(30*time.Second, "waiting for the operation running on "+dlq)
+	if _, err := ch.QueueDelete(lock, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(30 * time.Second); code != 0 {
+		t.Fatalf("replay --wait: exit %d\n%s", code, p.log.String())
+	}
+	if !strings.Contains(p.log.String(), "replayed 5 dead letters") || ready(t, conn, q) != 5 {
+		t.Fatalf("replay --wait:\n%s", p.log.String())
 	}
 }

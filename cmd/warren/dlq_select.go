@@ -2,7 +2,9 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -194,4 +196,56 @@ func (f *dlqFlags) describe() string {
 		parts = append(parts, "--until "+f.until)
 	}
 	return strings.Join(parts, " ")
+}
+
+// parseRate reads --rate: N/s or N, a positive number of replays a second.
+func parseRate(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "/s"), 64)
+	if err != nil || n <= 0 || n != n {
+		return 0, usagef("--rate %q: want a positive number a second, such as 100/s", s)
+	}
+	return n, nil
+}
+
+// busyError is ErrBusy told to an operator.
+type busyError struct {
+	dlq string
+	err error
+}
+
+func (e *busyError) Error() string {
+	return fmt.Sprintf("another replay or purge is running on %s; try again when it ends (or add --wait)", e.dlq)
+}
+func (e *busyError) Unwrap() error { return e.err }
+
+// busyPoll is how often --wait tries the lock again.
+const busyPoll = 500 * time.Millisecond
+
+// whenFree runs fn; if the dead-letter queue is busy, it fails with a clear
+// message, or with wait, tries again until fn gets the lock or ctx ends.
+func whenFree(ctx context.Context, wait bool, dlq string, stderr io.Writer, fn func() error) error {
+	told := false
+	for {
+		err := fn()
+		if !errors.Is(err, admin.ErrBusy) {
+			return err
+		}
+		if !wait {
+			return &busyError{dlq: dlq, err: err}
+		}
+		if !told {
+			fmt.Fprintf(stderr, "waiting for the operation running on %s to end…\n", dlq)
+			told = true
+		}
+		t := time.NewTimer(busyPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("gave up waiting for %s: %w", dlq, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
