@@ -16,12 +16,14 @@ import (
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/producer"
+	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/worker"
 )
 
 // Task types the agents use.
 const (
 	TypeJob    = "job"    // completes after a short random sleep
+	TypeFlaky  = "flaky"  // fails its first attempt (a broker-delayed retry), then completes
 	TypePoison = "poison" // SIGKILLs the worker that runs it, every time
 )
 
@@ -37,6 +39,11 @@ type ProducerConfig struct {
 	Prefix string // keys are Prefix-000000, Prefix-000001, ... and Prefix-poison-N
 	Jobs   int    // healthy jobs
 	Poison int    // poison jobs, spread evenly among the healthy ones
+	// PoisonPhase places the poison jobs: the j-th (from 0) comes after
+	// (j+PoisonPhase)/Poison of the healthy jobs. 0 means 0.5.
+	PoisonPhase float64
+	// FlakyEvery makes every n-th healthy job a flaky one (0: none).
+	FlakyEvery int
 	// Rate is jobs per second over all in-flight enqueues; 0 means no pacing.
 	Rate float64
 	// InFlight is how many enqueues run at once. 0 means 8.
@@ -138,8 +145,12 @@ func RunProducer(ctx context.Context, cfg ProducerConfig) error {
 	type item struct{ key, typ string }
 	items := make([]item, 0, total)
 	poisonAt := map[int]bool{}
-	for j := 1; j <= cfg.Poison; j++ {
-		poisonAt[j*cfg.Jobs/(cfg.Poison+1)] = true
+	phase := cfg.PoisonPhase
+	if phase <= 0 || phase >= 1 {
+		phase = 0.5
+	}
+	for j := 0; j < cfg.Poison; j++ {
+		poisonAt[int((float64(j)+phase)*float64(cfg.Jobs)/float64(cfg.Poison))] = true
 	}
 	pn := 0
 	for i := 0; i < cfg.Jobs; i++ {
@@ -148,7 +159,11 @@ func RunProducer(ctx context.Context, cfg ProducerConfig) error {
 			pn++
 			delete(poisonAt, i)
 		}
-		items = append(items, item{fmt.Sprintf("%s-%06d", cfg.Prefix, i), TypeJob})
+		typ := TypeJob
+		if cfg.FlakyEvery > 0 && i%cfg.FlakyEvery == cfg.FlakyEvery-1 {
+			typ = TypeFlaky
+		}
+		items = append(items, item{fmt.Sprintf("%s-%06d", cfg.Prefix, i), typ})
 	}
 	for ; pn < cfg.Poison; pn++ {
 		items = append(items, item{fmt.Sprintf("%s-poison-%d", cfg.Prefix, pn), TypePoison})
@@ -253,12 +268,17 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	defer conn.Close()
 
 	mux := worker.NewMux()
-	mux.HandleFunc(TypeJob, func(ctx context.Context, t *warren.Task) error {
+	job := func(ctx context.Context, t *warren.Task) error {
 		var p Payload
 		if err := json.Unmarshal(t.Payload, &p); err != nil || p.Key == "" {
 			return fmt.Errorf("chaos: bad payload %q: %v", t.Payload, err)
 		}
-		_ = led.Write(EvStart, p.Key, "dc="+strconv.Itoa(t.DeliveryCount)+" redelivered="+strconv.FormatBool(t.Redelivered))
+		_ = led.Write(EvStart, p.Key, "dc="+strconv.Itoa(t.DeliveryCount)+" redelivered="+strconv.FormatBool(t.Redelivered)+
+			" attempt="+strconv.Itoa(t.Attempt))
+		if t.Type == TypeFlaky && t.Attempt == 1 {
+			_ = led.Write(EvFail, p.Key, "first attempt fails")
+			return errors.New("chaos: flaky job fails its first attempt")
+		}
 		d := cfg.MinSleep
 		if cfg.MaxSleep > cfg.MinSleep {
 			d += rand.N(cfg.MaxSleep - cfg.MinSleep)
@@ -270,7 +290,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		case <-time.After(d):
 		}
 		return led.Write(EvDone, p.Key, "")
-	})
+	}
+	mux.HandleFunc(TypeJob, job)
+	mux.HandleFunc(TypeFlaky, job)
 	mux.HandleFunc(TypePoison, func(ctx context.Context, t *warren.Task) error {
 		var p Payload
 		_ = json.Unmarshal(t.Payload, &p)
@@ -284,7 +306,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		Prefetch:        cfg.Prefetch,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		QueueOptions:    broker.QueueOptions{DeliveryLimit: cfg.DeliveryLimit},
-		Logger:          log,
+		// Flaky jobs retry after a broker delay of a second or two.
+		Retry:  retry.Policy{MaxAttempts: 5, Base: 2 * time.Second, Cap: 2 * time.Second},
+		Logger: log,
 	}
 	up := false
 	for {

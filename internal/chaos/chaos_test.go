@@ -116,7 +116,8 @@ func scenario(name string, jobs int, dur time.Duration) (chaos.Scenario, bool) {
 		Prefetch:      4,
 		DeliveryLimit: 3,
 		Jobs:          jobs,
-		Poison:        1,
+		Poison:        1 + int(dur/(5*time.Minute)),
+		FlakyEvery:    10,
 		Duration:      dur,
 		MinSleep:      20 * time.Millisecond,
 		MaxSleep:      500 * time.Millisecond,
@@ -134,7 +135,8 @@ func scenario(name string, jobs int, dur time.Duration) (chaos.Scenario, bool) {
 	case "cluster":
 		sc.Nodes = 3
 		sc.Faults = []string{
-			chaos.FaultStopNode, chaos.FaultMixedConns, chaos.FaultKillNode, chaos.FaultKillWorker, chaos.FaultMixedLeader,
+			chaos.FaultStopNode, chaos.FaultMixedConns, chaos.FaultKillNode, chaos.FaultKillWorker,
+			chaos.FaultStopMajority, chaos.FaultMixedLeader,
 		}
 	case "poison":
 		// No scheduled fault: one poison job per producer among healthy

@@ -65,7 +65,8 @@ func privateNode(t *testing.T, ctx context.Context) *chaos.Node {
 // delivery channel for a dead AMQP channel and calls reopen, which waits
 // for the channel's close notification (<-c.live.Done()) that never
 // comes, and does not watch stop meanwhile. The pool never consumes
-// again, and Run never returns when its context ends.
+// again, and Run never returns when its context ends (until the connection
+// closes).
 func TestKnownBugPoolNeverResumesAfterServerCancel(t *testing.T) {
 	knownBug(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -113,12 +114,44 @@ func TestKnownBugPoolNeverResumesAfterServerCancel(t *testing.T) {
 	}
 	waitFor(30*time.Second, "first job", func() bool { return ran.Load() == 1 })
 
-	// The broker cancels the consumer: delete the queue, then declare it again.
+	// The broker cancels the consumer: delete the queue. A consumer of our
+	// own on the same queue tells when the broker has sent its basic.cancel
+	// (the pool's comes in the same step); only then is the queue declared
+	// again. Declared again at once, RabbitMQ 3.10 may send no cancel at
+	// all and leave the consumer attached to nothing.
+	// Admin operations go through a connection of their own: RabbitMQ may
+	// answer a declaration right after a deletion with a connection error.
+	adm, err := broker.Dial(ctx, node.URL(), broker.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	sentinel, err := adm.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled := sentinel.NotifyCancel(make(chan string, 1))
+	if _, err := sentinel.Consume(q, "sentinel", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := node.Ctl(ctx, "delete_queue", q); err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.DeclareQueue(ctx, conn, q, broker.QueueOptions{}); err != nil {
-		t.Fatal(err)
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no basic.cancel for the sentinel consumer within 10s of delete_queue")
+	}
+	var derr error
+	waitFor(30*time.Second, "the queue declared again", func() bool {
+		if err := adm.Await(ctx); err != nil {
+			return false
+		}
+		derr = broker.DeclareQueue(ctx, adm, q, broker.QueueOptions{})
+		return derr == nil
+	})
+	if derr != nil {
+		t.Fatalf("declare %s again: %v", q, derr)
 	}
 	if _, err := prod.Enqueue(ctx, q, "t", []byte(`{}`)); err != nil {
 		t.Fatal(err)
@@ -190,4 +223,92 @@ func TestKnownBugEnqueueIgnoresItsDeadlineBehindAnotherEnqueue(t *testing.T) {
 	cancelLong()
 	<-longDone
 	_ = node.StartApp(ctx)
+}
+
+// TestKnownBugEnqueueNackedUntilTheDeadLeaderReturns: when the node that
+// leads a quorum queue dies, a channel whose first publish to the queue
+// comes before the cluster has moved on (a client that was connected to the
+// dead node and reconnected to a survivor at once) has every publish nacked
+// by RabbitMQ 3.10, at once, for as long as the old leader is down; a
+// channel opened a couple of seconds later publishes fine (shown with bare
+// amqp091-go as well). The Producer keeps its publisher channel after a
+// nack, so every Enqueue fails with ErrNacked although the cluster has a
+// healthy majority: for 92s in one chaos run, until the killed node came
+// back.
+func TestKnownBugEnqueueNackedUntilTheDeadLeaderReturns(t *testing.T) {
+	knownBug(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", chaos.DirPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	nodes, err := chaos.NewNodes(dir, "nack", 3, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nodes.Close()
+	if err := nodes.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := nodes.Nodes[0], nodes.Nodes[1]
+	const q = "bug-nack"
+	// Declared through node 1, so node 1 leads the queue.
+	c1, err := broker.Dial(ctx, n1.URL(), broker.Config{Logger: quiet, NoReconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Declare(ctx, c1, broker.QueueOptions{}, q); err != nil {
+		t.Fatal(err)
+	}
+	c1.Close()
+	killed := time.Now()
+	if err := n1.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A producer that was on node 1 comes back through node 2 at once.
+	conn, err := broker.Dial(ctx, n2.URL(), broker.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	prod, err := producer.New(ctx, conn, producer.Config{Queues: []string{q}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nacks := 0
+	var lastErr error
+	for time.Since(killed) < 30*time.Second {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := prod.Enqueue(ectx, q, "t", []byte(`{}`))
+		cancel()
+		if err == nil {
+			t.Logf("first Enqueue confirmed %.1fs after the leader's node died (%d nacked before)", time.Since(killed).Seconds(), nacks)
+			return
+		}
+		lastErr = err
+		if errors.Is(err, producer.ErrNacked) {
+			nacks++
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(200 * time.Millisecond): // the caller's retry
+		}
+	}
+	t.Errorf("no Enqueue through node 2 succeeded in the 30s after the leader's node died (%d nacked; last: %v); nodes 2 and 3 are a healthy majority", nacks, lastErr)
+	// The remedy: a new channel. A second Producer on the same connection
+	// opens one, and its Enqueue is confirmed at once.
+	fresh, err := producer.New(ctx, conn, producer.Config{Queues: []string{q}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ectx, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	if _, err := fresh.Enqueue(ectx, q, "t", []byte(`{}`)); err != nil {
+		t.Logf("a new Producer (new channel) on the same connection fails too: %v", err)
+	} else {
+		t.Logf("a new Producer (new channel) on the same connection enqueues at once, while the first still gets nacks")
+	}
 }

@@ -29,6 +29,7 @@ const (
 	EvStart     = "start"     // worker: handler started (detail: delivery count, redelivered)
 	EvDone      = "done"      // worker: handler completed and returns nil
 	EvAbort     = "abort"     // worker: handler returned early, its context cancelled (channel lost, shutdown cut-off)
+	EvFail      = "fail"      // worker: a flaky job's first attempt fails (the pool schedules a retry)
 	EvPoison    = "poison"    // worker: a poison job is about to SIGKILL this process
 	EvRunErr    = "runerr"    // worker: Pool.Run returned an error; a new pool starts
 	EvExit      = "exit"      // the agent is exiting cleanly (detail: stats)
@@ -249,7 +250,7 @@ func (x *Index) add(path string, r Record) {
 		}
 		by[r.PID]++
 		delete(x.started[r.PID], r.Key)
-	case EvPoison, EvAbort:
+	case EvPoison, EvAbort, EvFail:
 		delete(x.started[r.PID], r.Key)
 	}
 }

@@ -111,7 +111,7 @@ func NewNodes(dir, tag string, n int, logf func(string, ...any)) (*Nodes, error)
 			conf += "cluster_formation.peer_discovery_backend = classic_config\n" +
 				"cluster_formation.classic_config.nodes.1 = " + s.Nodes[0].Name + "\n"
 		}
-		files := map[string]string{"rabbitmq.conf": conf, "rabbitmq-env.conf": "", "enabled_plugins": "[].\n"}
+		files := map[string]string{"rabbitmq.conf": conf, "rabbitmq-env.conf": "", "enabled_plugins": "[].\n", "advanced.config": "[].\n"}
 		for name, body := range files {
 			if err := os.WriteFile(filepath.Join(nd.dir, name), []byte(body), 0o644); err != nil {
 				return nil, err
@@ -126,6 +126,7 @@ func NewNodes(dir, tag string, n int, logf func(string, ...any)) (*Nodes, error)
 			"RABBITMQ_LOG_BASE="+filepath.Join(nd.dir, "log"),
 			"RABBITMQ_PID_FILE="+nd.pidFile,
 			"RABBITMQ_CONFIG_FILE="+filepath.Join(nd.dir, "rabbitmq.conf"),
+			"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(nd.dir, "advanced.config"),
 			"RABBITMQ_CONF_ENV_FILE="+filepath.Join(nd.dir, "rabbitmq-env.conf"),
 			"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(nd.dir, "enabled_plugins"),
 			"RABBITMQ_PLUGINS_EXPAND_DIR="+filepath.Join(nd.dir, "plugins-expand"),
@@ -195,6 +196,23 @@ outer:
 		return base, nil
 	}
 	return 0, fmt.Errorf("chaos: no %d consecutive free ports in 26000-29999", n)
+}
+
+// Configure adds lines to the node's rabbitmq.conf and replaces its
+// advanced.config (Erlang terms; "" keeps it empty). Call it before Start.
+func (n *Node) Configure(conf, advanced string) error {
+	f, err := os.OpenFile(filepath.Join(n.dir, "rabbitmq.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(conf + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || advanced == "" {
+		return err
+	}
+	return os.WriteFile(filepath.Join(n.dir, "advanced.config"), []byte(advanced+"\n"), 0o644)
 }
 
 // URL is the node's AMQP URL.

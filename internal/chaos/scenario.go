@@ -23,15 +23,16 @@ import (
 
 // Faults the schedule injects.
 const (
-	FaultKillWorker  = "kill-worker"                    // SIGKILL a worker while it runs jobs
-	FaultTermWorker  = "term-worker"                    // SIGTERM a worker: it must drain and exit 0
-	FaultCloseConns  = "close-connections"              // rabbitmqctl close_all_connections on every node
-	FaultKillNode    = "kill-node"                      // SIGKILL a node (the queue's leader in a cluster), restart it
-	FaultStopNode    = "stop-node"                      // cluster: stop_app the leader for a while, then start_app
-	FaultMixedConns  = "kill-worker+close-connections"  // both at once
-	FaultMixedNode   = "kill-node+kill-worker"          // a worker killed while the node is down
-	FaultMixedLeader = "kill-node+close-connections"    // cluster: leader killed, the survivors drop every client
-	FaultPoison      = "poison (producers, throughout)" // not scheduled: producers enqueue poison jobs
+	FaultKillWorker   = "kill-worker"                    // SIGKILL a worker while it runs jobs
+	FaultTermWorker   = "term-worker"                    // SIGTERM a worker: it must drain and exit 0
+	FaultCloseConns   = "close-connections"              // rabbitmqctl close_all_connections on every node
+	FaultKillNode     = "kill-node"                      // SIGKILL a node (the queue's leader in a cluster), restart it
+	FaultStopNode     = "stop-node"                      // cluster: stop_app the leader for a while, then start_app
+	FaultMixedConns   = "kill-worker+close-connections"  // both at once
+	FaultMixedNode    = "kill-node+kill-worker"          // a worker killed while the node is down
+	FaultMixedLeader  = "kill-node+close-connections"    // cluster: leader killed, the survivors drop every client
+	FaultStopMajority = "stop-majority"                  // cluster: stop_app two of three nodes for a while
+	FaultPoison       = "poison (producers, throughout)" // not scheduled: producers enqueue poison jobs
 )
 
 // Scenario describes one run of the suite against one broker setup.
@@ -45,6 +46,7 @@ type Scenario struct {
 	DeliveryLimit int
 	Jobs          int // healthy jobs over all producers
 	Poison        int // poison jobs per producer
+	FlakyEvery    int // every n-th job fails its first attempt and is retried through a delay queue
 	// Duration is how long producers take to enqueue their jobs and how
 	// long the fault schedule runs (at least one full cycle of Faults).
 	Duration           time.Duration
@@ -210,6 +212,9 @@ func Run(ctx context.Context, sc Scenario, env Env) (*Result, error) {
 		a, err := startAgent(env.AgentBin, env.Dir, "producer", name, []string{
 			"--url", r.urls, "--queue", r.queue, "--delivery-limit", strconv.Itoa(sc.DeliveryLimit),
 			"--prefix", sc.Name + "p" + strconv.Itoa(i), "--jobs", strconv.Itoa(jobs), "--poison", strconv.Itoa(sc.Poison),
+			"--flaky-every", strconv.Itoa(sc.FlakyEvery),
+			// Producers' poison jobs come at different points, not together.
+			"--poison-phase", strconv.FormatFloat(float64(i)/float64(sc.Producers+1), 'f', 3, 64),
 			"--rate", strconv.FormatFloat(rate, 'f', 3, 64), "--lifetime", (sc.Duration + sc.Settle + 10*time.Minute).String(),
 		})
 		if err != nil {
@@ -515,6 +520,8 @@ func (r *runner) inject(ctx context.Context, kind string) FaultResult {
 		r.stopNode(ctx, &f)
 	case FaultMixedLeader:
 		r.killLeaderAndClose(ctx, &f)
+	case FaultStopMajority:
+		r.stopMajority(ctx, &f)
 	default:
 		r.problem("unknown fault %q", kind)
 	}
@@ -694,21 +701,22 @@ func (r *runner) upNodes() []*Node {
 	return out
 }
 
-// closeConns has every running node close all its client connections.
+// closeConns has the broker close every client connection:
+// close_all_connections on one running node acts on the whole cluster.
 func (r *runner) closeConns(ctx context.Context, f *FaultResult) {
-	var names []string
 	for _, n := range r.upNodes() {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := n.CloseAllConnections(cctx, "chaos: close_all_connections")
 		cancel()
 		if err != nil {
-			// A node that is stopped (stop_app) has no connections to close.
+			// A node that is stopped (stop_app) cannot do it; try the next.
 			r.logf("close_all_connections on %s: %v", n.Name, err)
 			continue
 		}
-		names = append(names, fmt.Sprintf("node%d", n.Index))
+		f.Target = strings.TrimSpace(f.Target + fmt.Sprintf(" all client connections (close_all_connections on node%d)", n.Index))
+		return
 	}
-	f.Target = strings.TrimSpace(f.Target + " connections on " + strings.Join(names, ","))
+	r.problem("close_all_connections: no node could do it")
 }
 
 // backSet is the agents expected to work again after a fault: the running
@@ -817,8 +825,8 @@ func (r *runner) firstEvents(ctx context.Context, t time.Time, set []*Agent, nam
 		}
 		m.Note = "not within 90s: " + strings.Join(names, " ")
 		if strict && len(names) > 0 && r.workAvailable(ctx) {
-			r.problem("%s did not resume within 90s of the fault at +%.1fs although jobs were waiting (a consumer that never resumes?)",
-				strings.Join(names, ", "), t.Sub(r.start).Seconds())
+			r.problem("%s did not resume within 90s of the fault at +%.1fs although jobs were waiting%s",
+				strings.Join(names, ", "), t.Sub(r.start).Seconds(), r.stallHint(pending(), t))
 		}
 		return m
 	}
@@ -870,6 +878,30 @@ func (r *runner) consumersBack(ctx context.Context, t time.Time) Metric {
 	}
 	m.D, m.OK = time.Since(t), true
 	return m
+}
+
+// stallHint says what stalled agents were doing since t.
+func (r *runner) stallHint(stalled []*Agent, t time.Time) string {
+	var parts []string
+	for _, a := range stalled {
+		if a.Role != "producer" {
+			parts = append(parts, a.Name+": no job completed (a consumer that never resumes?)")
+			continue
+		}
+		recs, _ := ReadLedger(a.Ledger)
+		nacked, other := 0, 0
+		for _, rec := range recs {
+			if rec.Event == EvEnqErr && rec.At.After(t) {
+				if strings.Contains(rec.Detail, "nacked") {
+					nacked++
+				} else {
+					other++
+				}
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d enqueues nacked, %d failed otherwise (nacked without end: see TestKnownBugEnqueueNackedUntilTheDeadLeaderReturns)", a.Name, nacked, other))
+	}
+	return " — " + strings.Join(parts, "; ")
 }
 
 // workAvailable reports whether jobs are waiting or still being enqueued.
@@ -958,6 +990,57 @@ func (r *runner) stopNode(ctx context.Context, f *FaultResult) {
 		defer cancel()
 		return n.StartApp(sctx)
 	})
+}
+
+// stopMajority stops RabbitMQ on the queue's leader and one more node for
+// Hold: the queue has no majority and must stop (no confirm, no delivery)
+// without losing anything, then resume when both are back.
+func (r *runner) stopMajority(ctx context.Context, f *FaultResult) {
+	leader := r.target(ctx)
+	var other *Node
+	for _, n := range r.nodes.Nodes {
+		if n != leader {
+			other = n
+			break
+		}
+	}
+	t := time.Now()
+	for _, n := range []*Node{leader, other} {
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err := n.StopApp(sctx)
+		cancel()
+		if err != nil {
+			r.problem("stop_app %s: %v", n.Name, err)
+		}
+	}
+	r.setDown(2)
+	f.Target = fmt.Sprintf("node%d (leader) and node%d", leader.Index, other.Index)
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Until(t.Add(r.sc.Hold))):
+	}
+	_ = r.idx.Refresh()
+	// Jobs already running when the majority went may still finish (up to
+	// MaxSleep); count from 2s in.
+	from, now := t.Add(2*time.Second), time.Now()
+	done, conf := r.idx.DoneBetween(from, now), r.idx.ConfirmedBetween(from, now)
+	f.Note = fmt.Sprintf("without a majority (%.1fs, counted from 2s in): %d jobs completed, %d enqueues confirmed",
+		now.Sub(from).Seconds(), done, conf)
+	t1 := time.Now()
+	for _, n := range []*Node{other, leader} {
+		sctx, cancel := context.WithTimeout(ctx, 150*time.Second)
+		err := n.StartApp(sctx)
+		cancel()
+		if err != nil {
+			r.problem("start_app %s: %v", n.Name, err)
+		}
+	}
+	r.setDown(-2)
+	back := r.backSet(nil)
+	f.Metrics = append(f.Metrics, Metric{Name: "majority back", D: time.Since(t1), OK: true})
+	m := r.allBack(ctx, t1, back)
+	m.Name = "all working again, from majority back"
+	f.Metrics = append(f.Metrics, m, r.consumersBack(ctx, t1))
 }
 
 // killLeaderAndClose kills the leader and has the survivors close every

@@ -42,6 +42,8 @@ func run(args []string) int {
 	// producer
 	jobs := fs.Int("jobs", 100, "producer: healthy jobs to enqueue")
 	poison := fs.Int("poison", 0, "producer: poison jobs to enqueue among them")
+	phase := fs.Float64("poison-phase", 0.5, "producer: where among the jobs poison jobs go (0 to 1, per poison slice)")
+	flaky := fs.Int("flaky-every", 0, "producer: make every n-th job fail its first attempt (0: none)")
 	prefix := fs.String("prefix", "p", "producer: key prefix")
 	rate := fs.Float64("rate", 0, "producer: jobs per second (0: no pacing)")
 	inflight := fs.Int("inflight", 8, "producer: concurrent enqueues")
@@ -74,7 +76,7 @@ func run(args []string) int {
 	switch role {
 	case "producer":
 		err = chaos.RunProducer(ctx, chaos.ProducerConfig{
-			URL: *url, Queue: *queue, Prefix: *prefix, Jobs: *jobs, Poison: *poison, Rate: *rate,
+			URL: *url, Queue: *queue, Prefix: *prefix, Jobs: *jobs, Poison: *poison, PoisonPhase: *phase, FlakyEvery: *flaky, Rate: *rate,
 			InFlight: *inflight, DeliveryLimit: *limit, GiveUpAfter: *giveUp, Ledger: *ledger, Logger: log,
 		})
 		if ctx.Err() != nil && err == ctx.Err() {
