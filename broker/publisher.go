@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -30,6 +31,7 @@ type Publisher struct {
 	expect   uint64         // the lowest sequence number not yet confirmed
 	err      error          // set once the channel is gone
 	done     chan struct{}
+	nacked   atomic.Bool // the broker nacked a publish on this channel
 }
 
 // Pending is one published message awaiting its confirm.
@@ -135,6 +137,7 @@ func (p *Publisher) confirm(c amqp.Confirmation) {
 	var err error
 	switch {
 	case !c.Ack:
+		p.nacked.Store(true)
 		err = fmt.Errorf("%w: message %s", ErrNacked, pd.id)
 	case p.returned[pd.id] > 0:
 		if p.returned[pd.id]--; p.returned[pd.id] == 0 {
@@ -237,6 +240,13 @@ func (pd *Pending) Wait(ctx context.Context) error {
 // Done is closed once the confirm (or its failure) is known.
 func (pd *Pending) Done() <-chan struct{} { return pd.done }
 
+// Nacked reports whether the broker has nacked a publish on this channel.
+// Callers should then publish on a new Publisher: RabbitMQ 3.10 keeps
+// nacking a channel's publishes to a quorum queue whose leader died before
+// the channel's first publish, for as long as that node stays down, while
+// a new channel publishes fine.
+func (p *Publisher) Nacked() bool { return p.nacked.Load() }
+
 // Err returns why the publisher can no longer publish, or nil.
 func (p *Publisher) Err() error {
 	p.mu.Lock()
@@ -268,10 +278,22 @@ func (p *Publisher) Flush(ctx context.Context) error {
 // Close closes the channel. Unconfirmed publishes fail with ErrConfirmLost;
 // call Flush first to wait for them.
 func (p *Publisher) Close() error {
+	if p.ch == nil {
+		return nil
+	}
 	err := p.ch.Close()
 	if errors.Is(err, amqp.ErrClosed) {
 		err = nil
 	}
 	<-p.done
 	return err
+}
+
+// ClosedPublisher returns a Publisher that is already closed: a placeholder
+// whose Err is never nil, for callers that open publishers lazily.
+func ClosedPublisher() *Publisher {
+	p := &Publisher{done: make(chan struct{}), window: make(chan struct{}), pending: map[uint64]*Pending{}}
+	p.err = fmt.Errorf("%w: no channel opened yet", ErrClosed)
+	close(p.done)
+	return p
 }

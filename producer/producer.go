@@ -123,8 +123,8 @@ type Producer struct {
 	closed bool
 	wg     sync.WaitGroup // in-flight enqueues
 
-	pubMu sync.Mutex // guards pub; held while waiting for a reconnect
-	pub   *broker.Publisher
+	pubSem chan struct{} // a lock on pub that a waiter can give up on (ctx)
+	pub    *broker.Publisher
 
 	republished atomic.Uint64
 
@@ -155,7 +155,7 @@ func New(ctx context.Context, conn *broker.Conn, cfg Config) (*Producer, error) 
 			return broker.Declare(ctx, c, cfg.QueueOptions, cfg.Queues...)
 		})
 	}
-	return &Producer{conn: conn, cfg: cfg, pub: pub, breaker: retry.Breaker(5, 5*time.Second)}, nil
+	return &Producer{conn: conn, cfg: cfg, pub: pub, pubSem: make(chan struct{}, 1), breaker: retry.Breaker(5, 5*time.Second)}, nil
 }
 
 // Job is one task of an EnqueueBatch.
@@ -258,7 +258,10 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 		// The channel died before the broker confirmed: publish the same
 		// task (same ID) again on the next channel. The broker may then
 		// hold it twice; handlers see it at least once, never zero times.
-		for try := 0; try < maxRepublish && errors.Is(err, ErrConfirmLost) && !refused(err) && ctx.Err() == nil; try++ {
+		for try := 0; try < maxRepublish && republishable(err) && ctx.Err() == nil; try++ {
+			if errors.Is(err, ErrNacked) && !sleep(ctx, time.Duration(100<<min(try, 4))*time.Millisecond) {
+				break
+			}
 			p.republished.Add(1)
 			var pd *broker.Pending
 			if pd, err = p.publish(ctx, s.exchange, s.key, s.msg); err == nil {
@@ -370,10 +373,20 @@ func (p *Producer) isClosed() bool {
 }
 
 // publisher returns a live publisher, waiting (up to ctx) for the
-// connection to come back if it must open a new one.
+// connection to come back if it must open a new one. A publisher the
+// broker has nacked is replaced too (see broker.Publisher.Nacked); the old
+// one is closed once its pending confirms are in.
 func (p *Producer) publisher(ctx context.Context) (*broker.Publisher, error) {
-	p.pubMu.Lock()
-	defer p.pubMu.Unlock()
+	select {
+	case p.pubSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for the broker: %w", broker.ErrNotConnected, ctx.Err())
+	}
+	defer func() { <-p.pubSem }()
+	if old := p.pub; old.Err() == nil && old.Nacked() {
+		go retire(old)
+		p.pub = closedPublisher
+	}
 	for p.pub.Err() != nil {
 		if p.isClosed() {
 			return nil, ErrClosed
@@ -397,6 +410,25 @@ func (p *Producer) publisher(ctx context.Context) (*broker.Publisher, error) {
 // confirm was lost.
 const maxRepublish = 10
 
+// republishable reports a failed publish worth sending again: its confirm
+// was lost (the channel died), or the broker nacked it (the publisher
+// channel is then replaced: see broker.Publisher.Nacked).
+func republishable(err error) bool {
+	return (errors.Is(err, ErrConfirmLost) && !refused(err)) || errors.Is(err, ErrNacked)
+}
+
+// sleep waits d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // refused reports an error the broker will give again: no republish helps.
 func refused(err error) bool {
 	return errors.Is(err, broker.ErrAccessRefused) || errors.Is(err, broker.ErrQueueNotFound) || errors.Is(err, broker.ErrQueueMismatch)
@@ -413,6 +445,17 @@ func (p *Producer) BreakerState() string {
 	default:
 		return "closed"
 	}
+}
+
+// closedPublisher stands for "no publisher yet": its Err is never nil.
+var closedPublisher = func() *broker.Publisher { return broker.ClosedPublisher() }()
+
+// retire closes a publisher once its pending confirms are in (or a minute passed).
+func retire(pub *broker.Publisher) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = pub.Flush(ctx)
+	_ = pub.Close()
 }
 
 // Republished counts tasks published again because their first publish
@@ -452,9 +495,9 @@ func (p *Producer) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("producer: close: enqueues still waiting for confirms: %w", ctx.Err())
 	}
-	p.pubMu.Lock()
+	p.pubSem <- struct{}{}
 	pub := p.pub
-	p.pubMu.Unlock()
+	<-p.pubSem
 	if cerr := pub.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("producer: close: %w", cerr)
 	}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -21,6 +22,7 @@ type batchAcker struct {
 	closing chan struct{}
 	done    chan struct{}
 	once    sync.Once
+	settled atomic.Int64 // deliveries acked or nacked
 }
 
 type ackReq struct {
@@ -53,6 +55,7 @@ func (a *batchAcker) settle(r ackReq) error {
 	}
 	select {
 	case a.reqs <- r:
+		a.settled.Add(1)
 		return nil
 	case <-a.closing:
 		return amqp.ErrClosed

@@ -93,6 +93,10 @@ type Config struct {
 	// Observer is told when each task starts and how it ends, for metrics.
 	// nil means none.
 	Observer Observer
+	// ConsumerCheckInterval is how often each queue is checked for a
+	// consumer the broker dropped without telling (see consumer.checkAlive).
+	// 0 means 10s.
+	ConsumerCheckInterval time.Duration
 	// Logger receives the pool's events. nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -115,6 +119,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Hostname == "" {
 		c.Hostname, _ = os.Hostname()
+	}
+	if c.ConsumerCheckInterval <= 0 {
+		c.ConsumerCheckInterval = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -375,6 +382,9 @@ type consumer struct {
 	in    <-chan amqp.Delivery
 	live  context.Context
 	acker *batchAcker
+
+	delivered atomic.Int64 // deliveries received on this channel
+	lastSeen  int64        // delivered at the last checkAlive
 }
 
 var consumerSeq atomic.Uint64
@@ -422,8 +432,12 @@ func (p *Pool) consume(queue string) (*consumer, error) {
 // channel's unacked deliveries are back on the queue. It returns an error
 // only when the connection is closed for good.
 func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
+	check := time.NewTicker(c.p.cfg.ConsumerCheckInterval)
+	defer check.Stop()
 	for {
 		select {
+		case <-check.C:
+			c.checkAlive()
 		case <-stop:
 			_ = c.ch.Cancel(c.tag, false)
 			// Deliveries still buffered go back to the broker when the
@@ -437,6 +451,7 @@ func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 				continue
 			}
 			d.Acknowledger = c.acker
+			c.delivered.Add(1)
 			select {
 			case jobs <- job{d: d, queue: c.queue, live: c.live}:
 			case <-stop:
@@ -448,8 +463,50 @@ func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 	}
 }
 
+// checkAlive asks the broker whether this consumer can still get
+// deliveries: a queue that is gone, or that has ready messages and no
+// consumer at all while this one has room in its prefetch window and got
+// nothing since the last check, makes it start over. (RabbitMQ 3.10 has a
+// case this cannot see: a queue deleted and declared again at once keeps
+// counting the old consumer and hands it deliveries that never reach the
+// client. docs/reliability.md says so.)
+func (c *consumer) checkAlive() {
+	if c.live.Err() != nil {
+		return
+	}
+	got := c.delivered.Load()
+	idle := got == c.lastSeen
+	c.lastSeen = got
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := broker.Inspect(ctx, c.p.conn, c.queue)
+	switch {
+	case errors.Is(err, broker.ErrQueueNotFound):
+	case err != nil:
+		return // the connection's own trouble is handled elsewhere
+	case st.Consumers > 0 || st.Ready == 0 || !idle || got-c.acker.settled.Load() >= int64(c.p.cfg.Prefetch):
+		return
+	}
+	c.p.log.Warn("worker: the consumer gets no deliveries from the broker; consuming again", "queue", c.queue, "ready", st.Ready, "err", err)
+	_ = c.ch.Close() // the forward loop sees its deliveries end and reopens
+}
+
 func (c *consumer) reopen(stop <-chan struct{}) error {
-	<-c.live.Done()
+	// The delivery channel closed: either the AMQP channel died, or the
+	// broker cancelled the consumer (the queue was deleted, or a classic
+	// queue's node went down) and left the channel open. Close it in that
+	// case too: its unacked deliveries go back to the queue.
+	select {
+	case <-c.live.Done():
+	default:
+		c.p.log.Warn("worker: the broker cancelled the consumer", "queue", c.queue)
+		_ = c.ch.Close()
+		select {
+		case <-c.live.Done():
+		case <-stop:
+			return nil
+		}
+	}
 	c.p.log.Warn("worker: consumer channel closed; consuming again when the broker is back", "queue", c.queue, "err", context.Cause(c.live))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -473,11 +530,18 @@ func (c *consumer) reopen(stop <-chan struct{}) error {
 			_ = c.ch.Close()
 			go c.acker.close()
 			c.ch, c.tag, c.in, c.live, c.acker = nc.ch, nc.tag, nc.in, nc.live, nc.acker
+			c.delivered.Store(0)
+			c.lastSeen = 0
 			c.p.log.Info("worker: consuming again", "queue", c.queue)
 			return nil
 		}
 		if errors.Is(err, broker.ErrClosed) {
 			return err
+		}
+		if errors.Is(err, broker.ErrQueueNotFound) && !c.p.cfg.NoDeclare {
+			if derr := broker.DeclareQueue(ctx, c.p.conn, c.queue, c.p.cfg.QueueOptions); derr == nil {
+				continue
+			}
 		}
 		c.p.log.Warn("worker: consume again failed", "queue", c.queue, "err", err, "retry_in", backoff)
 		select {
@@ -711,6 +775,16 @@ func (ps *publishers) publish(ctx context.Context, exchange, key string, msg amq
 func (ps *publishers) get(ctx context.Context) (*broker.Publisher, error) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	if old := ps.pub; old.Err() == nil && old.Nacked() {
+		// A nacked channel may go on nacking (see broker.Publisher.Nacked).
+		go func() {
+			fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = old.Flush(fctx)
+			_ = old.Close()
+		}()
+		ps.pub = broker.ClosedPublisher()
+	}
 	for ps.pub.Err() != nil {
 		if err := ps.conn.Await(ctx); err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,42 @@ func TestEnqueueGivesUpAtItsDeadlineWhileDisconnected(t *testing.T) {
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("enqueue took %s to fail", time.Since(start))
+	}
+}
+
+func TestPoolConsumesAgainAfterTheBrokerCancelsItsConsumer(t *testing.T) {
+	e := setup(t)
+	ctx := testbroker.Context(t, 2*time.Minute)
+	rec := newRecorder(nil)
+	e.start(t, rec, worker.Config{ConsumerCheckInterval: time.Second})
+	if _, err := e.prod.Enqueue(ctx, e.queue, "t", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t, 10*time.Second)
+	// Deleting the queue makes the broker cancel the consumer (basic.cancel)
+	// and leave its channel open. The pool must notice, declare the queue
+	// again and consume from it.
+	if out, err := exec.Command("rabbitmqctl", "-q", "delete_queue", e.queue).CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl delete_queue: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := broker.Inspect(ctx, e.conn, e.queue)
+		if err == nil && st.Consumers == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not declare and consume the queue again: %+v %v", st, err)
+		}
+		<-tick.C
+	}
+	id, err := e.prod.Enqueue(ctx, e.queue, "t", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rec.next(t, 30*time.Second); c.task.ID != id {
+		t.Fatalf("got %s, want %s", c.task.ID, id)
 	}
 }
