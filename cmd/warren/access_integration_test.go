@@ -85,7 +85,7 @@ func workerPerms(q string) (configure, write, read string) {
 
 func operatorPerms(q string) (configure, write, read string) {
 	qq := regexpQuote(q)
-	return `^(warren\..*|` + qq + `|` + qq + `\.dlq)$`, `^(warren\..*|amq\.default|` + qq + `)$`, `^(warren\..*|` + qq + `|` + qq + `\.dlq)$`
+	return `^(warren\..*|` + qq + `|` + qq + `\.dlq(\.replayed)?)$`, `^(warren\..*|amq\.default|` + qq + `)$`, `^(warren\..*|` + qq + `|` + qq + `\.dlq(\.replayed)?)$`
 }
 
 func regexpQuote(s string) string { return strings.ReplaceAll(s, ".", `\.`) }

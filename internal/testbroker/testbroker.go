@@ -61,10 +61,11 @@ func Queue(t testing.TB, c *broker.Conn) string {
 	return name
 }
 
-// DeleteQueue deletes name and its dead-letter queue, ignoring absent ones.
+// DeleteQueue deletes name, its dead-letter queue and its replay journal,
+// ignoring absent ones.
 func DeleteQueue(t testing.TB, c *broker.Conn, name string) {
 	t.Helper()
-	for _, q := range []string{name, warren.DeadLetterQueue(name)} {
+	for _, q := range []string{name, warren.DeadLetterQueue(name), warren.DeadLetterQueue(name) + ".replayed"} {
 		ch, err := c.Channel()
 		if err != nil {
 			// The test's own connection may be closed by now: use a fresh one.
