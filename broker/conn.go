@@ -44,7 +44,8 @@ type Config struct {
 	// and Err reports why.
 	NoReconnect bool
 	// ReconnectMin and ReconnectMax bound the exponential backoff, with
-	// full jitter, between reconnect attempts. 0 means 100ms and 10s.
+	// jitter, before each reconnect attempt (the first included). 0 means
+	// 100ms and 10s.
 	ReconnectMin, ReconnectMax time.Duration
 	// TLS is used for amqps:// URLs. nil means the system roots and
 	// server-name checks on.
@@ -299,10 +300,19 @@ func (c *Conn) supervise(conn *amqp.Connection) {
 	}
 }
 
-// reconnect dials until it succeeds and the hooks pass, or Close is called.
+// reconnect dials until it succeeds and the hooks pass, or Close is
+// called. Every attempt, the first too, comes after a jittered wait of
+// ReconnectMin to ReconnectMin+backoff, so a restarting broker is not
+// hammered by every client at once.
 func (c *Conn) reconnect() *amqp.Connection {
 	delay := c.cfg.ReconnectMin
 	for attempt := 1; ; attempt++ {
+		wait := time.Duration(rand.Int64N(int64(delay))) + c.cfg.ReconnectMin
+		select {
+		case <-c.closing:
+			return nil
+		case <-time.After(wait):
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
 			select {
@@ -325,13 +335,7 @@ func (c *Conn) reconnect() *amqp.Connection {
 			c.cfg.Logger.Info("broker: reconnected", "url", ep.redacted, "attempts", attempt, "reconnects", n)
 			return conn
 		}
-		c.cfg.Logger.Warn("broker: reconnect failed", "attempt", attempt, "retry_in", delay, "err", err)
-		wait := time.Duration(rand.Int64N(int64(delay))) + c.cfg.ReconnectMin
-		select {
-		case <-c.closing:
-			return nil
-		case <-time.After(wait):
-		}
+		c.cfg.Logger.Warn("broker: reconnect failed", "attempt", attempt, "err", err)
 		delay = min(2*delay, c.cfg.ReconnectMax)
 	}
 }

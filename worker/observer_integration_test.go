@@ -5,11 +5,13 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/testbroker"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
@@ -90,7 +92,10 @@ func TestObserverAndMiddlewareSeeEveryOutcome(t *testing.T) {
 }
 
 func TestReadyFollowsTheConnection(t *testing.T) {
-	e, name := reconnectEnv(t)
+	// Reconnecting waits at least 2s, so the test sees the pool unready.
+	name := fmt.Sprintf("test %s %d", t.Name(), time.Now().UnixNano())
+	conn := testbroker.DialNamed(t, broker.Config{Name: name, Logger: quiet, ReconnectMin: 2 * time.Second, ReconnectMax: 2 * time.Second})
+	e := &env{conn: conn, queue: testbroker.Queue(t, conn)}
 	pool, err := worker.New(e.conn, worker.HandlerFunc(func(context.Context, *warren.Task) error { return nil }),
 		worker.Config{Queues: []string{e.queue}, Logger: quiet})
 	if err != nil {
