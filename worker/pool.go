@@ -463,13 +463,15 @@ func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 	}
 }
 
-// checkAlive asks the broker whether this consumer can still get
-// deliveries: a queue that is gone, or that has ready messages and no
-// consumer at all while this one has room in its prefetch window and got
-// nothing since the last check, makes it start over. (RabbitMQ 3.10 has a
-// case this cannot see: a queue deleted and declared again at once keeps
-// counting the old consumer and hands it deliveries that never reach the
-// client. docs/reliability.md says so.)
+// checkAlive asks the broker whether this consumer still gets deliveries:
+// a queue that is gone, or a queue with ready messages while this consumer
+// has room in its prefetch window and got nothing since the last check,
+// makes it start over. RabbitMQ 3.10 can leave a consumer registered but
+// silent: when its queue is deleted and declared again at once, it sends
+// no basic.cancel and keeps handing the old consumer up to a prefetch
+// window of deliveries that never reach the client. Once more messages
+// wait than that window holds, this check closes the channel (its stuck
+// deliveries go back) and consumes again.
 func (c *consumer) checkAlive() {
 	if c.live.Err() != nil {
 		return
@@ -484,7 +486,7 @@ func (c *consumer) checkAlive() {
 	case errors.Is(err, broker.ErrQueueNotFound):
 	case err != nil:
 		return // the connection's own trouble is handled elsewhere
-	case st.Consumers > 0 || st.Ready == 0 || !idle || got-c.acker.settled.Load() >= int64(c.p.cfg.Prefetch):
+	case st.Ready == 0 || !idle || got-c.acker.settled.Load() >= int64(c.p.cfg.Prefetch):
 		return
 	}
 	c.p.log.Warn("worker: the consumer gets no deliveries from the broker; consuming again", "queue", c.queue, "ready", st.Ready, "err", err)

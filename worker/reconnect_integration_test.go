@@ -204,3 +204,35 @@ func TestPoolConsumesAgainAfterTheBrokerCancelsItsConsumer(t *testing.T) {
 		t.Fatalf("got %s, want %s", c.task.ID, id)
 	}
 }
+
+func TestPoolRecoversAConsumerTheBrokerSilencedByARedeclare(t *testing.T) {
+	e := setup(t)
+	ctx := testbroker.Context(t, 2*time.Minute)
+	rec := newRecorder(nil)
+	e.start(t, rec, worker.Config{ConsumerCheckInterval: time.Second, Prefetch: 10})
+	if _, err := e.prod.Enqueue(ctx, e.queue, "t", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t, 10*time.Second)
+	// Deleted and declared again at once: RabbitMQ 3.10 sends no
+	// basic.cancel and keeps a silent consumer that swallows a prefetch
+	// window of deliveries.
+	if out, err := exec.Command("rabbitmqctl", "-q", "delete_queue", e.queue).CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl delete_queue: %v: %s", err, out)
+	}
+	if err := broker.DeclareQueue(ctx, e.conn, e.queue, broker.QueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := range 30 {
+		id, err := e.prod.Enqueue(ctx, e.queue, "t", []byte(fmt.Sprintf(`{"i":%d}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[id] = true
+	}
+	for len(want) > 0 {
+		c := rec.next(t, 30*time.Second)
+		delete(want, c.task.ID)
+	}
+}
