@@ -23,14 +23,14 @@ import (
 // Knobs, from the environment:
 //
 //	CHAOS_JOBS        healthy jobs over all scenarios (default 2000)
-//	CHAOS_DURATION    how long each scenario enqueues and injects faults (default 40s)
+//	CHAOS_DURATION    how long each scenario enqueues and injects faults (default 45s)
 //	CHAOS_SCENARIOS   comma-separated: single,cluster (default), or poison (the
 //	                  blast radius of a poison job under the library's defaults)
 //	CHAOS_REPORT      also write the ledger to this file
 //	CHAOS_KEEP=1      keep the run directory (ledgers, agent and node logs) even on success
 func TestChaos(t *testing.T) {
 	jobs := envInt(t, "CHAOS_JOBS", 2000)
-	dur := envDuration(t, "CHAOS_DURATION", 40*time.Second)
+	dur := envDuration(t, "CHAOS_DURATION", 45*time.Second)
 	names := strings.Split(envString("CHAOS_SCENARIOS", "single,cluster"), ",")
 
 	for _, bin := range []string{chaos.RabbitMQServer, chaos.RabbitMQCtl} {
@@ -113,14 +113,14 @@ func scenario(name string, jobs int, dur time.Duration) (chaos.Scenario, bool) {
 		Producers:     2,
 		Workers:       3,
 		Concurrency:   4,
-		Prefetch:      4,
+		Prefetch:      8,
 		DeliveryLimit: 3,
 		Jobs:          jobs,
 		Poison:        1 + int(dur/(5*time.Minute)),
 		FlakyEvery:    10,
 		Duration:      dur,
-		MinSleep:      20 * time.Millisecond,
-		MaxSleep:      500 * time.Millisecond,
+		MinSleep:      10 * time.Millisecond,
+		MaxSleep:      250 * time.Millisecond,
 		Hold:          8 * time.Second,
 		Gap:           2 * time.Second,
 		Settle:        2 * time.Minute,
@@ -135,8 +135,8 @@ func scenario(name string, jobs int, dur time.Duration) (chaos.Scenario, bool) {
 	case "cluster":
 		sc.Nodes = 3
 		sc.Faults = []string{
-			chaos.FaultStopNode, chaos.FaultMixedConns, chaos.FaultKillNode, chaos.FaultKillWorker,
-			chaos.FaultStopMajority, chaos.FaultMixedLeader,
+			chaos.FaultStopNode, chaos.FaultKillNode, chaos.FaultStopMajority, chaos.FaultMixedConns,
+			chaos.FaultKillWorker, chaos.FaultMixedLeader,
 		}
 	case "poison":
 		// No scheduled fault: one poison job per producer among healthy

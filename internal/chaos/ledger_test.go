@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 func TestParseRecord(t *testing.T) {
@@ -251,5 +253,21 @@ func TestRecoverySummary(t *testing.T) {
 	PrintFaults(&buf, faults, "")
 	if !strings.Contains(buf.String(), "n/a  (no job was running)") {
 		t.Errorf("faults:\n%s", buf.String())
+	}
+}
+
+func TestDeathReasonIsTheLatest(t *testing.T) {
+	h := amqp.Table{
+		"x-first-death-reason": "expired",
+		"x-death": []any{
+			amqp.Table{"reason": "delivery_limit", "queue": "q"},
+			amqp.Table{"reason": "expired", "queue": "warren.delay.0"},
+		},
+	}
+	if got := deathReason(h); got != "delivery_limit" {
+		t.Errorf("deathReason = %q, want delivery_limit", got)
+	}
+	if got := deathReason(amqp.Table{"warren-dead-reason": "permanent_error"}); got != "permanent_error" {
+		t.Errorf("deathReason = %q, want permanent_error", got)
 	}
 }

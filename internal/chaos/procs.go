@@ -138,6 +138,9 @@ func (a *Agent) exit() Exit {
 	case (a.intent == intentTerm || a.intent == intentStop) && e.Code == 0:
 		e.Expected = true
 		e.Desc = fmt.Sprintf("drained and exited 0 in %s", e.After.Round(time.Millisecond))
+	case a.intent == intentStop && e.Signal == syscall.SIGTERM:
+		e.Expected = true // stopped before it had set up its signal handling
+		e.Desc = "stopped while starting"
 	case a.intent == intentNone && e.Code == 0 && a.Role == "producer":
 		e.Expected = true
 		e.Desc = "finished"

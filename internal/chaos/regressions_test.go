@@ -20,17 +20,9 @@ import (
 	"github.com/warrenq/warren/worker"
 )
 
-// Reproductions of bugs the chaos suite found in the library. They fail on
-// the code as it is, so they run only with CHAOS_KNOWN_BUGS=1:
-//
-//	CHAOS_KNOWN_BUGS=1 go test -v -race -tags chaos -run TestKnownBug ./internal/chaos
-
-func knownBug(t *testing.T) {
-	t.Helper()
-	if os.Getenv("CHAOS_KNOWN_BUGS") != "1" {
-		t.Skip("reproduces an open library bug; set CHAOS_KNOWN_BUGS=1 to run it")
-	}
-}
+// Regression tests for library bugs the chaos suite found (fixed in
+// b545033). Each reproduces the fault on private nodes; they failed on the
+// code before the fix.
 
 var quiet = func() *slog.Logger {
 	if os.Getenv("WARREN_TEST_LOG") != "" {
@@ -58,17 +50,14 @@ func privateNode(t *testing.T, ctx context.Context) *chaos.Node {
 	return nodes.Nodes[0]
 }
 
-// TestKnownBugPoolNeverResumesAfterServerCancel: when the broker cancels a
+// TestPoolResumesAfterTheBrokerCancelsItsConsumer: when the broker cancels a
 // consumer (basic.cancel: the queue was deleted, or, for a classic queue,
-// its node went down), amqp091-go closes the delivery channel but keeps
-// the AMQP channel open. worker's consumer.forward takes the closed
-// delivery channel for a dead AMQP channel and calls reopen, which waits
-// for the channel's close notification (<-c.live.Done()) that never
-// comes, and does not watch stop meanwhile. The pool never consumes
-// again, and Run never returns when its context ends (until the connection
-// closes).
-func TestKnownBugPoolNeverResumesAfterServerCancel(t *testing.T) {
-	knownBug(t)
+// its node went down), amqp091-go closes the delivery channel but keeps the
+// AMQP channel open. The pool used to take that for a dead channel and wait
+// for its close notification, which never came, without watching for its
+// own stop: it consumed nothing more, and Run hung when its context ended
+// (until the connection closed). It must consume again, and stop when told.
+func TestPoolResumesAfterTheBrokerCancelsItsConsumer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	node := privateNode(t, ctx)
@@ -171,13 +160,12 @@ func TestKnownBugPoolNeverResumesAfterServerCancel(t *testing.T) {
 	}
 }
 
-// TestKnownBugEnqueueIgnoresItsDeadlineBehindAnotherEnqueue: while the
-// connection is down, Producer.publisher holds pubMu during
-// conn.Await(ctx) of the first caller; every other Enqueue blocks on
-// pubMu.Lock() without looking at its own context, so an Enqueue with a
-// short deadline waits as long as the longest one ahead of it.
-func TestKnownBugEnqueueIgnoresItsDeadlineBehindAnotherEnqueue(t *testing.T) {
-	knownBug(t)
+// TestEnqueueKeepsItsDeadlineBehindAnotherEnqueue: while the connection is
+// down, the Producer used to hold a mutex during the first caller's wait for
+// the reconnect, and every other Enqueue waited on that mutex without looking
+// at its own context: a call with a 500ms deadline returned after 19.7s. It
+// must give up at its own deadline.
+func TestEnqueueKeepsItsDeadlineBehindAnotherEnqueue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	node := privateNode(t, ctx)
@@ -225,18 +213,17 @@ func TestKnownBugEnqueueIgnoresItsDeadlineBehindAnotherEnqueue(t *testing.T) {
 	_ = node.StartApp(ctx)
 }
 
-// TestKnownBugEnqueueNackedUntilTheDeadLeaderReturns: when the node that
+// TestEnqueueGoesOnThroughTheSurvivorsWhenTheLeaderDies: when the node that
 // leads a quorum queue dies, a channel whose first publish to the queue
 // comes before the cluster has moved on (a client that was connected to the
 // dead node and reconnected to a survivor at once) has every publish nacked
-// by RabbitMQ 3.10, at once, for as long as the old leader is down; a
+// by RabbitMQ 3.10, at once, for as long as the old leader is down, while a
 // channel opened a couple of seconds later publishes fine (shown with bare
-// amqp091-go as well). The Producer keeps its publisher channel after a
-// nack, so every Enqueue fails with ErrNacked although the cluster has a
-// healthy majority: for 92s in one chaos run, until the killed node came
-// back.
-func TestKnownBugEnqueueNackedUntilTheDeadLeaderReturns(t *testing.T) {
-	knownBug(t)
+// amqp091-go as well). The Producer used to keep its channel after a nack,
+// so every Enqueue failed with ErrNacked, with a healthy majority: for 92s in
+// one chaos run, until the killed node came back. It must enqueue through
+// the survivors within seconds.
+func TestEnqueueGoesOnThroughTheSurvivorsWhenTheLeaderDies(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", chaos.DirPrefix)

@@ -320,6 +320,13 @@ func (r *runner) supervise(ctx context.Context, s *slot) {
 			r.problem("restart worker slot %d: %v", s.n, err)
 			return
 		}
+		// stopAll may have looked at the slots just before this start.
+		r.mu.Lock()
+		late, a := r.stopping, s.cur
+		r.mu.Unlock()
+		if late {
+			_ = a.Signal(syscall.SIGTERM, intentStop)
+		}
 	}
 }
 
@@ -899,7 +906,7 @@ func (r *runner) stallHint(stalled []*Agent, t time.Time) string {
 				}
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s: %d enqueues nacked, %d failed otherwise (nacked without end: see TestKnownBugEnqueueNackedUntilTheDeadLeaderReturns)", a.Name, nacked, other))
+		parts = append(parts, fmt.Sprintf("%s: %d enqueues nacked, %d failed otherwise (nacked without end: see TestEnqueueGoesOnThroughTheSurvivorsWhenTheLeaderDies)", a.Name, nacked, other))
 	}
 	return " — " + strings.Join(parts, "; ")
 }
@@ -1140,12 +1147,15 @@ func (r *runner) leader(ctx context.Context) (*Node, error) {
 	return nil, errors.New("no running node reported a leader")
 }
 
-// settle waits until every confirmed job is completed or dead-lettered, or
-// Settle passes.
+// settle waits until every confirmed job is completed or dead-lettered.
+// It gives up after Settle without any progress (a stall), or after three
+// times Settle in all (a backlog the workers cannot drain).
 func (r *runner) settle(ctx context.Context) {
 	t := time.Now()
 	var last string
-	err := r.waitFor(ctx, r.sc.Settle, "every job completed or dead-lettered", func() bool {
+	lastDone, lastProgress := -1, time.Now()
+	stalled := false
+	err := r.waitFor(ctx, 3*r.sc.Settle, "every job completed or dead-lettered", func() bool {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		q, err1 := broker.Inspect(ictx, r.mon, r.queue)
@@ -1154,14 +1164,25 @@ func (r *runner) settle(ctx context.Context) {
 			return false
 		}
 		unfinished := r.idx.Unfinished()
+		_, done := r.idx.Counts()
+		if done != lastDone {
+			lastDone, lastProgress = done, time.Now()
+		}
 		last = fmt.Sprintf("%d confirmed jobs not completed, %d dead letters, %d ready on the queue", unfinished, d.Ready, q.Ready)
+		if time.Since(lastProgress) > r.sc.Settle {
+			stalled = true
+			return true
+		}
 		return q.Ready == 0 && unfinished <= d.Ready
 	})
-	if err != nil {
-		r.problem("not settled after %s: %s", r.sc.Settle, last)
-		return
+	switch {
+	case stalled:
+		r.problem("no job completed for %s while settling: %s", r.sc.Settle, last)
+	case err != nil:
+		r.problem("not settled after %s: %s", 3*r.sc.Settle, last)
+	default:
+		r.logf("settled in %s: %s", time.Since(t).Round(time.Millisecond), last)
 	}
-	r.logf("settled in %s: %s", time.Since(t).Round(time.Millisecond), last)
 }
 
 // drain empties the dead-letter queue and the queue, and returns the jobs
@@ -1183,10 +1204,7 @@ func (r *runner) drain(ctx context.Context) (map[string]DeadLetter, map[string]i
 		dl := dead[key]
 		dl.Key = key
 		dl.Copies++
-		dl.Reason = broker.HeaderString(d.Headers, "x-first-death-reason")
-		if dl.Reason == "" {
-			dl.Reason = broker.HeaderString(d.Headers, warren.HeaderDeadReason)
-		}
+		dl.Reason = deathReason(d.Headers)
 		dead[key] = dl
 	})
 	if err != nil {
@@ -1205,6 +1223,23 @@ func (r *runner) drain(ctx context.Context) (map[string]DeadLetter, map[string]i
 		}
 	}
 	return dead, queued, err
+}
+
+// deathReason is why the broker (x-death, most recent first) or a worker
+// (warren-dead-reason) dead-lettered a message. A retried job went through
+// the delay queues first, so its first death is "expired".
+func deathReason(h amqp.Table) string {
+	if deaths, ok := h["x-death"].([]any); ok && len(deaths) > 0 {
+		if t, ok := deaths[0].(amqp.Table); ok {
+			if reason, ok := t["reason"].(string); ok {
+				return reason
+			}
+		}
+	}
+	if reason := broker.HeaderString(h, warren.HeaderDeadReason); reason != "" {
+		return reason
+	}
+	return broker.HeaderString(h, "x-first-death-reason")
 }
 
 func keyOf(body []byte) string {

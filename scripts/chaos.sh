@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# chaos.sh - run the chaos suite (internal/chaos, docs/reliability.md) and
+# print its ledger. It starts RabbitMQ nodes of its own from the installed
+# rabbitmq-server; it never touches the shared node on 5672.
+#
+#   scripts/chaos.sh                                      bounded run (about 3 minutes)
+#   CHAOS_JOBS=50000 CHAOS_DURATION=10m scripts/chaos.sh  full run (about 25 minutes)
+#
+# Environment:
+#   CHAOS_JOBS      healthy jobs over all scenarios (default 2000)
+#   CHAOS_DURATION  how long each scenario enqueues and injects faults (default 45s)
+#   CHAOS_TIMEOUT   go test -timeout (default 60m)
+#   CHAOS_REPORT    also keep the ledger in this file (default: a temporary file)
+#   CHAOS_VERBOSE=1 stream the suite's progress (go test -v)
+#   CHAOS_SCENARIOS, CHAOS_KEEP: see docs/reliability.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CHAOS_JOBS="${CHAOS_JOBS:-2000}"
+export CHAOS_DURATION="${CHAOS_DURATION:-45s}"
+timeout="${CHAOS_TIMEOUT:-60m}"
+tmp=""
+if [[ -z "${CHAOS_REPORT:-}" ]]; then
+	tmp="$(mktemp -t warren-chaos-ledger.XXXXXX)"
+	CHAOS_REPORT="$tmp"
+fi
+export CHAOS_REPORT
+trap '[[ -n "$tmp" ]] && rm -f "$tmp"' EXIT
+
+flags=(-race -count=1 -tags chaos -timeout "$timeout")
+if [[ "${CHAOS_VERBOSE:-0}" == 1 ]]; then
+	flags+=(-v)
+fi
+echo "chaos: CHAOS_JOBS=$CHAOS_JOBS CHAOS_DURATION=$CHAOS_DURATION (go test ${flags[*]} ./internal/chaos)"
+rc=0
+go test "${flags[@]}" ./internal/chaos || rc=$?
+if [[ -s "$CHAOS_REPORT" ]]; then
+	cat "$CHAOS_REPORT"
+fi
+exit "$rc"
