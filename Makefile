@@ -4,6 +4,8 @@
 #   make test              ensure RabbitMQ, vet, docs check, unit, integration, fuzz, bounded chaos
 #   make test-unit         unit tests only (no broker needed)
 #   make test-integration  ensure RabbitMQ, then the integration tests
+#   make chaos             the chaos suite (CHAOS_JOBS, CHAOS_DURATION)
+#   make fuzz              every fuzz target for FUZZTIME
 #   make demo              ensure RabbitMQ, build, run scripts/demo.sh
 #   make fmt | lint | clean
 #
@@ -19,7 +21,7 @@ FUZZTIME          ?= 5s
 
 GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './vendor/*' -not -path './bin/*'
 
-.PHONY: all build test test-unit test-integration fuzz docs-check vet vet-integration ensure-rabbitmq demo fmt lint clean
+.PHONY: all build test test-unit test-integration fuzz chaos docs-check vet vet-integration ensure-rabbitmq demo fmt lint clean
 
 all: build
 
@@ -39,6 +41,13 @@ test: ensure-rabbitmq vet vet-integration docs-check
 	$(GO) test $(UNIT_FLAGS) ./...
 	$(GO) test -race -count=1 -tags integration -timeout 20m -p 1 $(INTEGRATION_FLAGS) ./...
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+	bash scripts/chaos.sh
+
+# chaos: the chaos suite on private RabbitMQ nodes. Bounded by default
+# (about 3 minutes, also part of make test); scale it with
+# CHAOS_JOBS=50000 CHAOS_DURATION=10m make chaos (docs/reliability.md).
+chaos:
+	bash scripts/chaos.sh
 
 # fuzz: every fuzz target for FUZZTIME (default 5s) each.
 fuzz:
