@@ -1155,6 +1155,7 @@ func (r *runner) settle(ctx context.Context) {
 	var last string
 	lastDone, lastProgress := -1, time.Now()
 	stalled := false
+	var quietSince time.Time // when the counts last became consistent
 	err := r.waitFor(ctx, 3*r.sc.Settle, "every job completed or dead-lettered", func() bool {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -1168,12 +1169,24 @@ func (r *runner) settle(ctx context.Context) {
 		if done != lastDone {
 			lastDone, lastProgress = done, time.Now()
 		}
-		last = fmt.Sprintf("%d confirmed jobs not completed, %d dead letters, %d ready on the queue", unfinished, d.Ready, q.Ready)
+		delayed := r.delayed(ictx)
+		last = fmt.Sprintf("%d confirmed jobs not completed, %d dead letters, %d ready on the queue, %d in the delay levels", unfinished, d.Ready, q.Ready, delayed)
 		if time.Since(lastProgress) > r.sc.Settle {
 			stalled = true
 			return true
 		}
-		return q.Ready == 0 && unfinished <= d.Ready
+		// Counts can match by chance (a job completed and also
+		// dead-lettered, while another waits in a delay level or unacked
+		// in a worker): nothing waiting anywhere, and the counts steady
+		// for a few seconds.
+		if q.Ready != 0 || delayed != 0 || unfinished > d.Ready {
+			quietSince = time.Time{}
+			return false
+		}
+		if quietSince.IsZero() {
+			quietSince = time.Now()
+		}
+		return time.Since(quietSince) >= 3*time.Second
 	})
 	switch {
 	case stalled:
@@ -1183,6 +1196,21 @@ func (r *runner) settle(ctx context.Context) {
 	default:
 		r.logf("settled in %s: %s", time.Since(t).Round(time.Millisecond), last)
 	}
+}
+
+// delayed counts the messages waiting in the delay levels (the suite's
+// nodes are its own: every delayed message is one of its jobs); -1 while
+// a level cannot be read.
+func (r *runner) delayed(ctx context.Context) int {
+	n := 0
+	for k := 0; k < broker.DelayLevels; k++ {
+		st, err := broker.Inspect(ctx, r.mon, broker.DelayExchange(k))
+		if err != nil {
+			return -1
+		}
+		n += st.Ready
+	}
+	return n
 }
 
 // drain empties the dead-letter queue and the queue, and returns the jobs
