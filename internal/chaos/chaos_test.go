@@ -149,6 +149,17 @@ func scenario(name string, jobs int, dur time.Duration) (chaos.Scenario, bool) {
 	default:
 		return sc, false
 	}
+	// Overrides for investigating one fault: CHAOS_FAULTS=stop-node,kill-node
+	// replaces the cycle of every scenario; CHAOS_FLAKY_EVERY=n makes every
+	// n-th job fail its first attempt.
+	if v := os.Getenv("CHAOS_FAULTS"); v != "" {
+		sc.Faults = strings.Split(v, ",")
+	}
+	if v := os.Getenv("CHAOS_FLAKY_EVERY"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			sc.FlakyEvery = n
+		}
+	}
 	return sc, true
 }
 

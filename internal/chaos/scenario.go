@@ -1011,7 +1011,6 @@ func (r *runner) stopMajority(ctx context.Context, f *FaultResult) {
 			break
 		}
 	}
-	t := time.Now()
 	for _, n := range []*Node{leader, other} {
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		err := n.StopApp(sctx)
@@ -1021,17 +1020,18 @@ func (r *runner) stopMajority(ctx context.Context, f *FaultResult) {
 		}
 	}
 	r.setDown(2)
+	gone := time.Now() // both stop_app calls have returned: no majority from here
 	f.Target = fmt.Sprintf("node%d (leader) and node%d", leader.Index, other.Index)
 	select {
 	case <-ctx.Done():
-	case <-time.After(time.Until(t.Add(r.sc.Hold))):
+	case <-time.After(time.Until(gone.Add(r.sc.Hold))):
 	}
 	_ = r.idx.Refresh()
 	// Jobs already running when the majority went may still finish (up to
-	// MaxSleep); count from 2s in.
-	from, now := t.Add(2*time.Second), time.Now()
+	// MaxSleep, and their acks go nowhere); count from 1s after.
+	from, now := gone.Add(time.Second), time.Now()
 	done, conf := r.idx.DoneBetween(from, now), r.idx.ConfirmedBetween(from, now)
-	f.Note = fmt.Sprintf("without a majority (%.1fs, counted from 2s in): %d jobs completed, %d enqueues confirmed",
+	f.Note = fmt.Sprintf("without a majority (%.1fs, counted from 1s after the second stop_app): %d jobs completed, %d enqueues confirmed",
 		now.Sub(from).Seconds(), done, conf)
 	t1 := time.Now()
 	for _, n := range []*Node{other, leader} {
