@@ -47,6 +47,7 @@ func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLe
 	}
 	var fnErr, readErr error
 	matched := 0
+	report := progressOf(ctx, "list")
 	for {
 		d, ok, err := p.next(ctx)
 		if err != nil {
@@ -61,8 +62,10 @@ func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLe
 			fnErr = fn(newDeadLetter(&d, queue))
 		}
 		p.keep(&d)
+		report(Progress{Total: p.count, Read: p.read, Done: matched, Skipped: p.read - matched})
 	}
 	_, finErr := p.finish(ctx)
+	report(Progress{Total: p.count, Read: p.read, Done: matched, Skipped: p.read - matched})
 	if errors.Is(readErr, finErr) {
 		finErr = nil
 	}

@@ -88,15 +88,30 @@ type pass struct {
 	broken  error    // the channel failed: no more reads or settles
 	damaged bool     // a dead letter had to be moved out of its place
 	unlock  func()
+
+	// beforeWait, if set, runs before the pass blocks on the gates of the
+	// items it holds: an export flushes its output there, so that its
+	// gates open.
+	beforeWait func()
+}
+
+// gate is what a pass waits for before it removes a dead letter: the
+// broker's confirm of a replayed copy (*broker.Pending), or an export's
+// flush of the records written. Done is closed once Wait's answer is
+// known; nil means remove, an error keep.
+type gate interface {
+	Done() <-chan struct{}
+	Wait(ctx context.Context) error
 }
 
 // item is a dead letter read by a pass and not settled yet.
 type item struct {
 	tag    uint64
 	remove bool
-	// pd is a replayed copy awaiting its confirm: the item is removed if
-	// the broker confirms it and kept otherwise; resolved is told which.
-	pd       *broker.Pending
+	// pd is the gate of the item (a replayed copy awaiting its confirm,
+	// an exported record awaiting its flush): the item is removed if it
+	// opens without an error and kept otherwise; resolved is told which.
+	pd       gate
 	resolved func(err error)
 	// acked, if set, is called once the ack is sent.
 	acked func()
@@ -219,9 +234,9 @@ func (p *pass) remove(d *amqp.Delivery, acked func()) {
 	p.add(&item{tag: d.DeliveryTag, remove: true, acked: acked})
 }
 
-// await removes d once pd is confirmed, and keeps it otherwise; resolved
-// is told the outcome, in read order.
-func (p *pass) await(d *amqp.Delivery, pd *broker.Pending, resolved func(error)) {
+// await removes d once pd opens without an error (a confirm, a flush),
+// and keeps it otherwise; resolved is told the outcome, in read order.
+func (p *pass) await(d *amqp.Delivery, pd gate, resolved func(error)) {
 	p.add(&item{tag: d.DeliveryTag, pd: pd, resolved: resolved})
 }
 
@@ -287,6 +302,9 @@ func (p *pass) resolve(it *item, err error) {
 // up to confirmGrace more. A confirm that does not come keeps its dead
 // letter (the copy may or may not be stored).
 func (p *pass) resolveAll(ctx context.Context) {
+	if p.beforeWait != nil {
+		p.beforeWait()
+	}
 	var grace context.Context
 	for _, it := range p.items {
 		if it.pd == nil {

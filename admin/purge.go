@@ -37,6 +37,7 @@ func (a *Admin) Purge(ctx context.Context, queue string, f Filter) (PurgeResult,
 	}
 	var readErr error
 	matched := 0
+	report := progressOf(ctx, "purge")
 	for {
 		d, ok, err := p.next(ctx)
 		if err != nil {
@@ -48,16 +49,18 @@ func (a *Admin) Purge(ctx context.Context, queue string, f Filter) (PurgeResult,
 		}
 		if m.full(matched) || !m.match(&d) {
 			p.keep(&d)
-			continue
+		} else {
+			matched++
+			id := d.MessageId
+			p.remove(&d, func() {
+				res.Purged++
+				res.IDs = append(res.IDs, id)
+			})
 		}
-		matched++
-		id := d.MessageId
-		p.remove(&d, func() {
-			res.Purged++
-			res.IDs = append(res.IDs, id)
-		})
+		report(Progress{Total: p.count, Read: p.read, Done: res.Purged, Skipped: p.read - matched})
 	}
 	inDoubt, finErr := p.finish(ctx)
+	report(Progress{Total: p.count, Read: p.read, Done: res.Purged, Skipped: p.read - matched})
 	if errors.Is(readErr, finErr) {
 		finErr = nil
 	}

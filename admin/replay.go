@@ -143,6 +143,10 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	}
 	var readErr error
 	matched := 0
+	report := progressOf(ctx, "replay")
+	progress := func() {
+		report(Progress{Total: p.count, Read: p.read, Done: r.res.Replayed, Skipped: r.res.Skipped, Failed: r.res.Failed})
+	}
 	for {
 		d, ok, err := p.next(ctx)
 		if err != nil {
@@ -152,27 +156,24 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 		if !ok {
 			break
 		}
-		if r.stop != nil {
+		switch n, _ := headerCount(d.Headers, warren.HeaderReplayCount); {
+		case r.stop != nil:
 			p.keep(&d)
-			continue
-		}
-		if n, _ := headerCount(d.Headers, warren.HeaderReplayCount); j.covers(d.MessageId, n) {
+		case j.covers(d.MessageId, n):
 			r.resume(&d)
-			continue
-		}
-		if m.full(matched) {
+		case m.full(matched):
 			p.keep(&d)
-			continue
-		}
-		if !m.match(&d) {
+		case !m.match(&d):
 			r.res.Skipped++
 			p.keep(&d)
-			continue
+		default:
+			matched++
+			r.replay(ctx, &d)
 		}
-		matched++
-		r.replay(ctx, &d)
+		progress()
 	}
 	inDoubt, finErr := p.finish(ctx)
+	progress()
 	if r.pub != nil {
 		_ = r.pub.Close()
 	}
