@@ -98,21 +98,24 @@ func (f *dlqFlags) filter(bulk bool) (admin.Filter, error) {
 func (a *app) dlqCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
-		Short: "List, show, replay and purge dead letters",
+		Short: "List, show, replay, purge, export and import dead letters",
 		Long: `Inspect and repair a queue's dead-letter queue (Q.dlq): the tasks that failed
 for good, with why and when.
 
 Only one dlq command at a time works on a dead-letter queue; another one
-fails at once with "busy" until it ends.
+fails at once with "busy" until it ends (or waits, with --wait).
 
-Every dlq command takes --output json for scripts.`,
+Every dlq command takes --output json for scripts. replay, purge, export and
+import draw a progress bar on stderr when it is a terminal.`,
 		Example: `  warren dlq list --queue emails
   warren dlq show --queue emails --id 0190a1b2-...
   warren dlq replay --queue emails --type email:send
-  warren dlq purge --queue emails --all --yes`,
+  warren dlq purge --queue emails --all --yes
+  warren dlq export --queue emails > emails-dlq.ndjson
+  warren dlq import --queue emails < emails-dlq.ndjson`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(a.dlqListCmd(), a.dlqShowCmd(), a.dlqReplayCmd(), a.dlqPurgeCmd())
+	cmd.AddCommand(a.dlqListCmd(), a.dlqShowCmd(), a.dlqReplayCmd(), a.dlqPurgeCmd(), a.dlqExportCmd(), a.dlqImportCmd())
 	return cmd
 }
 
@@ -296,11 +299,17 @@ The task keeps its ID, payload and headers (trace context included).`,
 				return err
 			}
 			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Admin) error {
+				labels := barLabels{done: "replayed", skipped: "not selected", failed: "failed"}
+				if dryRun {
+					labels.done = "would replay"
+				}
+				ctx, clearBar := a.withProgress(cmd.Context(), labels)
 				var res admin.ReplayResult
-				err := whenFree(cmd.Context(), wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
-					res, err = adm.Replay(cmd.Context(), f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec})
+				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+					res, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec})
 					return err
 				})
+				clearBar()
 				if f.output != "table" {
 					if jerr := f.writeResult(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
 						Replayed: res.Replayed, Resumed: res.Resumed, Skipped: res.Skipped, Failed: res.Failed, IDs: nonNil(res.IDs)}); jerr != nil {
@@ -402,11 +411,13 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 				}
 			}
 			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Admin) error {
+				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "purged", skipped: "not selected"})
 				var res admin.PurgeResult
-				err := whenFree(cmd.Context(), wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
-					res, err = adm.Purge(cmd.Context(), f.queue, flt)
+				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+					res, err = adm.Purge(ctx, f.queue, flt)
 					return err
 				})
+				clearBar()
 				if f.output != "table" {
 					if jerr := f.writeResult(a.stdout, purgeJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue),
 						Purged: res.Purged, IDs: nonNil(res.IDs)}); jerr != nil {

@@ -185,6 +185,18 @@ func TestDLQUsageErrors(t *testing.T) {
 		{[]string{"dlq", "purge", "--queue", "q", "--until", "2h", "--limit", "-3", "--yes"}, "--limit"},
 		{[]string{"dlq", "list", "--queue", "bad name"}, "invalid queue name"},
 		{[]string{"dlq", "show", "--queue", "q"}, `required flag(s) "id" not set`},
+		{[]string{"dlq", "export"}, `required flag(s) "queue" not set`},
+		{[]string{"dlq", "export", "--queue", "q", "--remove"}, "select dead letters with --id"},
+		{[]string{"dlq", "export", "--queue", "q", "--remove", "--all", "--type", "a"}, "--all selects everything"},
+		{[]string{"dlq", "export", "--queue", "q", "--output", "json"}, "give --file F"},
+		{[]string{"dlq", "export", "--queue", "q", "--output", "xml", "--file", "x"}, "--output"},
+		{[]string{"dlq", "export", "--queue", "q", "--file", "dlq_test.go"}, "--file dlq_test.go exists"},
+		{[]string{"dlq", "export", "--queue", "q", "--since", "soon"}, "--since"},
+		{[]string{"dlq", "import"}, "give --queue Q (imports into Q.dlq) or --to-queue QUEUE"},
+		{[]string{"dlq", "import", "--queue", "q", "--to-queue", "hold"}, "cannot be used together"},
+		{[]string{"dlq", "import", "--queue", "q", "--file", "no-such-file.ndjson"}, "--file"},
+		{[]string{"dlq", "import", "--queue", "q", "--output", "yaml"}, "--output"},
+		{[]string{"dlq", "import", "--to-queue", "amq.q"}, "invalid queue name"},
 		{[]string{"queues"}, `required flag(s) "queue" not set`},
 		{[]string{"queues", "--queue", "q", "--output", "xml"}, "--output"},
 	}
@@ -198,5 +210,53 @@ func TestDLQUsageErrors(t *testing.T) {
 	r := runCLI(t, map[string]string{"WARREN_YES": "true", "WARREN_ALL": "true", "WARREN_URL": deadURL}, "", "dlq", "purge", "--queue", "q")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "select dead letters") {
 		t.Errorf("purge confirmed from the environment: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func TestDLQProgressBar(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	now := start
+	bar := &dlqBar{w: &b, labels: barLabels{done: "replayed", skipped: "not selected", failed: "failed"}, start: start, now: func() time.Time { return now }}
+	now = start.Add(10 * time.Second)
+	bar.update(admin.Progress{Op: "replay", Total: 1000, Read: 250, Done: 240, Skipped: 7, Failed: 3})
+	got := b.String()
+	for _, want := range []string{"\r\x1b[K[======                  ]  25% 250/1000", "replayed 240, 7 not selected, 3 failed", "25/s", "ETA 30s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("bar %q lacks %q", got, want)
+		}
+	}
+	b.Reset()
+	now = now.Add(progressEvery / 2)
+	bar.update(admin.Progress{Total: 1000, Read: 251})
+	if b.Len() != 0 {
+		t.Errorf("redrawn within %s: %q", progressEvery, b.String())
+	}
+	bar.width = 20
+	now = now.Add(progressEvery)
+	bar.update(admin.Progress{Total: 1000, Read: 260})
+	if line := strings.TrimPrefix(b.String(), "\r\x1b[K"); len([]rune(line)) != 19 {
+		t.Errorf("a bar on a 20-column terminal: %q", line)
+	}
+	b.Reset()
+	bar.clear()
+	bar.clear()
+	if b.String() != "\r\x1b[K" {
+		t.Errorf("clear wrote %q", b.String())
+	}
+}
+
+// TestDLQNoProgressOffATerminal: without a terminal on stderr, a command
+// writes no bar at all (stderr here is a buffer).
+func TestDLQNoProgressOffATerminal(t *testing.T) {
+	var errb bytes.Buffer
+	a := &app{stderr: &errb}
+	ctx, clear := a.withProgress(t.Context(), barLabels{done: "x"})
+	if ctx != t.Context() {
+		t.Error("a progress function was installed off a terminal")
+	}
+	clear()
+	if errb.Len() != 0 {
+		t.Errorf("wrote %q", errb.String())
 	}
 }

@@ -40,7 +40,7 @@ func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 }
 
 func TestEveryListingHasJSONOutput(t *testing.T) {
-	for _, path := range [][]string{{"queues"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"}, {"topology", "declare"}} {
+	for _, path := range [][]string{{"queues"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"}, {"dlq", "export"}, {"dlq", "import"}, {"topology", "declare"}} {
 		a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, lookupEnv: func(string) (string, bool) { return "", false }}
 		cmd, _, err := a.rootCmd().Find(path)
 		if err != nil {

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/admin"
+)
+
+// exportJSON is the --output json summary of dlq export.
+type exportJSON struct {
+	Queue           string `json:"queue"`
+	DeadLetterQueue string `json:"dead_letter_queue"`
+	File            string `json:"file"`
+	Exported        int    `json:"exported"`
+	Removed         int    `json:"removed"`
+	Skipped         int    `json:"skipped"`
+}
+
+// importJSON is the --output json summary of dlq import.
+type importJSON struct {
+	Queue      string `json:"queue"`
+	Records    int    `json:"records"`
+	Imported   int    `json:"imported"`
+	Duplicates int    `json:"duplicates"`
+	Failed     int    `json:"failed"`
+}
+
+func (a *app) dlqExportCmd() *cobra.Command {
+	var (
+		f      dlqFlags
+		remove bool
+		file   string
+		wait   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "export --queue Q [selectors] [--remove] [--file F]",
+		Short: "Write dead letters to NDJSON, for a backup or another broker",
+		Long: `Write the dead letters of Q.dlq (all of them, or those selected) to stdout or
+to --file F, one JSON record a line, in queue order. A record holds the dead
+letter whole: every AMQP property, every header with its AMQP type (int32
+stays int32, timestamps, byte arrays, the nested tables and arrays of
+x-death), and the body in base64, byte for byte; "warren dlq import" puts
+back exactly the same dead letters, on this broker or another. The format
+is described in docs/operations.md (Dead letters).
+
+Without --remove, Q.dlq is left as it was: the same dead letters in the same
+order. With --remove (which needs --all or a selector, as purge does), each
+exported dead letter is removed from Q.dlq, but only after its record has
+been written and flushed to the output, and synced to disk when the output
+is a file: records go out in batches of 256, and a batch is removed once it
+is flushed. If the output fails (disk full, a closed pipe), the dead letters
+not yet removed stay in Q.dlq and the command exits 1; the output may then
+end with records, and a last line cut short, of dead letters still in Q.dlq.
+--remove refuses to write to a terminal.
+
+--file F creates F with mode 0600 and never overwrites a file. The summary
+goes to stderr; with --file, --output json prints it on stdout instead. A
+progress bar is drawn on stderr when it is a terminal.`,
+		Example: `  warren dlq export --queue emails > emails-dlq.ndjson
+  warren dlq export --queue emails --type email:send --since 2h --file sends.ndjson
+  warren dlq export --queue emails --all --remove --file /backup/emails-dlq.ndjson
+  warren --url-file old.url dlq export --queue emails | warren --url-file new.url dlq import --queue emails`,
+		Args: cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			flt, err := f.filter(remove)
+			if err != nil {
+				return err
+			}
+			if f.output != "table" && f.output != "json" && f.output != "ndjson" {
+				return usagef("--output %q: want table, json or ndjson", f.output)
+			}
+			toStdout := file == "" || file == "-"
+			if toStdout && f.output != "table" {
+				return usagef("--output %s prints the summary on stdout, which carries the records without --file: give --file F", f.output)
+			}
+			if toStdout && remove && isTerminal(a.stdout) {
+				return usagef("--remove would remove dead letters only shown on the terminal: redirect stdout to a file or give --file F")
+			}
+			if !toStdout {
+				if _, err := os.Lstat(file); err == nil {
+					return usagef("--file %s exists: export never overwrites a file; choose another name", file)
+				} else if !errors.Is(err, os.ErrNotExist) {
+					return usagef("--file: %w", err)
+				}
+			}
+			return a.withAdmin(cmd.Context(), "dlq export", func(adm *admin.Admin) error {
+				var (
+					out  io.Writer = a.stdout
+					name           = "stdout"
+					fh   *os.File
+				)
+				if !toStdout {
+					if fh, err = os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+						return err
+					}
+					out, name = fh, file
+				}
+				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "exported", skipped: "not selected"})
+				var res admin.ExportResult
+				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+					res, err = adm.Export(ctx, f.queue, flt, out, admin.ExportOptions{Remove: remove})
+					return err
+				})
+				clearBar()
+				if fh != nil {
+					if cerr := fh.Close(); cerr != nil && err == nil {
+						err = fmt.Errorf("close %s: %w", file, cerr)
+					}
+					if res.Exported == 0 && err != nil {
+						_ = os.Remove(file) // created empty by this command: nothing to keep
+					}
+				}
+				if f.output != "table" {
+					if jerr := f.writeResult(a.stdout, exportJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), File: name,
+						Exported: res.Exported, Removed: res.Removed, Skipped: res.Skipped}); jerr != nil {
+						return jerr
+					}
+					return err
+				}
+				if err != nil && res.Exported == 0 {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "exported %s from %s to %s", plural(res.Exported, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue), name)
+				if remove {
+					fmt.Fprintf(a.stderr, ", removed %d", res.Removed)
+				}
+				if res.Skipped > 0 {
+					fmt.Fprintf(a.stderr, ", %d not selected", res.Skipped)
+				}
+				fmt.Fprintln(a.stderr)
+				return err
+			})
+		}),
+	}
+	fs := cmd.Flags()
+	f.addQueue(fs)
+	f.addSelectors(fs)
+	fs.Lookup("all").Usage = "select every dead letter (the default without --remove; --remove needs it or a selector)"
+	fs.BoolVar(&remove, "remove", false, "remove each exported dead letter from Q.dlq once its record is written and flushed")
+	fs.StringVarP(&file, "file", "f", "", "write to `file` (created, mode 0600, never overwritten) instead of stdout")
+	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	fs.StringVarP(&f.output, "output", "o", "table", "summary `format`: table (text on stderr), json or ndjson (on stdout; needs --file)")
+	noEnv(fs, "remove", "file")
+	_ = cmd.MarkFlagRequired("queue")
+	return cmd
+}
+
+func (a *app) dlqImportCmd() *cobra.Command {
+	var (
+		f       dlqFlags
+		file    string
+		toQueue string
+		wait    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "import (--queue Q | --to-queue QUEUE) [--file F]",
+		Short: "Put exported dead letters back into a dead-letter queue",
+		Long: `Read the records "warren dlq export" writes, from stdin or from --file F, and
+publish them into Q.dlq in their order, after the dead letters already
+there, each with a publisher confirm: every property, header (with its AMQP
+type) and body byte as exported. Only x-delivery-count is left out: it is
+the broker's count for the queue the record was exported from.
+
+The whole input is checked before anything is published: if any line is not
+a valid record (blank lines are skipped), the command names the bad lines
+(up to 10), imports nothing, and exits 1.
+
+A record whose dead letter Q.dlq already holds (the same in every property,
+header and body byte) is skipped, once for each copy there: importing the
+same file twice, or again after an interrupted import, imports each dead
+letter once. The summary counts them as already there.
+
+Q.dlq must exist (warren topology declare --queue Q): import never declares
+a queue. --to-queue QUEUE publishes into that existing queue instead of a
+Q.dlq, as is and without the check for duplicates, for a holding queue that
+no dlq command manages; it replaces --queue.
+
+The summary goes to stderr; --output json prints it on stdout instead. A
+progress bar is drawn on stderr when it is a terminal.`,
+		Example: `  warren dlq import --queue emails < emails-dlq.ndjson
+  warren dlq import --queue emails --file /backup/emails-dlq.ndjson --output json
+  warren dlq import --to-queue emails-quarantine --file emails-dlq.ndjson
+  warren --url-file old.url dlq export --queue emails | warren --url-file new.url dlq import --queue emails`,
+		Args: cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case f.queue == "" && toQueue == "":
+				return usagef("give --queue Q (imports into Q.dlq) or --to-queue QUEUE")
+			case f.queue != "" && toQueue != "":
+				return usagef("--queue and --to-queue cannot be used together: --to-queue names the queue to import into")
+			case f.queue != "":
+				if err := checkQueues([]string{f.queue}); err != nil {
+					return err
+				}
+			default:
+				if err := checkQueues([]string{toQueue}); err != nil {
+					return err
+				}
+			}
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			var in io.Reader = a.stdin
+			name := "stdin"
+			if file != "" && file != "-" {
+				fh, err := os.Open(file)
+				if err != nil {
+					return usagef("--file: %w", err)
+				}
+				defer fh.Close()
+				in, name = fh, file
+			} else if isTerminal(a.stdin) {
+				return usagef("no input: redirect the records of warren dlq export to stdin (< dead.ndjson) or give --file F")
+			}
+			target := toQueue
+			if target == "" {
+				target = warren.DeadLetterQueue(f.queue)
+			}
+			return a.withAdmin(cmd.Context(), "dlq import", func(adm *admin.Admin) error {
+				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "imported", skipped: "already there", failed: "failed"})
+				var res admin.ImportResult
+				err := whenFree(ctx, wait, target, a.stderr, func() (err error) {
+					res, err = adm.Import(ctx, f.queue, in, admin.ImportOptions{ToQueue: toQueue})
+					return err
+				})
+				clearBar()
+				if f.output != "table" {
+					if jerr := f.writeResult(a.stdout, importJSON{Queue: target, Records: res.Records, Imported: res.Imported,
+						Duplicates: res.Duplicates, Failed: res.Failed}); jerr != nil {
+						return jerr
+					}
+					return err
+				}
+				if err != nil && res.Imported == 0 && res.Duplicates == 0 && res.Failed == 0 {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "imported %s from %s into %s", plural(res.Imported, "dead letter", "dead letters"), name, target)
+				if res.Duplicates > 0 {
+					fmt.Fprintf(a.stderr, ", %d already there (skipped)", res.Duplicates)
+				}
+				if res.Failed > 0 {
+					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
+				}
+				if left := res.Records - res.Imported - res.Duplicates - res.Failed; left > 0 {
+					fmt.Fprintf(a.stderr, ", %d not tried", left)
+				}
+				fmt.Fprintln(a.stderr)
+				return err
+			})
+		}),
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&f.queue, "queue", "q", "", "the Warren `queue` whose dead-letter queue (Q.dlq) receives the records (required unless --to-queue)")
+	fs.StringVar(&toQueue, "to-queue", "", "publish into this existing `queue` instead, as is, without the check for duplicates")
+	fs.StringVarP(&file, "file", "f", "", "read the records from `file` instead of stdin")
+	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addOutput(fs)
+	fs.Lookup("output").Usage = "summary `format`: table (text on stderr), json or ndjson (on stdout)"
+	noEnv(fs, "file")
+	return cmd
+}
