@@ -41,10 +41,10 @@ test: ensure-rabbitmq vet vet-integration docs-check
 	$(GO) test $(UNIT_FLAGS) ./...
 	$(GO) test -race -count=1 -tags integration -timeout 20m -p 1 $(INTEGRATION_FLAGS) ./...
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+	$(MAKE) chaos
 
 # chaos: the chaos suite on private RabbitMQ nodes. Bounded by default
-# (about 3 minutes; out of make test while the open delay-level loss
-# in docs/reliability.md can fail it); scale it with
+# (about 5 minutes; part of make test); scale it with
 # CHAOS_JOBS=50000 CHAOS_DURATION=10m make chaos (docs/reliability.md).
 chaos:
 	$(GO) vet -tags chaos ./internal/chaos/...

@@ -3,7 +3,7 @@
 # print its ledger. It starts RabbitMQ nodes of its own from the installed
 # rabbitmq-server; it never touches the shared node on 5672.
 #
-#   scripts/chaos.sh                                      bounded run (about 3 minutes)
+#   scripts/chaos.sh                                      bounded run (about 5 minutes)
 #   CHAOS_JOBS=50000 CHAOS_DURATION=10m scripts/chaos.sh  full run (about 25 minutes)
 #
 # Environment:
@@ -12,7 +12,8 @@
 #   CHAOS_TIMEOUT   go test -timeout (default 60m)
 #   CHAOS_REPORT    also keep the ledger in this file (default: a temporary file)
 #   CHAOS_VERBOSE=1 stream the suite's progress (go test -v)
-#   CHAOS_SCENARIOS, CHAOS_KEEP: see docs/reliability.md
+#   CHAOS_SCENARIOS, CHAOS_KEEP, CHAOS_FAULTS, CHAOS_FLAKY_EVERY,
+#   CHAOS_NODE_LOG_LEVEL: see docs/reliability.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

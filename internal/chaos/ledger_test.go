@@ -271,3 +271,26 @@ func TestDeathReasonIsTheLatest(t *testing.T) {
 		t.Errorf("deathReason = %q, want permanent_error", got)
 	}
 }
+
+func TestSumDelayLevelsCountsWhatWaitsForTheDeadLetterWorker(t *testing.T) {
+	// rabbitmqctl list_queues name messages --formatter json, as 3.10.8
+	// prints it: warren.delay.0 holds 29 messages none of which is ready
+	// (dead-lettered, waiting for the target's confirm).
+	out := "Timeout: 60.0 seconds ...\n" + `[
+{"name":"warren.unroutable","messages":0},
+{"name":"chaos-cluster","messages":5},
+{"name":"warren.delay.0","messages":29},
+{"name":"warren.delay.13","messages":2},
+{"name":"chaos-cluster.dlq","messages":7}
+]`
+	n, err := sumDelayLevels(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 31 {
+		t.Fatalf("sumDelayLevels = %d, want 31 (the warren.delay.* queues only)", n)
+	}
+	if _, err := sumDelayLevels("Error: unable to perform an operation on node"); err == nil {
+		t.Fatal("sumDelayLevels accepted output without JSON")
+	}
+}

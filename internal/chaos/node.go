@@ -59,6 +59,17 @@ type Node struct {
 	env      []string
 }
 
+// DeadLetterRetry is the dead_letter_worker_publisher_confirm_timeout of
+// the suite's nodes, the setting docs/reliability.md recommends (section
+// 7): how long RabbitMQ 3.10's at-least-once dead-letter worker waits
+// before it forwards again a message whose target refused it, or did not
+// confirm it. The broker's default is 180s.
+const DeadLetterRetry = 10 * time.Second
+
+// DefaultAdvancedConfig is every node's advanced.config unless Configure
+// replaces it.
+var DefaultAdvancedConfig = fmt.Sprintf("[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, %d}]}].", DeadLetterRetry.Milliseconds())
+
 // NewNodes prepares n nodes under dir (config files, data directories,
 // free ports) without starting them. tag makes the node names unique to
 // the run ("single", "cluster").
@@ -104,6 +115,9 @@ func NewNodes(dir, tag string, n int, logf func(string, ...any)) (*Nodes, error)
 			return nil, err
 		}
 		conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nnet_ticktime = 10\n", port)
+		if lvl := os.Getenv("CHAOS_NODE_LOG_LEVEL"); lvl != "" {
+			conf += "log.file.level = " + lvl + "\n"
+		}
 		if i > 1 {
 			// A fresh node joins node 1 on its first boot (classic peer
 			// discovery): faster than stop_app, reset, join_cluster and
@@ -111,7 +125,7 @@ func NewNodes(dir, tag string, n int, logf func(string, ...any)) (*Nodes, error)
 			conf += "cluster_formation.peer_discovery_backend = classic_config\n" +
 				"cluster_formation.classic_config.nodes.1 = " + s.Nodes[0].Name + "\n"
 		}
-		files := map[string]string{"rabbitmq.conf": conf, "rabbitmq-env.conf": "", "enabled_plugins": "[].\n", "advanced.config": "[].\n"}
+		files := map[string]string{"rabbitmq.conf": conf, "rabbitmq-env.conf": "", "enabled_plugins": "[].\n", "advanced.config": DefaultAdvancedConfig + "\n"}
 		for name, body := range files {
 			if err := os.WriteFile(filepath.Join(nd.dir, name), []byte(body), 0o644); err != nil {
 				return nil, err
@@ -199,7 +213,8 @@ outer:
 }
 
 // Configure adds lines to the node's rabbitmq.conf and replaces its
-// advanced.config (Erlang terms; "" keeps it empty). Call it before Start.
+// advanced.config (Erlang terms; "" keeps DefaultAdvancedConfig). Call it
+// before Start.
 func (n *Node) Configure(conf, advanced string) error {
 	f, err := os.OpenFile(filepath.Join(n.dir, "rabbitmq.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

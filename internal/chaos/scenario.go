@@ -1198,10 +1198,18 @@ func (r *runner) settle(ctx context.Context) {
 	}
 }
 
-// delayed counts the messages waiting in the delay levels (the suite's
-// nodes are its own: every delayed message is one of its jobs); -1 while
-// a level cannot be read.
+// delayed counts the messages in the delay levels (the suite's nodes are
+// its own: every delayed message is one of its jobs); -1 while the levels
+// cannot be read. A passive declare counts only a quorum queue's ready
+// messages, not those it has dead-lettered and still holds until the
+// target confirms them: a retry that waits for RabbitMQ's dead-letter
+// worker to forward it again (DeadLetterRetry) shows only in
+// rabbitmqctl's "messages". So it asks rabbitmqctl, and falls back to the
+// ready counts when no node answers.
 func (r *runner) delayed(ctx context.Context) int {
+	if n, err := r.delayedByCtl(ctx); err == nil {
+		return n
+	}
 	n := 0
 	for k := 0; k < broker.DelayLevels; k++ {
 		st, err := broker.Inspect(ctx, r.mon, broker.DelayExchange(k))
@@ -1211,6 +1219,44 @@ func (r *runner) delayed(ctx context.Context) int {
 		n += st.Ready
 	}
 	return n
+}
+
+// delayedByCtl sums "messages" of the delay levels as a running node's
+// rabbitmqctl reports them.
+func (r *runner) delayedByCtl(ctx context.Context) (int, error) {
+	var last error = errors.New("no node is up")
+	for _, n := range r.upNodes() {
+		out, err := n.Ctl(ctx, "list_queues", "name", "messages", "--quiet", "--formatter", "json")
+		if err != nil {
+			last = err
+			continue
+		}
+		return sumDelayLevels(out)
+	}
+	return 0, last
+}
+
+// sumDelayLevels adds up the messages of the warren.delay.* queues in the
+// JSON output of rabbitmqctl list_queues name messages.
+func sumDelayLevels(out string) (int, error) {
+	i := strings.Index(out, "[")
+	if i < 0 {
+		return 0, fmt.Errorf("chaos: list_queues printed no JSON: %q", tail(out, 200))
+	}
+	var rows []struct {
+		Name     string
+		Messages int
+	}
+	if err := json.Unmarshal([]byte(out[i:]), &rows); err != nil {
+		return 0, fmt.Errorf("chaos: list_queues: %w", err)
+	}
+	n := 0
+	for _, row := range rows {
+		if strings.HasPrefix(row.Name, broker.DelayPrefix) {
+			n += row.Messages
+		}
+	}
+	return n, nil
 }
 
 // drain empties the dead-letter queue and the queue, and returns the jobs
