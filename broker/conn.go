@@ -45,7 +45,7 @@ type Config struct {
 	NoReconnect bool
 	// ReconnectMin and ReconnectMax bound the exponential backoff, with
 	// jitter, before each reconnect attempt (the first included). 0 means
-	// 100ms and 10s.
+	// 100ms and 5s: a client is back at most about 5s after its broker.
 	ReconnectMin, ReconnectMax time.Duration
 	// TLS is used for amqps:// URLs. nil means the system roots and
 	// server-name checks on.
@@ -74,7 +74,7 @@ func (c Config) withDefaults() Config {
 		c.ReconnectMin = 100 * time.Millisecond
 	}
 	if c.ReconnectMax == 0 {
-		c.ReconnectMax = 10 * time.Second
+		c.ReconnectMax = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -87,8 +87,10 @@ func classify(err error, what string) error {
 }
 
 // Transient reports whether err is worth retrying at the infrastructure
-// level (a dropped connection, a refused dial), as opposed to a refusal that
-// will recur (bad credentials, missing queue, bad arguments).
+// level (a dropped connection, a refused dial, the broker's INTERNAL_ERROR),
+// as opposed to a refusal that will recur (bad credentials, missing queue,
+// bad arguments). RabbitMQ 3.10 answers basic.consume on a quorum queue
+// declared a moment earlier with INTERNAL_ERROR at times.
 func Transient(err error) bool {
 	if err == nil {
 		return false
@@ -101,7 +103,7 @@ func Transient(err error) bool {
 	}
 	var ae *amqp.Error
 	if errors.As(err, &ae) {
-		return ae.Recover || ae.Code == amqp.ConnectionForced || ae.Code == amqp.ChannelError || ae.Code == amqp.FrameError
+		return ae.Recover || ae.Code == amqp.ConnectionForced || ae.Code == amqp.ChannelError || ae.Code == amqp.FrameError || ae.Code == amqp.InternalError
 	}
 	return true
 }

@@ -273,23 +273,27 @@ type job struct {
 // Run consumes until ctx ends, then drains: it cancels the consumers, lets
 // running handlers finish for up to ShutdownTimeout, then cancels their
 // contexts and waits for them to return. Whatever was not acked goes back
-// to the broker. Run returns nil after a drain started by ctx, or an error
-// if it could not start or the connection was lost (ErrConnectionLost).
-// A Pool runs once.
+// to the broker. While the broker is away at start, Run waits for it (see
+// broker.Transient). Run returns nil after a drain started by ctx (or if
+// ctx ends while it waits to start), or an error if it could not start
+// (access refused, a queue that is missing or declared with other
+// options) or the connection was lost for good (ErrConnectionLost). A
+// Pool runs once.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return errors.New("worker: Pool.Run called twice")
 	}
 	if !p.cfg.NoDeclare {
-		if err := broker.Declare(ctx, p.conn, p.cfg.QueueOptions, p.cfg.Queues...); err != nil {
-			return fmt.Errorf("worker: %w", err)
-		}
 		p.conn.OnReconnect(func(ctx context.Context, c *broker.Conn) error {
 			return broker.Declare(ctx, c, p.cfg.QueueOptions, p.cfg.Queues...)
 		})
 	}
-	pubs, err := newPublishers(p.conn)
+	pubs, starting, err := p.start(ctx)
 	if err != nil {
+		if ctx.Err() != nil && broker.Transient(err) {
+			p.log.Info("worker: stopped before the broker came back", "err", err)
+			return nil
+		}
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer pubs.close()
@@ -311,13 +315,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		}
 	}()
 	lost := make(chan error, len(p.cfg.Queues))
-	for _, q := range p.cfg.Queues {
-		c, err := p.consume(q)
-		if err != nil {
-			close(stop)
-			consumers.Wait()
-			return fmt.Errorf("worker: %w", err)
-		}
+	for _, c := range starting {
 		open = append(open, c)
 		consumers.Add(1)
 		go func() {
@@ -371,6 +369,72 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 	p.log.Info("worker: stopped", "succeeded", p.succeeded.Load(), "retried", p.retried.Load(), "dead_lettered", p.dead.Load())
 	return runErr
+}
+
+// start declares the queues (unless NoDeclare), opens the publisher and
+// one consumer per queue. While the broker is away or drops the connection
+// meanwhile (a transient error: broker.Transient), it waits for the
+// connection and tries again, with backoff, until ctx ends; other errors
+// (access refused, a missing or mismatched queue) it returns at once.
+func (p *Pool) start(ctx context.Context) (*publishers, []*consumer, error) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		pubs, cs, err := p.startOnce(ctx)
+		if err == nil {
+			if attempt > 1 {
+				p.log.Info("worker: started after the broker came back", "attempts", attempt)
+			}
+			return pubs, cs, nil
+		}
+		if errors.Is(err, broker.ErrClosed) || !broker.Transient(err) || ctx.Err() != nil {
+			return nil, nil, err
+		}
+		p.log.Warn("worker: could not start; trying again once the broker is back", "err", err, "attempt", attempt, "retry_in", backoff)
+		if werr := p.conn.Await(ctx); werr != nil {
+			if ctx.Err() != nil {
+				return nil, nil, fmt.Errorf("%w (gave up waiting: %w)", err, ctx.Err())
+			}
+			return nil, nil, werr
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w (gave up waiting: %w)", err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (p *Pool) startOnce(ctx context.Context) (*publishers, []*consumer, error) {
+	if !p.cfg.NoDeclare {
+		if err := broker.Declare(ctx, p.conn, p.cfg.QueueOptions, p.cfg.Queues...); err != nil {
+			return nil, nil, err
+		}
+	}
+	pubs, err := newPublishers(p.conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cs []*consumer
+	for _, q := range p.cfg.Queues {
+		c, err := p.consume(q)
+		if err != nil {
+			for _, c := range cs {
+				c.close()
+			}
+			pubs.close()
+			return nil, nil, err
+		}
+		cs = append(cs, c)
+	}
+	return pubs, cs, nil
+}
+
+// close ends a consumer that never forwarded anything: its channel goes,
+// and with it any delivery the broker had already sent.
+func (c *consumer) close() {
+	c.acker.close()
+	_ = c.ch.Close()
 }
 
 // consumer is one queue's channel and its deliveries.

@@ -4,6 +4,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/testbroker"
+	"github.com/warrenq/warren/internal/testnode"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/worker"
 )
@@ -234,5 +236,87 @@ func TestPoolRecoversAConsumerTheBrokerSilencedByARedeclare(t *testing.T) {
 	for len(want) > 0 {
 		c := rec.next(t, 30*time.Second)
 		delete(want, c.task.ID)
+	}
+}
+
+// TestRunStartedWhileTheBrokerIsDownWaitsForIt starts a pool whose
+// connection has just lost its (private) broker: Run must neither fail nor
+// return, and once the node is back it declares, consumes and runs the
+// work. Before, Run returned the declare's "not connected" error at once
+// and a worker started in the middle of a broker restart exited.
+func TestRunStartedWhileTheBrokerIsDownWaitsForIt(t *testing.T) {
+	node := testnode.New(t, testnode.Options{})
+	ctx := testbroker.Context(t, 3*time.Minute)
+	conn, err := broker.Dial(ctx, node.URL(), broker.Config{Logger: quiet, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	q := fmt.Sprintf("start-down-%d", time.Now().UnixNano())
+	if err := node.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Await(testbroker.Context(t, 200*time.Millisecond)); err == nil {
+		t.Fatal("the connection is still up after the node stopped")
+	}
+	rec := newRecorder(func(context.Context, *warren.Task) error { return nil })
+	pool, err := worker.New(conn, rec, worker.Config{Queues: []string{q}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pool.Run(runCtx) }()
+	defer func() {
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return after its context ended")
+		}
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned while the broker was down: %v", err)
+	case <-time.After(2 * time.Second): // it must still be waiting
+	}
+	if err := pool.Ready(); err == nil {
+		t.Error("Ready() = nil while the pool has not started")
+	}
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Await(ctx); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := producer.New(ctx, conn, producer.Config{Queues: []string{q}, Logger: quiet, NoDeclare: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close(context.Background())
+	var id string
+	// The pool declares the queue once it is connected; enqueue once it exists.
+	for {
+		id, err = prod.Enqueue(ctx, q, "t", []byte(`{}`))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, broker.ErrUnroutable) {
+			t.Fatalf("enqueue: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the pool never declared its queue after the broker came back")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if c := rec.next(t, 30*time.Second); c.task.ID != id {
+		t.Fatalf("ran task %s, want %s", c.task.ID, id)
+	}
+	if err := pool.Ready(); err != nil {
+		t.Errorf("Ready() after the start: %v", err)
 	}
 }
