@@ -11,7 +11,7 @@
 //	warren_tasks_enqueued_total{queue,type,result}     result: ok or error
 //	warren_enqueue_duration_seconds{queue}             histogram, call to confirm
 //	warren_tasks_started_total{queue,type}
-//	warren_tasks_finished_total{queue,type,outcome}    succeeded, retried, dead_lettered, requeued, voided
+//	warren_tasks_finished_total{queue,type,outcome}    succeeded, skipped, retried, dead_lettered, requeued, voided
 //	warren_tasks_failed_total{queue,type}              the handler returned an error
 //	warren_tasks_dead_lettered_total{queue,type,reason}
 //	warren_handler_duration_seconds{queue,type}        histogram

@@ -20,4 +20,14 @@
 //
 // Handlers follow net/http's shape: Handler, HandlerFunc, a Mux by task
 // type, and Middleware. JSON decodes a JSON payload into a Go type.
+//
+// # Duplicates
+//
+// Delivery is at-least-once: a task can run twice (a worker killed after
+// the work and before the ack, a connection lost mid-run, a producer's
+// resend after a lost confirm). Every copy carries the same task ID, and
+// Task.Redelivered and Task.DeliveryCount tell a redelivery. The
+// Idempotent middleware skips a task whose ID (or key) a DoneStore has
+// seen complete: the pool acks it unrun, Outcome Skipped. Give it a store
+// on your database for a fleet of workers; MemoryStore serves one process.
 package worker

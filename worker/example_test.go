@@ -82,3 +82,26 @@ func ExampleMux_Use() {
 	// end nope: err=worker: no handler registered for task type: "nope"
 	// [ping]
 }
+
+// Idempotent runs a task ID's handler once: a copy of a task that already
+// completed is acked without running (the pool reports Outcome Skipped).
+// MemoryStore serves one process; implement DoneStore on your database to
+// share it between workers.
+func ExampleIdempotent() {
+	store := worker.NewMemoryStore(0, 0) // 100,000 keys, 24h
+	h := worker.Idempotent(store, worker.IdempotentConfig{})(
+		worker.HandlerFunc(func(ctx context.Context, t *warren.Task) error {
+			fmt.Println("charging for order", t.ID)
+			return nil
+		}))
+	// Pass it to a pool as worker.Config{Middleware: []worker.Middleware{...}},
+	// or call it directly, as here, with two copies of one task:
+	for range 2 {
+		err := h.ProcessTask(context.Background(), &warren.Task{ID: "order-42", Type: "charge"})
+		fmt.Println("err:", err, "skipped:", errors.Is(err, worker.ErrAlreadyDone))
+	}
+	// Output:
+	// charging for order order-42
+	// err: <nil> skipped: false
+	// err: worker: task already done: key "order-42" skipped: true
+}

@@ -13,6 +13,9 @@ type Outcome string
 const (
 	// Succeeded: the handler returned nil and the delivery was acked.
 	Succeeded Outcome = "succeeded"
+	// Skipped: the task was already done (ErrAlreadyDone, returned by the
+	// Idempotent middleware or a handler); the delivery was acked.
+	Skipped Outcome = "skipped"
 	// Retried: the task was republished to the delay levels for a later attempt.
 	Retried Outcome = "retried"
 	// DeadLettered: the task was moved to its queue's dead-letter queue.

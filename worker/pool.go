@@ -181,6 +181,7 @@ func (c Config) validate() error {
 type Stats struct {
 	Started      uint64 // handler runs started
 	Succeeded    uint64
+	Skipped      uint64 // tasks acked without running: already done (ErrAlreadyDone, Idempotent)
 	Retried      uint64 // failures republished for a later attempt
 	DeadLettered uint64
 	Requeued     uint64 // deliveries handed back to the broker (shutdown, or an outcome that could not be published)
@@ -198,8 +199,8 @@ type Pool struct {
 	cfg     Config
 	log     *slog.Logger
 
-	started, succeeded, retried, dead, requeued, redelivered, voided atomic.Uint64
-	inFlight                                                         atomic.Int64
+	started, succeeded, skipped, retried, dead, requeued, redelivered, voided atomic.Uint64
+	inFlight                                                                  atomic.Int64
 
 	running  atomic.Bool
 	stopping atomic.Bool
@@ -252,6 +253,7 @@ func (p *Pool) Stats() Stats {
 	return Stats{
 		Started:      p.started.Load(),
 		Succeeded:    p.succeeded.Load(),
+		Skipped:      p.skipped.Load(),
 		Retried:      p.retried.Load(),
 		DeadLettered: p.dead.Load(),
 		Requeued:     p.requeued.Load(),
@@ -666,10 +668,16 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 		return
 	}
 
-	if err == nil {
+	if err == nil || errors.Is(err, ErrAlreadyDone) {
 		if aerr := d.Ack(false); aerr != nil {
 			ev.Outcome = Voided
 			p.logTask(slog.LevelWarn, t, "worker: ack failed; the broker will deliver the task again", "err", aerr)
+			return
+		}
+		if err != nil {
+			p.skipped.Add(1)
+			ev.Outcome, ev.Err = Skipped, nil
+			p.logTask(slog.LevelInfo, t, "job skipped: already done", "why", err)
 			return
 		}
 		p.succeeded.Add(1)

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/warrenq/warren/internal/testnode"
 )
 
 // RabbitMQ binaries. The /usr/sbin wrappers switch to the rabbitmq user
@@ -286,7 +288,11 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 150*time.Second)
 	defer cancel()
-	if _, err := n.Ctl(wctx, "wait", n.pidFile, "--timeout", "120"); err != nil {
+	err := testnode.AwaitPidFile(wctx, n.pidFile)
+	if err == nil {
+		_, err = n.Ctl(wctx, "wait", n.pidFile, "--timeout", "120")
+	}
+	if err != nil {
 		return fmt.Errorf("chaos: node %s did not start (log: %s): %w", n.Name, n.LogFile(), err)
 	}
 	n.set.logf("node %s up on port %d in %s", n.Name, n.Port, time.Since(start).Round(time.Millisecond))

@@ -370,7 +370,11 @@ func (n *Node) Start(ctx context.Context) error {
 		b, _ := os.ReadFile(out.Name())
 		return fmt.Errorf("testnode: start %s: %w: %s", n.Name, err, tail(string(b), 800))
 	}
-	if _, err := n.Ctl(ctx, "wait", n.pidFile, "--timeout", strconv.Itoa(int(n.opts.StartTimeout/time.Second))); err != nil {
+	err = AwaitPidFile(ctx, n.pidFile)
+	if err == nil {
+		_, err = n.Ctl(ctx, "wait", n.pidFile, "--timeout", strconv.Itoa(int(n.opts.StartTimeout/time.Second)))
+	}
+	if err != nil {
 		n.kill()
 		return fmt.Errorf("testnode: node %s did not start (log %s): %w", n.Name, n.LogFile(), err)
 	}
@@ -428,6 +432,23 @@ func (n *Node) Close() error {
 	}
 	n.kill() // whatever is left, after a failed stop or start
 	return errors.Join(err, os.RemoveAll(n.dir))
+}
+
+// AwaitPidFile waits until file holds a process ID, as rabbitmq-server
+// -detached writes it a moment after it returns. `rabbitmqctl wait` on a
+// file caught half-written fails with garbage_in_pid_file instead of
+// waiting: call this first.
+func AwaitPidFile(ctx context.Context, file string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for readPid(file) <= 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("testnode: no process ID in %s: %w", file, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 func readPid(file string) int {
