@@ -54,7 +54,9 @@ type ExportResult struct {
 // 256 records (and at the end) flushes it, calls w's Flush method if it
 // has one, and its Sync method if it has one (an *os.File: the records are
 // then on disk; a pipe or terminal, which cannot be synced, is written
-// only), and only then acks that batch. If a write, flush or sync fails,
+// only), and only then acks that batch. Remove trusts w with what it
+// took: give it a file, not a pipe whose reader may still lose the
+// records (the CLI refuses one). If a write, flush or sync fails,
 // Export stops selecting, keeps every dead letter not yet acked, finishes
 // the pass and returns the error: nothing is lost, though the output may
 // end with records (and a last line cut short) of dead letters that are

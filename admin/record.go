@@ -12,6 +12,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -69,15 +70,6 @@ type recordProps struct {
 // {"base64":"…"} (AMQP strings are bytes).
 type text string
 
-func (t text) MarshalJSON() ([]byte, error) {
-	if utf8.ValidString(string(t)) {
-		return marshal(string(t))
-	}
-	return marshal(struct {
-		Base64 []byte `json:"base64"`
-	}{[]byte(t)})
-}
-
 func (t *text) UnmarshalJSON(b []byte) error {
 	switch firstByte(b) {
 	case '"':
@@ -101,36 +93,6 @@ func (t *text) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	return errors.New(`want a string or {"base64":"…"}`)
-}
-
-// field is one typed header value: {"type":"int64","value":5}.
-type field struct {
-	Type  string `json:"type"`
-	Value any    `json:"value,omitempty"` // absent for void
-}
-
-// entry is a table field in the entries form of a table, used when a
-// field name is not valid UTF-8.
-type entry struct {
-	Name  text   `json:"name"`
-	Type  string `json:"type"`
-	Value any    `json:"value,omitempty"`
-}
-
-type decimal struct {
-	Scale uint8 `json:"scale"`
-	Value int32 `json:"value"`
-}
-
-// marshal is json.Marshal without HTML escaping: records stay readable.
-func marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // strict decodes exactly one JSON value into v, refusing unknown fields.
@@ -177,127 +139,252 @@ func publishingOf(d *amqp.Delivery) amqp.Publishing {
 
 // encodeRecord writes m as one record line, without the newline. The
 // encoding is canonical: the same message always gives the same bytes
-// (fields in name order).
+// (fields in a fixed order, header names sorted). It is written by hand,
+// not with encoding/json: an export encodes every dead letter.
 func encodeRecord(queue string, m amqp.Publishing) ([]byte, error) {
-	r := record{
-		Version: RecordVersion,
-		Queue:   queue,
-		Properties: recordProps{
-			ContentType: text(m.ContentType), ContentEncoding: text(m.ContentEncoding),
-			DeliveryMode: m.DeliveryMode, Priority: m.Priority,
-			CorrelationID: text(m.CorrelationId), ReplyTo: text(m.ReplyTo), Expiration: text(m.Expiration),
-			MessageID: text(m.MessageId), Type: text(m.Type), UserID: text(m.UserId), AppID: text(m.AppId),
-		},
+	e := encoder{b: make([]byte, 0, 512+base64.StdEncoding.EncodedLen(len(m.Body)))}
+	e.raw(`{"version":`)
+	e.b = strconv.AppendInt(e.b, RecordVersion, 10)
+	if queue != "" {
+		e.raw(`,"queue":`)
+		e.str(strings.ToValidUTF8(queue, "\uFFFD"))
 	}
+	e.raw(`,"properties":{`)
+	n := 0
+	sep := func(name string) {
+		if n > 0 {
+			e.raw(",")
+		}
+		n++
+		e.raw(`"` + name + `":`)
+	}
+	text := func(name, v string) {
+		if v != "" {
+			sep(name)
+			e.text(v)
+		}
+	}
+	uint8Prop := func(name string, v uint8) {
+		if v != 0 {
+			sep(name)
+			e.b = strconv.AppendUint(e.b, uint64(v), 10)
+		}
+	}
+	text("content_type", m.ContentType)
+	text("content_encoding", m.ContentEncoding)
+	uint8Prop("delivery_mode", m.DeliveryMode)
+	uint8Prop("priority", m.Priority)
+	text("correlation_id", m.CorrelationId)
+	text("reply_to", m.ReplyTo)
+	text("expiration", m.Expiration)
+	text("message_id", m.MessageId)
 	if !m.Timestamp.IsZero() {
-		ts := m.Timestamp.Unix()
-		r.Properties.Timestamp = &ts
+		sep("timestamp")
+		e.b = strconv.AppendInt(e.b, m.Timestamp.Unix(), 10)
 	}
+	text("type", m.Type)
+	text("user_id", m.UserId)
+	text("app_id", m.AppId)
+	e.raw("}")
 	if len(m.Headers) > 0 {
-		v, err := encodeTable(m.Headers, 0)
-		if err != nil {
-			return nil, fmt.Errorf("headers: %w", err)
-		}
-		if r.Headers, err = marshal(v); err != nil {
+		e.raw(`,"headers":`)
+		if err := e.table(m.Headers, 0); err != nil {
 			return nil, fmt.Errorf("headers: %w", err)
 		}
 	}
-	body, err := marshal(base64.StdEncoding.EncodeToString(m.Body))
-	if err != nil {
-		return nil, err
-	}
-	r.Body = body
-	return marshal(r)
+	e.raw(`,"body":"`)
+	e.b = base64.StdEncoding.AppendEncode(e.b, m.Body)
+	e.raw(`"}`)
+	return e.b, nil
 }
 
-// encodeTable is the JSON form of a table: an object of typed fields by
-// name, or, when a name is not valid UTF-8, a list of entries in name order.
-func encodeTable(t amqp.Table, depth int) (any, error) {
+// encoder appends JSON to b.
+type encoder struct{ b []byte }
+
+func (e *encoder) raw(s string) { e.b = append(e.b, s...) }
+
+// str appends s, valid UTF-8, as a JSON string.
+func (e *encoder) str(s string) {
+	const hex = "0123456789abcdef"
+	e.b = append(e.b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xa8 {
+			// U+2028 and U+2029, escaped as encoding/json does.
+			e.b = append(e.b, s[start:i]...)
+			e.b = append(e.b, '\\', 'u', '2', '0', '2', hex[s[i+2]&1+8])
+			i += 2
+			start = i + 1
+			continue
+		}
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		e.b = append(e.b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			e.b = append(e.b, '\\', c)
+		case '\n':
+			e.b = append(e.b, '\\', 'n')
+		case '\r':
+			e.b = append(e.b, '\\', 'r')
+		case '\t':
+			e.b = append(e.b, '\\', 't')
+		case '\b':
+			e.b = append(e.b, '\\', 'b')
+		case '\f':
+			e.b = append(e.b, '\\', 'f')
+		default:
+			e.b = append(e.b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	e.b = append(e.b, s[start:]...)
+	e.b = append(e.b, '"')
+}
+
+// text appends an AMQP string: a JSON string when it is valid UTF-8, else
+// {"base64":"…"}.
+func (e *encoder) text(s string) {
+	if utf8.ValidString(s) {
+		e.str(s)
+		return
+	}
+	e.raw(`{"base64":"`)
+	e.b = base64.StdEncoding.AppendEncode(e.b, []byte(s))
+	e.raw(`"}`)
+}
+
+// table appends a table: an object of typed fields by name, or, when a
+// name is not valid UTF-8, a list of entries, in name order.
+func (e *encoder) table(t amqp.Table, depth int) error {
 	names := slices.Sorted(maps.Keys(t))
 	byName := true
 	for _, k := range names {
 		if !utf8.ValidString(k) {
 			byName = false
-		}
-	}
-	fields := make(map[string]field, len(t))
-	entries := make([]entry, 0, len(t))
-	for _, k := range names {
-		f, err := encodeField(t[k], depth)
-		if err != nil {
-			return nil, fmt.Errorf("%q: %w", k, err)
-		}
-		if byName {
-			fields[k] = f
-		} else {
-			entries = append(entries, entry{Name: text(k), Type: f.Type, Value: f.Value})
+			break
 		}
 	}
 	if byName {
-		return fields, nil
+		e.raw("{")
+	} else {
+		e.raw("[")
 	}
-	return entries, nil
+	for i, k := range names {
+		if i > 0 {
+			e.raw(",")
+		}
+		if byName {
+			e.str(k)
+			e.raw(":{")
+		} else {
+			e.raw(`{"name":`)
+			e.text(k)
+			e.raw(",")
+		}
+		if err := e.field(t[k], depth); err != nil {
+			return fmt.Errorf("%q: %w", k, err)
+		}
+		e.raw("}")
+	}
+	if byName {
+		e.raw("}")
+	} else {
+		e.raw("]")
+	}
+	return nil
 }
 
-// encodeField types one header value, as amqp091-go reads and writes it.
-func encodeField(v any, depth int) (field, error) {
+// field appends the members of a typed value, as amqp091-go reads and
+// writes it: "type":"int64","value":5 (no value for void).
+func (e *encoder) field(v any, depth int) error {
+	typ := func(t string) { e.raw(`"type":"` + t + `","value":`) }
 	switch x := v.(type) {
 	case nil:
-		return field{Type: "void"}, nil
+		e.raw(`"type":"void"`)
 	case bool:
-		return field{"bool", x}, nil
+		typ("bool")
+		e.b = strconv.AppendBool(e.b, x)
 	case int8:
-		return field{"int8", x}, nil
+		typ("int8")
+		e.b = strconv.AppendInt(e.b, int64(x), 10)
 	case uint8:
-		return field{"uint8", x}, nil
+		typ("uint8")
+		e.b = strconv.AppendUint(e.b, uint64(x), 10)
 	case int16:
-		return field{"int16", x}, nil
+		typ("int16")
+		e.b = strconv.AppendInt(e.b, int64(x), 10)
 	case uint16:
-		return field{"uint16", x}, nil
+		typ("uint16")
+		e.b = strconv.AppendUint(e.b, uint64(x), 10)
 	case int32:
-		return field{"int32", x}, nil
+		typ("int32")
+		e.b = strconv.AppendInt(e.b, int64(x), 10)
 	case int:
 		if x < math.MinInt32 || x > math.MaxInt32 {
-			return field{}, fmt.Errorf("int %d does not fit the 32 bits amqp091-go writes it with", x)
+			return fmt.Errorf("int %d does not fit the 32 bits amqp091-go writes it with", x)
 		}
-		return field{"int32", int32(x)}, nil // amqp091-go writes an int as a signed 32-bit field
+		typ("int32") // amqp091-go writes an int as a signed 32-bit field
+		e.b = strconv.AppendInt(e.b, int64(x), 10)
 	case uint32:
-		return field{"uint32", x}, nil
+		typ("uint32")
+		e.b = strconv.AppendUint(e.b, uint64(x), 10)
 	case int64:
-		return field{"int64", x}, nil
+		typ("int64")
+		e.b = strconv.AppendInt(e.b, x, 10)
 	case float32:
-		return field{"float32", strconv.FormatFloat(float64(x), 'g', -1, 32)}, nil
+		typ("float32")
+		e.b = append(strconv.AppendFloat(append(e.b, '"'), float64(x), 'g', -1, 32), '"')
 	case float64:
-		return field{"float64", strconv.FormatFloat(x, 'g', -1, 64)}, nil
+		typ("float64")
+		e.b = append(strconv.AppendFloat(append(e.b, '"'), x, 'g', -1, 64), '"')
 	case amqp.Decimal:
-		return field{"decimal", decimal{x.Scale, x.Value}}, nil
+		typ("decimal")
+		e.raw(`{"scale":`)
+		e.b = strconv.AppendUint(e.b, uint64(x.Scale), 10)
+		e.raw(`,"value":`)
+		e.b = strconv.AppendInt(e.b, int64(x.Value), 10)
+		e.raw("}")
 	case string:
-		return field{"string", text(x)}, nil
+		typ("string")
+		e.text(x)
 	case []byte:
-		return field{"bytes", base64.StdEncoding.EncodeToString(x)}, nil
+		typ("bytes")
+		e.raw(`"`)
+		e.b = base64.StdEncoding.AppendEncode(e.b, x)
+		e.raw(`"`)
 	case time.Time:
-		return field{"timestamp", x.Unix()}, nil
+		typ("timestamp")
+		e.b = strconv.AppendInt(e.b, x.Unix(), 10)
 	case amqp.Table:
 		if depth >= maxFieldDepth {
-			return field{}, fmt.Errorf("tables and arrays nested deeper than %d", maxFieldDepth)
+			return fmt.Errorf("tables and arrays nested deeper than %d", maxFieldDepth)
 		}
-		t, err := encodeTable(x, depth+1)
-		return field{"table", t}, err
+		typ("table")
+		return e.table(x, depth+1)
 	case []any:
 		if depth >= maxFieldDepth {
-			return field{}, fmt.Errorf("tables and arrays nested deeper than %d", maxFieldDepth)
+			return fmt.Errorf("tables and arrays nested deeper than %d", maxFieldDepth)
 		}
-		out := make([]field, 0, len(x))
-		for i, e := range x {
-			f, err := encodeField(e, depth+1)
-			if err != nil {
-				return field{}, fmt.Errorf("[%d]: %w", i, err)
+		typ("array")
+		e.raw("[")
+		for i, el := range x {
+			if i > 0 {
+				e.raw(",")
 			}
-			out = append(out, f)
+			e.raw("{")
+			if err := e.field(el, depth+1); err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+			e.raw("}")
 		}
-		return field{"array", out}, nil
+		e.raw("]")
+	default:
+		return fmt.Errorf("value of Go type %T has no AMQP type", v)
 	}
-	return field{}, fmt.Errorf("value of Go type %T has no AMQP type", v)
+	return nil
 }
 
 // decodeRecord reads one record line. It checks everything a publish of
@@ -434,7 +521,9 @@ func decodeTable(b []byte, depth int) (amqp.Table, error) {
 		}
 		return t, nil
 	case '{':
+		// Token by token, to see a name given twice.
 		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
 		if _, err := dec.Token(); err != nil { // {
 			return nil, err
 		}
@@ -444,12 +533,8 @@ func decodeTable(b []byte, depth int) (amqp.Table, error) {
 				return nil, err
 			}
 			name, _ := tok.(string)
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return nil, err
-			}
 			var f fieldJSON
-			if err := strict(raw, &f); err != nil {
+			if err := dec.Decode(&f); err != nil {
 				return nil, fmt.Errorf("%q: %w", name, err)
 			}
 			if err := add(name, f); err != nil {
@@ -560,7 +645,7 @@ func decodeField(f fieldJSON, depth int) (any, error) {
 		if depth >= maxFieldDepth {
 			return nil, fmt.Errorf("tables and arrays nested deeper than %d", maxFieldDepth)
 		}
-		var elems []json.RawMessage
+		var elems []fieldJSON
 		if err := strict(f.Value, &elems); err != nil {
 			return nil, fmt.Errorf("array: %w", err)
 		}
@@ -568,11 +653,7 @@ func decodeField(f fieldJSON, depth int) (any, error) {
 			return nil, fmt.Errorf("array of more than %d values", maxFieldEntries)
 		}
 		var out []any // nil when empty, as amqp091-go reads an empty array
-		for i, e := range elems {
-			var ef fieldJSON
-			if err := strict(e, &ef); err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
+		for i, ef := range elems {
 			v, err := decodeField(ef, depth+1)
 			if err != nil {
 				return nil, fmt.Errorf("[%d]: %w", i, err)

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"reflect"
 	"strings"
@@ -228,4 +229,27 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("not canonical: %v\n%s\n%s", err, enc, enc2)
 		}
 	})
+}
+
+// TestEncoderString: the hand-written string encoder writes what
+// encoding/json writes (without HTML escaping), for every ASCII byte and
+// some runes that need care.
+func TestEncoderString(t *testing.T) {
+	var all []byte
+	for c := range 0x80 {
+		all = append(all, byte(c))
+	}
+	for _, s := range []string{"", string(all), "é\u2028\u2029\u2027\u202a€😀", "\\\"\\\"", "a\x00b"} {
+		var e encoder
+		e.str(s)
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(e.b); got != strings.TrimSuffix(want.String(), "\n") {
+			t.Errorf("%q:\ngot  %s\nwant %s", s, got, want.String())
+		}
+	}
 }
