@@ -12,6 +12,16 @@ import (
 	"github.com/warrenq/warren/admin"
 )
 
+// isRegularFile reports whether w is an *os.File on a regular file.
+func isRegularFile(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode().IsRegular()
+}
+
 // exportJSON is the --output json summary of dlq export.
 type exportJSON struct {
 	Queue           string `json:"queue"`
@@ -54,14 +64,16 @@ order. With --remove (which needs --all or a selector, as purge does), each
 exported dead letter is removed from Q.dlq, but only after its record has
 been written and flushed to the output, and synced to disk when the output
 is a file: records go out in batches of 256, and a batch is removed once it
-is flushed. If the output fails (disk full, a closed pipe), the dead letters
-not yet removed stay in Q.dlq and the command exits 1; the output may then
-end with records, and a last line cut short, of dead letters still in Q.dlq.
---remove refuses to write to a terminal.
+is flushed. So --remove needs a file: --file F, or stdout redirected to a
+file; it refuses a pipe or a terminal, which cannot tell that the records
+were kept. If the output fails (disk full), the dead letters not yet
+removed stay in Q.dlq and the command exits 1; the file may then end with
+records, and a last line cut short, of dead letters still in Q.dlq.
 
 --file F creates F with mode 0600 and never overwrites a file. The summary
 goes to stderr; with --file, --output json prints it on stdout instead. A
-progress bar is drawn on stderr when it is a terminal.`,
+progress bar is drawn on stderr when it is a terminal (and the records do
+not go to a terminal).`,
 		Example: `  warren dlq export --queue emails > emails-dlq.ndjson
   warren dlq export --queue emails --type email:send --since 2h --file sends.ndjson
   warren dlq export --queue emails --all --remove --file /backup/emails-dlq.ndjson
@@ -79,8 +91,10 @@ progress bar is drawn on stderr when it is a terminal.`,
 			if toStdout && f.output != "table" {
 				return usagef("--output %s prints the summary on stdout, which carries the records without --file: give --file F", f.output)
 			}
-			if toStdout && remove && isTerminal(a.stdout) {
-				return usagef("--remove would remove dead letters only shown on the terminal: redirect stdout to a file or give --file F")
+			if toStdout && remove && !isRegularFile(a.stdout) {
+				// A pipe takes the records and may still lose them (its
+				// reader fails or exits): only a file tells they were kept.
+				return usagef("--remove needs the records in a file: give --file F or redirect stdout to a file (not a pipe or a terminal)")
 			}
 			if !toStdout {
 				if _, err := os.Lstat(file); err == nil {
@@ -101,7 +115,10 @@ progress bar is drawn on stderr when it is a terminal.`,
 					}
 					out, name = fh, file
 				}
-				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "exported", skipped: "not selected"})
+				ctx, clearBar := cmd.Context(), func() {}
+				if !toStdout || !isTerminal(a.stdout) { // no bar among records shown on the same terminal
+					ctx, clearBar = a.withProgress(ctx, barLabels{done: "exported", skipped: "not selected"})
+				}
 				var res admin.ExportResult
 				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
 					res, err = adm.Export(ctx, f.queue, flt, out, admin.ExportOptions{Remove: remove})

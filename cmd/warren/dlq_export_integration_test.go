@@ -167,8 +167,13 @@ func TestDLQImportMalformed(t *testing.T) {
 	dlq := warren.DeadLetterQueue(q)
 	fillDLQ(t, conn, q, 4, oneType)
 	eventually(t, 30*time.Second, func() bool { return ready(t, conn, dlq) == 4 }, "dead letters not stored")
-	out := mustRun(t, warrenRun(t, time.Minute, nil, "dlq", "export", "--queue", q, "--remove", "--all")).stdout
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	path := filepath.Join(t.TempDir(), "dead.ndjson")
+	mustRun(t, warrenRun(t, time.Minute, nil, "dlq", "export", "--queue", q, "--remove", "--all", "--file", path))
+	out, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	bad := strings.Join([]string{lines[0], lines[1], `{"version":1,"properties":{},"headers":{"n":{"type":"int8","value":1000}},"body":""}`, lines[2], lines[3]}, "\n")
 	r := warrenRun(t, time.Minute, strings.NewReader(bad), "dlq", "import", "--queue", q)
 	if r.code != 1 || !strings.Contains(r.stderr, "line 3:") || !strings.Contains(r.stderr, "nothing imported") || !strings.Contains(r.stderr, "1 malformed line in 5 lines") {
@@ -217,6 +222,7 @@ func TestDLQExportImportFailures(t *testing.T) {
 		{"dlq", "import"},
 		{"dlq", "import", "--queue", "q", "--to-queue", "hold"},
 		{"dlq", "export", "--queue", "q", "--remove"},
+		{"dlq", "export", "--queue", "q", "--remove", "--all"}, // stdout is a pipe here
 	} {
 		if r := warrenRun(t, time.Minute, strings.NewReader(""), args...); r.code != 2 {
 			t.Errorf("warren %s: exit %d, want 2\n%s", strings.Join(args, " "), r.code, r.stderr)

@@ -189,6 +189,7 @@ func TestDLQUsageErrors(t *testing.T) {
 		{[]string{"dlq", "export", "--queue", "q", "--remove"}, "select dead letters with --id"},
 		{[]string{"dlq", "export", "--queue", "q", "--remove", "--all", "--type", "a"}, "--all selects everything"},
 		{[]string{"dlq", "export", "--queue", "q", "--output", "json"}, "give --file F"},
+		{[]string{"dlq", "export", "--queue", "q", "--remove", "--all"}, "--remove needs the records in a file"},
 		{[]string{"dlq", "export", "--queue", "q", "--output", "xml", "--file", "x"}, "--output"},
 		{[]string{"dlq", "export", "--queue", "q", "--file", "dlq_test.go"}, "--file dlq_test.go exists"},
 		{[]string{"dlq", "export", "--queue", "q", "--since", "soon"}, "--since"},
