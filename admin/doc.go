@@ -88,14 +88,17 @@
 // # Scale
 //
 // A pass is bound by one basic.get round trip per dead letter. With
-// 100,000 small dead letters on this busy 2-core machine, the
-// WARREN_BENCH_100K test measured List in 70s, Get of the last one in 90s,
-// a replay dry run in 74s and Replay of all in 138s (about 1,400 reads a
-// second, 700 replays), with nothing lost and the order kept. List holds
-// its result in memory (about 2.4 KiB per dead letter in that test, most
-// of it the header tables); Each streams. The broker's consumer_timeout
-// (30 minutes by default) applies only to the few dead letters a pass
-// holds at once.
+// 100,000 small dead letters on this 2-core machine, shared with another
+// engineer's RabbitMQ clusters (load average 3 to 5), two runs of the
+// WARREN_BENCH_100K test measured List in 63 and 97s, Export in 118 and
+// 119s, Export with Remove in 161 and 109s, Import into an empty queue in
+// 63 and 45s (bound by decoding, not the broker), Import of the same file
+// again in 132 and 124s, and Replay of all in 113 and 202s, with nothing
+// lost and the order kept (docs/operations.md has the table). List holds
+// its result in memory (about 2.8 KiB per dead letter in that test, most
+// of it the header tables); Each and Export stream. The broker's
+// consumer_timeout (30 minutes by default) applies only to the few dead
+// letters a pass holds at once.
 //
 // # Export and import
 //

@@ -113,7 +113,9 @@ func (a *Admin) Export(ctx context.Context, queue string, f Filter, w io.Writer,
 			default:
 				p.keep(&d)
 			}
-			if e.n >= exportBatch {
+			if e.n >= exportBatch || e.err != nil {
+				// A failed write opens the batch's gate at once (its dead
+				// letters are kept): the pass must not wait behind it.
 				e.flush()
 			}
 		}
