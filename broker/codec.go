@@ -294,10 +294,15 @@ func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 // (x-death, x-first-death-*, x-last-death-*, x-delivery-count), which must
 // not travel with a republished message: RabbitMQ drops a message that
 // dead-letters into a queue already named in its x-death.
+//
+// It removes the sender-selected distribution headers CC and BCC too: a
+// message republished with them is routed again to every queue they name,
+// so a task a foreign client published with a CC would copy itself on
+// each retry, dead-lettering or replay.
 func StripBrokerHeaders(h amqp.Table) amqp.Table {
 	out := make(amqp.Table, len(h))
 	for k, v := range h {
-		if strings.HasPrefix(k, "x-") {
+		if strings.HasPrefix(k, "x-") || k == "CC" || k == "BCC" {
 			continue
 		}
 		out[k] = v

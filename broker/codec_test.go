@@ -104,12 +104,13 @@ func TestDecodeMalformed(t *testing.T) {
 func TestDeriveStripsBrokerHeadersAndKeepsTheRest(t *testing.T) {
 	d := &amqp.Delivery{
 		MessageId: "id", Type: "t", Body: []byte{0, 1, 2}, CorrelationId: "c", AppId: "app", UserId: "guest", Expiration: "1000",
-		Headers: amqp.Table{"x-death": []any{}, "x-first-death-queue": "q", "x-delivery-count": int64(3), "tenant": "acme", warren.HeaderAttempt: int32(1)},
+		Headers: amqp.Table{"x-death": []any{}, "x-first-death-queue": "q", "x-delivery-count": int64(3), "tenant": "acme", warren.HeaderAttempt: int32(1),
+			"CC": []any{"other"}, "BCC": []any{"audit"}},
 	}
 	p := Derive(d, amqp.Table{warren.HeaderAttempt: int32(2)})
 	for k := range p.Headers {
-		if strings.HasPrefix(k, "x-") {
-			t.Errorf("broker header %s kept", k)
+		if strings.HasPrefix(k, "x-") || k == "CC" || k == "BCC" {
+			t.Errorf("broker or routing header %s kept", k)
 		}
 	}
 	if p.Headers["tenant"] != "acme" || p.Headers[warren.HeaderAttempt] != int32(2) {
