@@ -30,8 +30,9 @@ const (
 const envPrefix = "WARREN_"
 
 // noEnvAnnotation marks a flag that is never read from the environment:
-// confirmations and selections of destructive commands (--yes, --all),
-// and values that must differ per call (--id).
+// confirmations and selections of destructive commands (--yes, --all, the
+// dlq selectors, --remove), files to read or write, and values that must
+// differ per call (--id).
 const noEnvAnnotation = "warren_no_env"
 
 // usageError is bad input: an unknown flag, a missing or invalid value,
@@ -109,8 +110,10 @@ func (a *app) rootCmd() *cobra.Command {
 
 Every flag can also be set in the environment as WARREN_<FLAG> in upper
 snake case (--handler-timeout from WARREN_HANDLER_TIMEOUT, --url from
-WARREN_URL); a flag given on the command line wins. --yes, --all and --id
-are never read from the environment.
+WARREN_URL); a flag given on the command line wins. What a command acts
+on or confirms is never read from the environment: --yes, --id, and the dlq
+selectors (--type, --all, --limit, --error, --since, --until), --remove,
+--file and --from-file.
 
 The broker URL is a secret: prefer WARREN_URL or --url-file to --url, which
 other users of the machine can read in the process list. For amqps:// URLs,

@@ -46,7 +46,7 @@ func (f *dlqFlags) addSelectors(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.all, "all", false, "select every dead letter")
 	fs.IntVarP(&f.limit, "limit", "n", 0, "act on at most this many of the selected, in queue order (0: no limit)")
 	f.addMatchers(fs)
-	noEnv(fs, "id", "all", "limit")
+	noEnv(fs, "id", "type", "all", "limit")
 }
 
 func (f *dlqFlags) addOutput(fs *pflag.FlagSet) {

@@ -212,6 +212,15 @@ func TestDLQUsageErrors(t *testing.T) {
 	if r.code != exitUsage || !strings.Contains(r.stderr, "select dead letters") {
 		t.Errorf("purge confirmed from the environment: exit %d\n%s", r.code, r.stderr)
 	}
+	// Nor are the other selectors: WARREN_TYPE, set for enqueue, must not
+	// select what a purge or replay removes.
+	for _, args := range [][]string{{"purge", "--yes"}, {"replay"}} {
+		cmd := args[0]
+		r := runCLI(t, map[string]string{"WARREN_TYPE": "email:send", "WARREN_LIMIT": "5", "WARREN_ERROR": "x", "WARREN_URL": deadURL}, "", append([]string{"dlq", cmd, "--queue", "q"}, args[1:]...)...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "select dead letters") {
+			t.Errorf("dlq %s took its selector from the environment: exit %d\n%s", cmd, r.code, r.stderr)
+		}
+	}
 }
 
 func TestDLQProgressBar(t *testing.T) {
