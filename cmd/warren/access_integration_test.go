@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,6 +174,16 @@ func TestLeastPrivilege(t *testing.T) {
 	if !strings.Contains(list.stdout, id) {
 		t.Fatalf("operator: dlq list lacks %s:\n%s", id, list.stdout)
 	}
+	// Export and import, with the operator's permissions only: the
+	// re-import finds its one dead letter already there.
+	exported := filepath.Join(t.TempDir(), "dead.ndjson")
+	mustOK("operator: dlq export", run(opURL, "dlq", "export", "--queue", q, "--file", exported))
+	imp := mustOK("operator: dlq import", run(opURL, "dlq", "import", "--queue", q, "--file", exported, "--output", "json"))
+	if !strings.Contains(strings.Join(strings.Fields(imp.stdout), ""), `"imported":0,"duplicates":1`) {
+		t.Errorf("operator: dlq import of what is already there: %s", imp.stdout)
+	}
+	refused("producer: dlq export", run(prodURL, "dlq", "export", "--queue", q, "--file", filepath.Join(t.TempDir(), "p.ndjson")), "configure permission")
+	refused("producer: dlq import", run(prodURL, "dlq", "import", "--queue", q, "--file", exported), "configure permission")
 	mustOK("operator: dlq replay", run(opURL, "dlq", "replay", "--queue", q, "--id", id))
 	conn := dialNode(t, opURL)
 	eventually(t, 10*time.Second, func() bool {
