@@ -46,9 +46,9 @@ func (c Config) withDefaults() Config {
 type Admin struct {
 	conn *broker.Conn
 	log  *slog.Logger
-	// unacked reads messages_unacknowledged per queue of vhost; nil means
-	// unknown. Replaced in tests.
-	unacked func(ctx context.Context, vhost string) (map[string]int, error)
+	// counts reads rabbitmqctl's message counts per queue of vhost; nil
+	// means unknown. Replaced in tests.
+	counts func(ctx context.Context, vhost string) (map[string]queueCounts, error)
 }
 
 // New returns an Admin working over conn. It panics if conn is nil.
@@ -57,7 +57,7 @@ func New(conn *broker.Conn, cfg Config) *Admin {
 		panic("admin: New: nil connection")
 	}
 	cfg = cfg.withDefaults()
-	return &Admin{conn: conn, log: cfg.Logger, unacked: rabbitmqctlUnacked}
+	return &Admin{conn: conn, log: cfg.Logger, counts: rabbitmqctlCounts}
 }
 
 // Filter selects dead letters. A dead letter matches when it matches every

@@ -1051,10 +1051,24 @@ func TestQueues(t *testing.T) {
 		t.Errorf("bad name: %v", err)
 	}
 	// A failing rabbitmqctl is not an error.
-	b.adm.unacked = func(context.Context, string) (map[string]int, error) { return nil, errors.New("no node") }
+	b.adm.counts = func(context.Context, string) (map[string]queueCounts, error) { return nil, errors.New("no node") }
 	infos, err = b.adm.Queues(b.ctx, []string{b.q})
-	if err != nil || infos[0].Unacked != -1 {
+	if err != nil || infos[0].Unacked != -1 || infos[0].DelayedHeld != -1 {
 		t.Errorf("with rabbitmqctl failing: %+v, %v", infos, err)
+	}
+	// Messages a delay level holds beyond its ready and unacked ones are
+	// dead-lettered and not yet confirmed by their queue: DelayedHeld.
+	b.adm.counts = func(context.Context, string) (map[string]queueCounts, error) {
+		return map[string]queueCounts{
+			b.q:                         {Messages: 5, Ready: 2, Unacked: 3},
+			broker.DelayExchange(0):     {Messages: 29},
+			broker.DelayExchange(3):     {Messages: 4, Ready: 3},
+			warren.DeadLetterQueue(b.q): {Messages: 2, Ready: 2},
+		}, nil
+	}
+	infos, err = b.adm.Queues(b.ctx, []string{b.q})
+	if err != nil || infos[0].Unacked != 3 || infos[0].DelayedHeld != 30 {
+		t.Errorf("with rabbitmqctl counts: %+v, %v; want Unacked 3, DelayedHeld 30", infos, err)
 	}
 	_ = ch.Close()
 	// Let the delayed task arrive before the queue is deleted.

@@ -35,7 +35,16 @@ type QueueInfo struct {
 	// Delayed counts every message waiting in the delay levels
 	// (warren.delay.*). All queues share the levels, so it is the same
 	// figure for each queue: tasks waiting to be retried or delivered later.
+	// It counts the levels' ready messages, so it leaves out DelayedHeld.
 	Delayed int
+	// DelayedHeld counts the messages the delay levels have passed on
+	// but that their queue has not confirmed yet: RabbitMQ 3.10's
+	// at-least-once dead-letter worker holds them (while the node of the
+	// queue's leader is down, for instance) and tries again every
+	// dead_letter_worker_publisher_confirm_timeout (docs/reliability.md,
+	// section 7). Shared by all queues, like Delayed; -1 when unknown, as
+	// Unacked.
+	DelayedHeld int
 	// Exists is false if the queue does not exist; the counts are 0 then.
 	Exists bool
 }
@@ -45,10 +54,10 @@ type QueueInfo struct {
 // does not exist is reported with Exists false, not as an error.
 //
 // The counts come from passive declares, so they are what the broker calls
-// ready messages. Unacked is -1 unless the connection goes to the local
-// node's default listener (localhost, 127.0.0.1 or ::1, port 5672) and
-// `rabbitmqctl list_queues` runs there within 5s; any failure to run it
-// just leaves -1.
+// ready messages. Unacked and DelayedHeld are -1 unless the connection goes
+// to the local node's default listener (localhost, 127.0.0.1 or ::1, port
+// 5672) and `rabbitmqctl list_queues` runs there within 5s; any failure to
+// run it just leaves -1.
 func (a *Admin) Queues(ctx context.Context, names []string) ([]QueueInfo, error) {
 	out := make([]QueueInfo, 0, len(names))
 	for _, name := range names {
@@ -63,15 +72,23 @@ func (a *Admin) Queues(ctx context.Context, names []string) ([]QueueInfo, error)
 	if err != nil {
 		return nil, err
 	}
-	var unacked map[string]int
-	if vhost, ok := localVhost(a.conn.URL()); ok && a.unacked != nil {
-		if unacked, err = a.unacked(ctx, vhost); err != nil {
+	var counts map[string]queueCounts
+	if vhost, ok := localVhost(a.conn.URL()); ok && a.counts != nil {
+		if counts, err = a.counts(ctx, vhost); err != nil {
 			a.log.Debug("admin: rabbitmqctl unavailable; unacked counts unknown", "err", err)
-			unacked = nil
+			counts = nil
+		}
+	}
+	held := -1
+	if counts != nil {
+		held = 0
+		for k := range broker.DelayLevels {
+			c := counts[broker.DelayExchange(k)]
+			held += max(0, c.Messages-c.Ready-c.Unacked)
 		}
 	}
 	for _, name := range names {
-		info := QueueInfo{Name: name, Unacked: -1, Delayed: delayed}
+		info := QueueInfo{Name: name, Unacked: -1, Delayed: delayed, DelayedHeld: held}
 		st, err := broker.Inspect(ctx, a.conn, name)
 		switch {
 		case errors.Is(err, broker.ErrQueueNotFound):
@@ -80,8 +97,8 @@ func (a *Admin) Queues(ctx context.Context, names []string) ([]QueueInfo, error)
 		default:
 			info.Exists = true
 			info.Ready, info.Consumers = st.Ready, st.Consumers
-			if n, ok := unacked[name]; ok {
-				info.Unacked = n
+			if c, ok := counts[name]; ok {
+				info.Unacked = c.Unacked
 			}
 		}
 		dl, err := broker.Inspect(ctx, a.conn, warren.DeadLetterQueue(name))
@@ -131,9 +148,14 @@ func localVhost(rawURL string) (string, bool) {
 	return u.Vhost, true
 }
 
-// rabbitmqctlUnacked asks rabbitmqctl for messages_unacknowledged of each
-// queue of vhost.
-func rabbitmqctlUnacked(ctx context.Context, vhost string) (map[string]int, error) {
+// queueCounts is what rabbitmqctl list_queues reports for one queue.
+type queueCounts struct {
+	Messages, Ready, Unacked int
+}
+
+// rabbitmqctlCounts asks rabbitmqctl for messages, messages_ready and
+// messages_unacknowledged of each queue of vhost.
+func rabbitmqctlCounts(ctx context.Context, vhost string) (map[string]queueCounts, error) {
 	path, err := exec.LookPath("rabbitmqctl")
 	if err != nil {
 		return nil, err
@@ -141,7 +163,7 @@ func rabbitmqctlUnacked(ctx context.Context, vhost string) (map[string]int, erro
 	ctx, cancel := context.WithTimeout(ctx, rabbitmqctlTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, "-q", "list_queues", "-p", vhost,
-		"name", "messages_unacknowledged", "--no-table-headers")
+		"name", "messages", "messages_ready", "messages_unacknowledged", "--no-table-headers")
 	cmd.WaitDelay = time.Second // its children may hold the pipe open
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -152,11 +174,12 @@ func rabbitmqctlUnacked(ctx context.Context, vhost string) (map[string]int, erro
 	return parseListQueues(out)
 }
 
-// parseListQueues reads "name<TAB>count" lines. Queue names of Warren hold
-// no white space; other lines are skipped. It fails if nothing parses from
-// non-empty output, which is then not what was asked for.
-func parseListQueues(out []byte) (map[string]int, error) {
-	m := make(map[string]int)
+// parseListQueues reads "name<TAB>messages<TAB>ready<TAB>unacked" lines.
+// Queue names of Warren hold no white space; other lines are skipped. It
+// fails if nothing parses from non-empty output, which is then not what
+// was asked for.
+func parseListQueues(out []byte) (map[string]queueCounts, error) {
+	m := make(map[string]queueCounts)
 	bad := 0
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -166,16 +189,25 @@ func parseListQueues(out []byte) (map[string]int, error) {
 			continue
 		}
 		fields := strings.Fields(line)
-		if len(fields) != 2 {
+		if len(fields) != 4 {
 			bad++
 			continue
 		}
-		n, err := strconv.Atoi(fields[1])
-		if err != nil || n < 0 {
+		var n [3]int
+		ok := true
+		for i, f := range fields[1:] {
+			v, err := strconv.Atoi(f)
+			if err != nil || v < 0 {
+				ok = false
+				break
+			}
+			n[i] = v
+		}
+		if !ok {
 			bad++
 			continue
 		}
-		m[fields[0]] = n
+		m[fields[0]] = queueCounts{Messages: n[0], Ready: n[1], Unacked: n[2]}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err

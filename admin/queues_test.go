@@ -6,12 +6,12 @@ import (
 )
 
 func TestParseListQueues(t *testing.T) {
-	out := []byte("emails\t3\nemails.dlq\t0\nwarren.delay.0\t12\n\n")
+	out := []byte("emails\t10\t7\t3\nemails.dlq\t0\t0\t0\nwarren.delay.0\t29\t0\t0\n\nshort\t1\n")
 	got, err := parseListQueues(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"emails": 3, "emails.dlq": 0, "warren.delay.0": 12}
+	want := map[string]queueCounts{"emails": {10, 7, 3}, "emails.dlq": {}, "warren.delay.0": {Messages: 29}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}

@@ -919,7 +919,7 @@ func TestDLQCommands(t *testing.T) {
 		t.Fatalf("queues --output json: %v\n%s", err, r.stdout)
 	}
 	r = ok(warrenRun(t, 30*time.Second, nil, "queues", "--queue", q))
-	if !strings.HasPrefix(r.stdout, "QUEUE") || !strings.Contains(r.stdout, q) {
+	if !strings.HasPrefix(r.stdout, "QUEUE") || !strings.Contains(r.stdout, "HELD") || !strings.Contains(r.stdout, q) {
 		t.Fatalf("queues table:\n%s", r.stdout)
 	}
 

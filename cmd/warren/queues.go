@@ -19,7 +19,13 @@ func (a *app) queuesCmd() *cobra.Command {
 		Short: "Show queue depths: ready, unacked, consumers, dead letters, delayed",
 		Long: `Show, for each queue, the tasks ready, delivered but not acked (when known),
 its consumers and its dead letters. DELAYED counts every task waiting in the
-delay levels, which all queues share (retries and delayed enqueues).`,
+delay levels, which all queues share (retries and delayed enqueues). HELD
+counts the tasks the delay levels have passed on but their queue has not
+confirmed yet: RabbitMQ 3.10 holds them while the node leading the queue is
+down, and tries again every dead_letter_worker_publisher_confirm_timeout
+(docs/reliability.md, section 7). UNACKED and HELD come from rabbitmqctl, so
+they are known ("?" otherwise) only when --url names the local node's
+default listener (localhost:5672) and rabbitmqctl runs here.`,
 		Example: `  warren queues --queue emails --queue reports
   warren queues --queue emails --output json | jq '.[0].dead_letters'`,
 		Args: cobra.NoArgs,
@@ -39,19 +45,15 @@ delay levels, which all queues share (retries and delayed enqueues).`,
 					return writeJSON(a.stdout, queuesJSON(infos))
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "QUEUE\tREADY\tUNACKED\tCONSUMERS\tDEAD\tDELAYED")
+				fmt.Fprintln(tw, "QUEUE\tREADY\tUNACKED\tCONSUMERS\tDEAD\tDELAYED\tHELD")
 				missing := 0
 				for _, q := range infos {
 					if !q.Exists {
 						missing++
-						fmt.Fprintf(tw, "%s\t-\t-\t-\t%d\t%d\t(no such queue)\n", q.Name, q.DeadLetters, q.Delayed)
+						fmt.Fprintf(tw, "%s\t-\t-\t-\t%d\t%d\t%s\t(no such queue)\n", q.Name, q.DeadLetters, q.Delayed, known(q.DelayedHeld))
 						continue
 					}
-					unacked := "?"
-					if q.Unacked >= 0 {
-						unacked = fmt.Sprint(q.Unacked)
-					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\n", q.Name, q.Ready, unacked, q.Consumers, q.DeadLetters, q.Delayed)
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\n", q.Name, q.Ready, known(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, known(q.DelayedHeld))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -69,6 +71,14 @@ delay levels, which all queues share (retries and delayed enqueues).`,
 	return cmd
 }
 
+// known prints a count that is -1 when unknown.
+func known(n int) string {
+	if n < 0 {
+		return "?"
+	}
+	return fmt.Sprint(n)
+}
+
 type queueJSON struct {
 	Name        string `json:"name"`
 	Exists      bool   `json:"exists"`
@@ -77,17 +87,22 @@ type queueJSON struct {
 	Consumers   int    `json:"consumers"`
 	DeadLetters int    `json:"dead_letters"`
 	Delayed     int    `json:"delayed"`
+	DelayedHeld *int   `json:"delayed_held"` // null when unknown
 }
 
 func queuesJSON(infos []admin.QueueInfo) []queueJSON {
 	out := make([]queueJSON, 0, len(infos))
 	for _, q := range infos {
-		j := queueJSON{Name: q.Name, Exists: q.Exists, Ready: q.Ready, Consumers: q.Consumers, DeadLetters: q.DeadLetters, Delayed: q.Delayed}
-		if q.Unacked >= 0 {
-			n := q.Unacked
-			j.Unacked = &n
-		}
-		out = append(out, j)
+		out = append(out, queueJSON{Name: q.Name, Exists: q.Exists, Ready: q.Ready, Unacked: orNull(q.Unacked),
+			Consumers: q.Consumers, DeadLetters: q.DeadLetters, Delayed: q.Delayed, DelayedHeld: orNull(q.DelayedHeld)})
 	}
 	return out
+}
+
+// orNull is nil for a count that is -1 (unknown).
+func orNull(n int) *int {
+	if n < 0 {
+		return nil
+	}
+	return &n
 }
