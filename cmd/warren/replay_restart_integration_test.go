@@ -1,0 +1,93 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/admin"
+)
+
+// TestReplayAcrossABrokerRestartReplaysExactlyOnce stops and starts the
+// (private) broker in the middle of `warren dlq replay --all` over 2,000
+// dead letters, then runs the replay again until the dead-letter queue is
+// empty: every dead letter must be in the queue exactly once, none lost.
+// The SIGKILL case is TestReplayKilledReplaysExactlyOnce.
+func TestReplayAcrossABrokerRestartReplaysExactlyOnce(t *testing.T) {
+	const n = 2000
+	node, _ := privateNode(t)
+	url := node.URL()
+	conn := dialNode(t, url)
+	q := "replay-restart-" + randomHex(4)
+	dlq := warren.DeadLetterQueue(q)
+	t.Cleanup(func() {
+		if ch, err := conn.Channel(); err == nil {
+			for _, name := range []string{q, dlq, admin.JournalQueue(q)} {
+				_, _ = ch.QueueDelete(name, false, false, false)
+			}
+			_ = ch.Close()
+		}
+	})
+	if r := runOn(t, url, time.Minute, nil, "topology", "declare", "--queue", q); r.code != 0 {
+		t.Fatalf("topology declare: exit %d\n%s", r.code, r.stderr)
+	}
+	all := fillDLQ(t, conn, q, n, oneType)
+	eventually(t, 30*time.Second, func() bool { return ready(t, conn, dlq) == n }, "dead letters not stored")
+
+	p := startOn(t, url, nil, "dlq", "replay", "--queue", q, "--all", "--output", "json")
+	eventually(t, 2*time.Minute, func() bool { return p.exited() || ready(t, conn, q) >= 300 }, "the replay to get going")
+	if p.exited() {
+		t.Fatalf("the replay ended before the restart (exit %d): %s", p.code, tail(p.log.String(), 500))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := node.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code := p.wait(2 * time.Minute)
+	t.Logf("the replay interrupted by the restart exited %d: %s", code, strings.TrimSpace(tail(p.log.String(), 300)))
+	if err := conn.Await(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after the restart: %d in %s, %d in %s", ready(t, conn, q), q, ready(t, conn, dlq), dlq)
+
+	resumed := 0
+	eventually(t, 3*time.Minute, func() bool {
+		r := runOn(t, url, 2*time.Minute, nil, "dlq", "replay", "--queue", q, "--all", "--output", "json")
+		if r.code != 0 {
+			if strings.Contains(r.stderr, "busy") {
+				return false
+			}
+			t.Fatalf("replay after the restart: exit %d\n%s", r.code, r.stderr)
+		}
+		var res replayJSON
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+			t.Fatalf("replay output: %v\n%s", err, r.stdout)
+		}
+		resumed += res.Resumed
+		t.Logf("replay after the restart: replayed %d, resumed %d", res.Replayed, res.Resumed)
+		return ready(t, conn, dlq) == 0
+	}, "the DLQ to empty")
+
+	seen := make(map[string]int, n)
+	for _, m := range getAll(t, conn, q) {
+		seen[m.MessageId]++
+	}
+	for _, id := range all {
+		if seen[id] != 1 {
+			t.Errorf("task %s is in %s %d times", id, q, seen[id])
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%s holds %d distinct tasks, want %d", q, len(seen), n)
+	}
+	t.Logf("%d dead letters replayed once each across a broker restart; the rerun removed %d already replayed", n, resumed)
+}
