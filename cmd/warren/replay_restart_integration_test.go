@@ -5,12 +5,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
+	"github.com/warrenq/warren/internal/testbroker"
 )
 
 // TestReplayAcrossABrokerRestartReplaysExactlyOnce stops and starts the
@@ -90,4 +92,46 @@ func TestReplayAcrossABrokerRestartReplaysExactlyOnce(t *testing.T) {
 		t.Errorf("%s holds %d distinct tasks, want %d", q, len(seen), n)
 	}
 	t.Logf("%d dead letters replayed once each across a broker restart; the rerun removed %d already replayed", n, resumed)
+}
+
+// TestReplayInterruptedBySIGINTReplaysExactlyOnce: Ctrl-C in the middle of
+// `warren dlq replay --all` stops it (exit 1, with a summary of what it
+// did), and the next run finishes the job: every dead letter in the queue
+// exactly once.
+func TestReplayInterruptedBySIGINTReplaysExactlyOnce(t *testing.T) {
+	const n = 1500
+	conn := testbroker.Dial(t)
+	q := dlqQueue(t, conn)
+	dlq := warren.DeadLetterQueue(q)
+	all := fillDLQ(t, conn, q, n, oneType)
+	eventually(t, 30*time.Second, func() bool { return ready(t, conn, dlq) == n }, "dead letters not stored")
+
+	p := startWarren(t, nil, "dlq", "replay", "--queue", q, "--all")
+	eventually(t, time.Minute, func() bool { return p.exited() || ready(t, conn, q) >= 200 }, "the replay to get going")
+	if p.exited() {
+		t.Fatalf("the replay ended before the interrupt (exit %d)", p.code)
+	}
+	p.signal(os.Interrupt)
+	if code := p.wait(30 * time.Second); code != 1 {
+		t.Fatalf("replay after SIGINT: exit %d, want 1; stderr:\n%s", code, tail(p.log.String(), 1000))
+	}
+	if !strings.Contains(p.log.String(), "replayed") {
+		t.Errorf("no summary after SIGINT:\n%s", tail(p.log.String(), 1000))
+	}
+	r := warrenRun(t, 2*time.Minute, nil, "dlq", "replay", "--queue", q, "--all", "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("replay after the interrupt: exit %d\n%s", r.code, r.stderr)
+	}
+	if got := ready(t, conn, dlq); got != 0 {
+		t.Fatalf("%d dead letters left after the second run", got)
+	}
+	seen := make(map[string]int, n)
+	for _, m := range getAll(t, conn, q) {
+		seen[m.MessageId]++
+	}
+	for _, id := range all {
+		if seen[id] != 1 {
+			t.Errorf("task %s is in %s %d times", id, q, seen[id])
+		}
+	}
 }
