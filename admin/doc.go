@@ -1,12 +1,13 @@
 // Package admin inspects and repairs Warren queues over AMQP: it lists,
-// shows, replays, purges, exports and imports dead letters, and reports
-// queue depths. The CLI's `warren dlq` and `warren queues` commands are
-// thin layers over it.
+// shows, groups, replays, purges, exports and imports dead letters, and
+// reports queue depths. The CLI's `warren dlq` and `warren queues` commands
+// are thin layers over it.
 //
 // An Admin works on one broker.Conn and is safe for concurrent use:
 //
 //	adm := admin.New(conn, admin.Config{})
 //	dead, err := adm.List(ctx, "emails", admin.Filter{Types: []string{"email:send"}})
+//	causes, err := adm.Group(ctx, "emails", admin.Filter{}, admin.ByError)
 //	res, err := adm.Replay(ctx, "emails", admin.Filter{IDs: ids}, admin.ReplayOptions{})
 //
 // Every operation names the Warren queue Q; its dead letters live in

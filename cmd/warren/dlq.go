@@ -172,11 +172,11 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 				ctx := cmd.Context()
 				switch {
 				case groupBy != "":
-					g := newGrouper(groupBy)
-					if err := adm.Each(ctx, f.queue, flt, func(dl admin.DeadLetter) error { g.add(dl); return nil }); err != nil {
+					groups, err := adm.Group(ctx, f.queue, flt, admin.GroupBy(groupBy))
+					if err != nil {
 						return err
 					}
-					return writeGroups(a.stdout, f.output, groupBy, g.sorted())
+					return writeGroups(a.stdout, f.output, groupBy, groupsJSON(groups))
 				case f.output == "ndjson":
 					enc := json.NewEncoder(a.stdout)
 					return adm.Each(ctx, f.queue, flt, func(dl admin.DeadLetter) error { return enc.Encode(newDeadLetterJSON(dl)) })

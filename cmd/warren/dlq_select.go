@@ -1,14 +1,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -101,53 +99,20 @@ type group struct {
 	NewestFail *time.Time `json:"last_failed_at,omitempty"`
 }
 
-// grouper gathers groups in the order their keys first appear.
-type grouper struct {
-	by     string // "error" or "type"
-	index  map[string]int
-	groups []group
-}
-
-func newGrouper(by string) *grouper { return &grouper{by: by, index: make(map[string]int)} }
-
-func (g *grouper) add(dl admin.DeadLetter) {
-	key := dl.Type
-	if g.by == "error" {
-		key = admin.Fingerprint(dl.Error)
-		if key == "" && dl.Reason != "" {
-			key = "(no error: " + string(dl.Reason) + ")"
-		}
-	}
-	i, ok := g.index[key]
-	if !ok {
-		i = len(g.groups)
-		g.index[key] = i
-		gr := group{Key: key, ExampleID: dl.ID}
-		if g.by == "error" {
-			gr.Example = firstLine(dl.Error, 200)
-		}
-		g.groups = append(g.groups, gr)
-	}
-	gr := &g.groups[i]
-	gr.Count++
-	if at := dl.FailedAt; !at.IsZero() {
-		at = at.UTC()
-		if gr.OldestFail == nil || at.Before(*gr.OldestFail) {
+// groupsJSON turns the API's groups into the CLI's.
+func groupsJSON(in []admin.Group) []group {
+	out := make([]group, 0, len(in))
+	for _, g := range in {
+		gr := group{Key: g.Key, Count: g.Count, ExampleID: g.ExampleID, Example: g.Example}
+		if !g.OldestFailure.IsZero() {
+			at := g.OldestFailure
 			gr.OldestFail = &at
 		}
-		if gr.NewestFail == nil || at.After(*gr.NewestFail) {
-			t := at
-			gr.NewestFail = &t
+		if !g.NewestFailure.IsZero() {
+			at := g.NewestFailure
+			gr.NewestFail = &at
 		}
-	}
-}
-
-// sorted returns the groups, largest first (ties in order of appearance).
-func (g *grouper) sorted() []group {
-	out := slices.Clone(g.groups)
-	slices.SortStableFunc(out, func(a, b group) int { return cmp.Compare(b.Count, a.Count) })
-	if out == nil {
-		out = []group{}
+		out = append(out, gr)
 	}
 	return out
 }

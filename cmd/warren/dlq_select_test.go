@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
 )
 
@@ -40,23 +39,14 @@ func TestParseWhen(t *testing.T) {
 	}
 }
 
-func TestGrouper(t *testing.T) {
+func TestWriteGroups(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	dls := []admin.DeadLetter{
-		{ID: "1", Type: "a", Error: "dial tcp 10.0.0.7:5432: connection refused", FailedAt: t0},
-		{ID: "2", Type: "b", Error: "timeout after 30s"},
-		{ID: "3", Type: "a", Error: "dial tcp 10.0.0.9:5432: connection refused", FailedAt: t0.Add(time.Hour)},
-		{ID: "4", Type: "a", Reason: warren.ReasonDeliveryLimit},
-	}
-	g := newGrouper("error")
-	for _, dl := range dls {
-		g.add(dl)
-	}
-	got := g.sorted()
-	if len(got) != 3 || got[0].Key != "dial tcp <addr>: connection refused" || got[0].Count != 2 || got[0].ExampleID != "1" ||
-		!got[0].OldestFail.Equal(t0) || !got[0].NewestFail.Equal(t0.Add(time.Hour)) || got[1].Key != "timeout after <n>s" ||
-		got[2].Key != "(no error: delivery_limit)" {
-		t.Fatalf("groups by error: %+v", got)
+	got := groupsJSON([]admin.Group{
+		{Key: "dial tcp <addr>: connection refused", Count: 2, ExampleID: "1", OldestFailure: t0, NewestFailure: t0.Add(time.Hour)},
+		{Key: "(no error: delivery_limit)", Count: 1, ExampleID: "4"},
+	})
+	if got[0].OldestFail == nil || !got[0].OldestFail.Equal(t0) || got[1].OldestFail != nil || got[1].NewestFail != nil {
+		t.Fatalf("groupsJSON: %+v", got)
 	}
 	var b strings.Builder
 	if err := writeGroups(&b, "table", "error", got); err != nil {
@@ -65,11 +55,11 @@ func TestGrouper(t *testing.T) {
 	if !strings.HasPrefix(b.String(), "COUNT") || !strings.Contains(b.String(), "2      2025-03-01T12:00:00Z") {
 		t.Errorf("table:\n%s", b.String())
 	}
-	g = newGrouper("type")
-	for _, dl := range dls {
-		g.add(dl)
+	b.Reset()
+	if err := writeGroups(&b, "json", "error", got); err != nil {
+		t.Fatal(err)
 	}
-	if got := g.sorted(); len(got) != 2 || got[0].Key != "a" || got[0].Count != 3 {
-		t.Fatalf("groups by type: %+v", got)
+	if !strings.Contains(b.String(), `"first_failed_at": "2025-03-01T12:00:00Z"`) || strings.Count(b.String(), "first_failed_at") != 1 {
+		t.Errorf("json:\n%s", b.String())
 	}
 }

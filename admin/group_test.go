@@ -1,0 +1,41 @@
+package admin
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren"
+)
+
+func TestGrouper(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	dls := []DeadLetter{
+		{ID: "1", Type: "a", Error: "dial tcp 10.0.0.7:5432: connection refused", FailedAt: t0},
+		{ID: "2", Type: "b", Error: "timeout after 30s"},
+		{ID: "3", Type: "a", Error: "dial tcp 10.0.0.9:5432: connection refused", FailedAt: t0.Add(time.Hour)},
+		{ID: "4", Type: "a", Reason: warren.ReasonDeliveryLimit},
+		{ID: "5", Type: "b", Error: "line one\nline two " + strings.Repeat("x", 300)},
+	}
+	g := grouper{by: ByError, index: map[string]int{}}
+	for _, dl := range dls {
+		g.add(dl)
+	}
+	got := g.sorted()
+	if len(got) != 4 || got[0].Key != "dial tcp <addr>: connection refused" || got[0].Count != 2 || got[0].ExampleID != "1" ||
+		got[0].Example != "dial tcp 10.0.0.7:5432: connection refused" ||
+		!got[0].OldestFailure.Equal(t0) || !got[0].NewestFailure.Equal(t0.Add(time.Hour)) || got[1].Key != "timeout after <n>s" ||
+		!got[1].OldestFailure.IsZero() || got[2].Key != "(no error: delivery_limit)" || got[3].Example != "line one …" {
+		t.Fatalf("groups by error: %+v", got)
+	}
+	g = grouper{by: ByType, index: map[string]int{}}
+	for _, dl := range dls {
+		g.add(dl)
+	}
+	if got := g.sorted(); len(got) != 2 || got[0].Key != "a" || got[0].Count != 3 || got[0].Example != "" || got[1].Count != 2 {
+		t.Fatalf("groups by type: %+v", got)
+	}
+	if got := (&grouper{}).sorted(); got == nil || len(got) != 0 {
+		t.Fatalf("no groups: %#v, want an empty slice", got)
+	}
+}
