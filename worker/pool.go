@@ -285,11 +285,6 @@ func (p *Pool) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return errors.New("worker: Pool.Run called twice")
 	}
-	if !p.cfg.NoDeclare {
-		p.conn.OnReconnect(func(ctx context.Context, c *broker.Conn) error {
-			return broker.Declare(ctx, c, p.cfg.QueueOptions, p.cfg.Queues...)
-		})
-	}
 	pubs, starting, err := p.start(ctx)
 	if err != nil {
 		if ctx.Err() != nil && broker.Transient(err) {
@@ -299,6 +294,14 @@ func (p *Pool) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer pubs.close()
+	if !p.cfg.NoDeclare {
+		// Only once the queues were declared: a hook that fails (the queue
+		// declared with other options) would fail every reconnect of a
+		// connection others may share.
+		p.conn.OnReconnect(func(ctx context.Context, c *broker.Conn) error {
+			return broker.Declare(ctx, c, p.cfg.QueueOptions, p.cfg.Queues...)
+		})
+	}
 
 	// hardCtx is what handlers run under: it ends ShutdownTimeout after ctx.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
