@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // GroupBy names what Group counts dead letters by.
@@ -32,8 +30,7 @@ type Group struct {
 	Count int
 	// ExampleID is the ID of the group's first dead letter in queue order.
 	ExampleID string
-	// Example is that dead letter's error, its first line cut to 200
-	// runes (ByError only).
+	// Example is that dead letter's error, as written (ByError only).
 	Example string
 	// OldestFailure and NewestFailure span the group's failure times; zero
 	// when none of its dead letters has one.
@@ -77,7 +74,7 @@ func (g *grouper) add(dl DeadLetter) {
 		g.index[key] = i
 		gr := Group{Key: key, ExampleID: dl.ID}
 		if g.by == ByError {
-			gr.Example = firstLine(dl.Error, 200)
+			gr.Example = dl.Error
 		}
 		g.groups = append(g.groups, gr)
 	}
@@ -102,18 +99,4 @@ func (g *grouper) sorted() []Group {
 		out = []Group{}
 	}
 	return out
-}
-
-// firstLine is s's first line, trimmed, marked with " …" when more lines
-// follow, and cut to n runes.
-func firstLine(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = strings.TrimSpace(s[:i]) + " …"
-	}
-	if utf8.RuneCountInString(s) > n {
-		r := []rune(s)
-		s = string(r[:n-1]) + "…"
-	}
-	return s
 }

@@ -103,7 +103,7 @@ type group struct {
 func groupsJSON(in []admin.Group) []group {
 	out := make([]group, 0, len(in))
 	for _, g := range in {
-		gr := group{Key: g.Key, Count: g.Count, ExampleID: g.ExampleID, Example: g.Example}
+		gr := group{Key: g.Key, Count: g.Count, ExampleID: g.ExampleID, Example: firstLine(g.Example, 200)}
 		if !g.OldestFailure.IsZero() {
 			at := g.OldestFailure
 			gr.OldestFail = &at

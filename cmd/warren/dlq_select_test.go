@@ -44,7 +44,11 @@ func TestWriteGroups(t *testing.T) {
 	got := groupsJSON([]admin.Group{
 		{Key: "dial tcp <addr>: connection refused", Count: 2, ExampleID: "1", OldestFailure: t0, NewestFailure: t0.Add(time.Hour)},
 		{Key: "(no error: delivery_limit)", Count: 1, ExampleID: "4"},
+		{Key: "panic: <x>", Count: 1, ExampleID: "5", Example: "panic: boom\ngoroutine 1 [running]:"},
 	})
+	if got[2].Example != "panic: boom …" {
+		t.Errorf("example %q, want its first line", got[2].Example)
+	}
 	if got[0].OldestFail == nil || !got[0].OldestFail.Equal(t0) || got[1].OldestFail != nil || got[1].NewestFail != nil {
 		t.Fatalf("groupsJSON: %+v", got)
 	}
