@@ -93,9 +93,23 @@ func TestReplayKilledReplaysExactlyOnce(t *testing.T) {
 		t.Fatalf("only %d runs were killed mid-replay", kills)
 	}
 
-	resumed := 0
-	eventually(t, 2*time.Minute, func() bool {
-		r := warrenRun(t, time.Minute, nil, "dlq", "replay", "--queue", q, "--all", "--output", "json")
+	resumed := replayUntilEmpty(t, 2*time.Minute, func() cliResult {
+		return warrenRun(t, time.Minute, nil, "dlq", "replay", "--queue", q, "--all", "--output", "json")
+	}, conn, dlq)
+	t.Logf("%d kills; the final runs removed %d dead letters already replayed", kills, resumed)
+	eachOnce(t, conn, q, all)
+	if got := ready(t, conn, dlq); got != 0 {
+		t.Errorf("%s holds %d", dlq, got)
+	}
+}
+
+// replayUntilEmpty runs replay (a dlq replay --all --output json) again
+// while another holds the lock ("busy"), until dlq is empty, and returns
+// how many dead letters the runs found already replayed (Resumed).
+func replayUntilEmpty(t *testing.T, d time.Duration, replay func() cliResult, conn *broker.Conn, dlq string) (resumed int) {
+	t.Helper()
+	eventually(t, d, func() bool {
+		r := replay()
 		if r.code != 0 {
 			if strings.Contains(r.stderr, "busy") {
 				return false
@@ -107,12 +121,16 @@ func TestReplayKilledReplaysExactlyOnce(t *testing.T) {
 			t.Fatalf("replay output: %v\n%s", err, r.stdout)
 		}
 		resumed += res.Resumed
-		t.Logf("final run: replayed %d, resumed %d", res.Replayed, res.Resumed)
+		t.Logf("replay: replayed %d, resumed %d", res.Replayed, res.Resumed)
 		return ready(t, conn, dlq) == 0
 	}, "the DLQ to empty")
-	t.Logf("%d kills; the final runs removed %d dead letters already replayed", kills, resumed)
+	return resumed
+}
 
-	seen := make(map[string]int, n)
+// eachOnce checks that q holds every task of all exactly once, and nothing else.
+func eachOnce(t *testing.T, conn *broker.Conn, q string, all []string) {
+	t.Helper()
+	seen := make(map[string]int, len(all))
 	for _, m := range getAll(t, conn, q) {
 		seen[m.MessageId]++
 	}
@@ -121,11 +139,8 @@ func TestReplayKilledReplaysExactlyOnce(t *testing.T) {
 			t.Errorf("task %s is in %s %d times", id, q, seen[id])
 		}
 	}
-	if len(seen) != n {
-		t.Errorf("%s holds %d distinct tasks, want %d", q, len(seen), n)
-	}
-	if got := ready(t, conn, dlq); got != 0 {
-		t.Errorf("%s holds %d", dlq, got)
+	if len(seen) != len(all) {
+		t.Errorf("%s holds %d distinct tasks, want %d", q, len(seen), len(all))
 	}
 }
 

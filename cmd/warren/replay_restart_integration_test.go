@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -61,36 +60,10 @@ func TestReplayAcrossABrokerRestartReplaysExactlyOnce(t *testing.T) {
 	}
 	t.Logf("after the restart: %d in %s, %d in %s", ready(t, conn, q), q, ready(t, conn, dlq), dlq)
 
-	resumed := 0
-	eventually(t, 3*time.Minute, func() bool {
-		r := runOn(t, url, 2*time.Minute, nil, "dlq", "replay", "--queue", q, "--all", "--output", "json")
-		if r.code != 0 {
-			if strings.Contains(r.stderr, "busy") {
-				return false
-			}
-			t.Fatalf("replay after the restart: exit %d\n%s", r.code, r.stderr)
-		}
-		var res replayJSON
-		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
-			t.Fatalf("replay output: %v\n%s", err, r.stdout)
-		}
-		resumed += res.Resumed
-		t.Logf("replay after the restart: replayed %d, resumed %d", res.Replayed, res.Resumed)
-		return ready(t, conn, dlq) == 0
-	}, "the DLQ to empty")
-
-	seen := make(map[string]int, n)
-	for _, m := range getAll(t, conn, q) {
-		seen[m.MessageId]++
-	}
-	for _, id := range all {
-		if seen[id] != 1 {
-			t.Errorf("task %s is in %s %d times", id, q, seen[id])
-		}
-	}
-	if len(seen) != n {
-		t.Errorf("%s holds %d distinct tasks, want %d", q, len(seen), n)
-	}
+	resumed := replayUntilEmpty(t, 3*time.Minute, func() cliResult {
+		return runOn(t, url, 2*time.Minute, nil, "dlq", "replay", "--queue", q, "--all", "--output", "json")
+	}, conn, dlq)
+	eachOnce(t, conn, q, all)
 	t.Logf("%d dead letters replayed once each across a broker restart; the rerun removed %d already replayed", n, resumed)
 }
 
@@ -125,13 +98,5 @@ func TestReplayInterruptedBySIGINTReplaysExactlyOnce(t *testing.T) {
 	if got := ready(t, conn, dlq); got != 0 {
 		t.Fatalf("%d dead letters left after the second run", got)
 	}
-	seen := make(map[string]int, n)
-	for _, m := range getAll(t, conn, q) {
-		seen[m.MessageId]++
-	}
-	for _, id := range all {
-		if seen[id] != 1 {
-			t.Errorf("task %s is in %s %d times", id, q, seen[id])
-		}
-	}
+	eachOnce(t, conn, q, all)
 }
