@@ -3,10 +3,10 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"crypto/x509"
 	"math/rand/v2"
 	"net"
 	"net/url"
