@@ -133,6 +133,10 @@ const MaxQueueNameLen = 200
 // DeadLetterQueue returns the name of queue's dead-letter queue.
 func DeadLetterQueue(queue string) string { return queue + ".dlq" }
 
+// IsDeadLetterQueue reports whether queue is named as a dead-letter queue
+// (see DeadLetterQueue).
+func IsDeadLetterQueue(queue string) bool { return strings.HasSuffix(queue, ".dlq") }
+
 // ErrInvalidQueueName is returned for a queue name Warren cannot route.
 var ErrInvalidQueueName = errors.New("warren: invalid queue name")
 

@@ -198,7 +198,7 @@ func (m *Metrics) labels(queue, typ string) labels {
 	return l
 }
 
-var outcomes = []worker.Outcome{worker.Succeeded, worker.Skipped, worker.Retried, worker.DeadLettered, worker.Requeued, worker.Voided}
+var outcomes = []worker.Outcome{worker.Succeeded, worker.Skipped, worker.Retried, worker.DeadLettered, worker.Requeued, worker.Voided, worker.Held}
 
 // Enqueued implements producer.Observer.
 func (m *Metrics) Enqueued(queue, taskType string, err error, latency time.Duration) {
