@@ -179,6 +179,66 @@ func Fit(msg *amqp.Publishing, budget int) (trimmed bool, err error) {
 	return trimmed, oversized(size, budget)
 }
 
+// CheckSize returns ErrOversized, with the sizes, when msg's properties
+// take more than budget bytes (see HeaderBudget); budget 0 means no limit.
+// Unlike Fit it changes nothing.
+func CheckSize(msg *amqp.Publishing, budget int) error {
+	if size := PropertiesSize(msg); budget > 0 && size > budget {
+		return oversized(size, budget)
+	}
+	return nil
+}
+
+// oversized is the ErrOversized of a message of size against budget.
 func oversized(size, budget int) error {
 	return fmt.Errorf("%w: its properties and headers take %d bytes, more than the %d this broker's frame size leaves", ErrOversized, size, budget)
 }
+
+// CheckHeaders reports headers that a client like amqp091-go could not
+// read back: tables or arrays nested more than MaxHeaderDepth deep or
+// holding more than MaxHeaderEntries entries. RabbitMQ accepts them, so
+// Warren refuses them before it publishes.
+func CheckHeaders(h amqp.Table) error {
+	return checkTable(h, 0)
+}
+
+func checkTable(t amqp.Table, depth int) error {
+	if depth > MaxHeaderDepth {
+		return fmt.Errorf("%w: headers nested more than %d deep", ErrUnreadableHeaders, MaxHeaderDepth)
+	}
+	if len(t) > MaxHeaderEntries {
+		return fmt.Errorf("%w: a header table holds %d entries, more than %d", ErrUnreadableHeaders, len(t), MaxHeaderEntries)
+	}
+	for _, v := range t {
+		if err := checkValue(v, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkValue(v any, depth int) error {
+	switch v := v.(type) {
+	case amqp.Table:
+		return checkTable(v, depth+1)
+	case map[string]any:
+		return checkTable(v, depth+1)
+	case []any:
+		if depth+1 > MaxHeaderDepth {
+			return fmt.Errorf("%w: headers nested more than %d deep", ErrUnreadableHeaders, MaxHeaderDepth)
+		}
+		if len(v) > MaxHeaderEntries {
+			return fmt.Errorf("%w: a header array holds %d elements, more than %d", ErrUnreadableHeaders, len(v), MaxHeaderEntries)
+		}
+		for _, e := range v {
+			if err := checkValue(e, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ErrUnreadableHeaders is returned for headers that Warren's client (and
+// others) could not read back once published: see CheckHeaders.
+var ErrUnreadableHeaders = errors.New("broker: headers this client could not read back")
