@@ -3,9 +3,14 @@
 package broker_test
 
 import (
+	"encoding/binary"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
@@ -80,5 +85,75 @@ func TestGuardKeepsTheConnectionThroughUnreadableHeaders(t *testing.T) {
 	}
 	if n := conn.Unreadable(); n != 3 {
 		t.Errorf("Unreadable() = %d, want 3", n)
+	}
+}
+
+// recordingConn keeps what the client writes.
+type recordingConn struct {
+	net.Conn
+	mu  sync.Mutex
+	out []byte
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.out = append(c.out, p...)
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestPropertiesSizeMatchesTheWire publishes messages with every kind of
+// header value and compares broker.PropertiesSize with the content header
+// frame amqp091-go actually wrote.
+func TestPropertiesSizeMatchesTheWire(t *testing.T) {
+	var rec *recordingConn
+	dial := amqp.DefaultDial(10 * time.Second)
+	c, err := amqp.DialConfig(testbroker.URL(), amqp.Config{Dial: func(n, a string) (net.Conn, error) {
+		conn, err := dial(n, a)
+		if err != nil {
+			return nil, err
+		}
+		rec = &recordingConn{Conn: conn}
+		return rec, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []amqp.Publishing{
+		{},
+		{ContentType: "application/json", MessageId: "m", Type: "t", DeliveryMode: 2, Timestamp: time.Now(), Priority: 1,
+			CorrelationId: "c", ReplyTo: "r", Expiration: "60000", AppId: "a", ContentEncoding: "gzip"},
+		{Headers: amqp.Table{"bool": true, "byte": byte(1), "i8": int8(1), "i16": int16(1), "u16": uint16(1), "int": 1, "i32": int32(1),
+			"u32": uint32(1), "i64": int64(1), "f32": float32(1), "f64": 1.0, "dec": amqp.Decimal{Scale: 1, Value: 1}, "s": "string",
+			"bytes": []byte{1, 2, 3}, "time": time.Now(), "nil": nil, "arr": []any{"a", int32(1), amqp.Table{"x": "y"}},
+			"table": amqp.Table{"nested": amqp.Table{"deeper": []any{}}}}},
+	}
+	for i, msg := range msgs {
+		rec.mu.Lock()
+		rec.out = nil
+		rec.mu.Unlock()
+		if err := ch.Publish("", "no-such-queue-"+t.Name(), false, false, msg); err != nil {
+			t.Fatal(err)
+		}
+		rec.mu.Lock()
+		b := rec.out
+		rec.mu.Unlock()
+		got := -1
+		for len(b) >= 8 {
+			size := int(binary.BigEndian.Uint32(b[3:7]))
+			if b[0] == 2 {
+				got = size
+				break
+			}
+			b = b[7+size+1:]
+		}
+		if want := broker.PropertiesSize(&msg); got != want {
+			t.Errorf("message %d: the client wrote a %d-byte content header, PropertiesSize says %d", i, got, want)
+		}
 	}
 }
