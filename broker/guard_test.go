@@ -13,13 +13,17 @@ import (
 
 // Test encoders of AMQP field tables, written by hand from the spec.
 
-func longstr(s []byte) []byte { return append(binary.BigEndian.AppendUint32(nil, uint32(len(s))), s...) }
+func longstr(s []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(s))), s...)
+}
 
 func entry(key string, value []byte) []byte {
 	return append(append([]byte{byte(len(key))}, key...), value...)
 }
 
-func tableField(entries ...[]byte) []byte { return append([]byte{'F'}, longstr(bytes.Join(entries, nil))...) }
+func tableField(entries ...[]byte) []byte {
+	return append([]byte{'F'}, longstr(bytes.Join(entries, nil))...)
+}
 
 func nested(depth int) []byte {
 	v := append([]byte{'I'}, 0, 0, 0, 1)
@@ -33,7 +37,7 @@ func nested(depth int) []byte {
 // given headers table body, a delivery mode and a message ID.
 func headerPayload(headers []byte) []byte {
 	p := []byte{0, 60, 0, 0}
-	p = binary.BigEndian.AppendUint64(p, 5)                                           // body size
+	p = binary.BigEndian.AppendUint64(p, 5)                                         // body size
 	p = binary.BigEndian.AppendUint16(p, flagContentType|flagHeaders|0x1000|0x0080) // + delivery mode, message id
 	p = append(p, 4)
 	p = append(p, "text"...)
