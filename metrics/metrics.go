@@ -133,7 +133,7 @@ func New(cfg Config) (*Metrics, error) {
 		}, []string{"queue", "type"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warren_tasks_finished_total",
-			Help: "Deliveries settled, by outcome: succeeded, skipped, retried, dead_lettered, requeued or voided.",
+			Help: "Deliveries settled, by outcome: succeeded, skipped, retried, dead_lettered, requeued, voided or held.",
 		}, []string{"queue", "type", "outcome"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warren_tasks_failed_total",

@@ -729,6 +729,9 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	default:
 		ev.Delay = dec.Delay
 		ev.Outcome = p.retryLater(hardCtx, pubs, d, t, err, dur, dec.Delay)
+		if ev.Outcome == DeadLettered { // the retry could not fit in a frame
+			ev.Reason, ev.Delay = warren.ReasonOversized, 0
+		}
 	}
 }
 
