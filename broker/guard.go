@@ -54,6 +54,7 @@ type guardConn struct {
 	rewritten *atomic.Uint64
 
 	pending []byte // bytes of an inspected frame not handed out yet
+	buf     []byte // holds pending's frame; reused
 	through int    // bytes of the current frame to pass through unchanged
 }
 
@@ -125,7 +126,11 @@ func (g *guardConn) next(nonBlocking bool) error {
 	if nonBlocking && g.r.Buffered() < total {
 		return errWouldBlock
 	}
-	frame := make([]byte, total)
+	// pending is drained before the next frame: its buffer is reused.
+	if cap(g.buf) < total {
+		g.buf = make([]byte, max(total, 512))
+	}
+	frame := g.buf[:total]
 	if _, err := io.ReadFull(g.r, frame); err != nil {
 		return err
 	}

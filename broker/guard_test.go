@@ -212,3 +212,38 @@ func FuzzGuardHeader(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkGuardRead reads deliveries (method, content header with a few
+// headers, 256-byte body) through the guard, as amqp091-go's bufio reader
+// does, against the same stream read directly.
+func BenchmarkGuardRead(b *testing.B) {
+	one := bytes.Join([][]byte{
+		frame(frameMethodType, 1, make([]byte, 40)),
+		frame(frameHeaderType, 1, headerPayload(bytes.Join([][]byte{
+			entry("warren-attempt", []byte{'I', 0, 0, 0, 2}),
+			entry("warren-queue", append([]byte{'S'}, longstr([]byte("emails"))...)),
+		}, nil))),
+		frame(3, 1, make([]byte, 256)),
+	}, nil)
+	stream := bytes.Repeat(one, 1000)
+	for _, guarded := range []bool{false, true} {
+		name := "bare"
+		if guarded {
+			name = "guard"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(stream)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var r io.Reader = bytes.NewReader(stream)
+				if guarded {
+					r = testGuard(stream)
+				}
+				br := bufio.NewReaderSize(r, 4096)
+				if _, err := io.Copy(io.Discard, br); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
