@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/testbroker"
@@ -150,5 +152,79 @@ func TestHostileMessagesAffectThemselvesAlone(t *testing.T) {
 	}
 	if n := e.ready(t, e.queue); n != 0 {
 		t.Errorf("%d messages left in the queue", n)
+	}
+}
+
+// TestUnreadableOnAQueueWithoutDeadLetterTargetIsHeld: a worker that did
+// not declare its queue (NoDeclare) cannot know that a reject would reach a
+// dead-letter queue; it must not drop the message, nor loop on it. It holds
+// the delivery unacked (outcome Held), runs the others, and after it stops
+// the message is back in the queue, whole.
+func TestUnreadableOnAQueueWithoutDeadLetterTargetIsHeld(t *testing.T) {
+	conn := testbroker.Dial(t)
+	q := testbroker.Queue(t, conn)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil { // no dead-letter target
+		t.Fatal(err)
+	}
+	_ = ch.Close()
+	testbroker.PublishForeign(t, q,
+		testbroker.Foreign{ID: "a", Type: "job", Body: "{}"},
+		testbroker.Foreign{ID: "deep", Type: "job", Body: "{}", Deep: 40},
+		testbroker.Foreign{ID: "b", Type: "job", Body: "{}"},
+	)
+	ran := make(chan string, 3)
+	h := worker.HandlerFunc(func(ctx context.Context, task *warren.Task) error { ran <- task.ID; return nil })
+	pool, err := worker.New(conn, h, worker.Config{Queues: []string{q}, NoDeclare: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pool.Run(ctx) }()
+	got := map[string]bool{}
+	for len(got) < 2 {
+		select {
+		case id := <-ran:
+			got[id] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("ran %v within 10s", got)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pool.Stats().Held != 1 && time.Now().Before(deadline) {
+		select {
+		case id := <-ran:
+			t.Fatalf("the unreadable task %s ran", id)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	st := pool.Stats()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st.Held != 1 || st.Unreadable != 1 || st.DeadLettered != 0 || conn.Reconnects() != 0 {
+		t.Fatalf("stats %+v, reconnects %d: want 1 held, nothing dead-lettered", st, conn.Reconnects())
+	}
+	ch, err = conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	var d amqp.Delivery
+	ok := false
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(10 * time.Second); !ok && time.Now().Before(end); <-tick.C {
+		if d, ok, err = ch.Get(q, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !ok || d.MessageId != "deep" || broker.HeaderString(d.Headers, warren.HeaderUnreadable) == "" {
+		t.Fatalf("the held message is not back in its queue: ok %v id %q", ok, d.MessageId)
 	}
 }
