@@ -237,7 +237,9 @@ func BenchmarkGuardRead(b *testing.B) {
 			for b.Loop() {
 				var r io.Reader = bytes.NewReader(stream)
 				if guarded {
-					r = testGuard(stream)
+					r = &guardConn{r: bufio.NewReaderSize(r, 64<<10), clientMax: defaultFrameMax}
+				} else {
+					r = struct{ io.Reader }{bufio.NewReaderSize(r, 64<<10)} // no WriterTo shortcut
 				}
 				br := bufio.NewReaderSize(r, 4096)
 				if _, err := io.Copy(io.Discard, br); err != nil {
