@@ -193,8 +193,8 @@ func number(v any) (float64, bool) {
 
 // checkQueue judges Warren queue name: the queue and its dead-letter queue
 // (nil when missing), and whether it is bound to the delivery exchange
-// (nil bindings: unknown).
-func checkQueue(name string, q, dlq *queueFact, bindings []binding, o broker.QueueOptions) Check {
+// (nil bindings: unknown). why says why arguments are unknown (nil Args).
+func checkQueue(name string, q, dlq *queueFact, bindings []binding, o broker.QueueOptions, why error) Check {
 	c := Check{Name: "queue:" + name}
 	declare := fmt.Sprintf("warren topology declare --queue %s --queue-type %s --delivery-limit %d", name, cmpOr(string(o.Type), "quorum"), cmpOr(o.DeliveryLimit, broker.DefaultDeliveryLimit))
 	if q == nil {
@@ -212,7 +212,7 @@ func checkQueue(name string, q, dlq *queueFact, bindings []binding, o broker.Que
 			c.Status, c.Detail, c.Fix = Fail, "exists, but "+strings.Join(problems, "; "), declare
 			return c
 		}
-		ch := noCtl(c.Name, "its type and arguments", errNoCtl)
+		ch := noCtl(c.Name, "its type and arguments", why)
 		ch.Detail = "exists, with its dead-letter queue; " + ch.Detail
 		return ch
 	}
@@ -236,8 +236,9 @@ func checkQueue(name string, q, dlq *queueFact, bindings []binding, o broker.Que
 }
 
 // checkDelayLevels judges the shared topology: queues (name to fact, or
-// absent), exchanges present, and bindings (nil: unknown).
-func checkDelayLevels(queues map[string]*queueFact, exchanges map[string]bool, bindings []binding) Check {
+// absent), exchanges present, and bindings (nil: unknown); why says why
+// arguments or bindings are unknown.
+func checkDelayLevels(queues map[string]*queueFact, exchanges map[string]bool, bindings []binding, why error) Check {
 	c := Check{Name: "delay_levels"}
 	var problems []string
 	argsKnown := false
@@ -286,7 +287,7 @@ func checkDelayLevels(queues map[string]*queueFact, exchanges map[string]bool, b
 		return c
 	}
 	if !argsKnown || bindings == nil {
-		ch := noCtl(c.Name, "their arguments and bindings", errNoCtl)
+		ch := noCtl(c.Name, "their arguments and bindings", why)
 		ch.Detail = fmt.Sprintf("all %d levels present; %s", broker.DelayLevels, ch.Detail)
 		return ch
 	}

@@ -77,31 +77,31 @@ func TestCheckQueue(t *testing.T) {
 	dlq := &queueFact{Type: "quorum", Args: map[string]any{"x-queue-type": "quorum"}}
 	bound := []binding{{broker.DeliveryExchange, "emails", "queue", broker.DeliveryBindingKey("emails")}}
 
-	want(t, checkQueue("emails", good, dlq, bound, o), OK, "delivery limit 20")
-	want(t, checkQueue("emails", nil, nil, nil, o), Fail, "does not exist")
-	want(t, checkQueue("emails", good, nil, bound, o), Fail, "emails.dlq does not exist")
-	want(t, checkQueue("emails", good, dlq, []binding{}, o), Fail, "not bound")
+	want(t, checkQueue("emails", good, dlq, bound, o, nil), OK, "delivery limit 20")
+	want(t, checkQueue("emails", nil, nil, nil, o, nil), Fail, "does not exist")
+	want(t, checkQueue("emails", good, nil, bound, o, nil), Fail, "emails.dlq does not exist")
+	want(t, checkQueue("emails", good, dlq, []binding{}, o, nil), Fail, "not bound")
 
 	// rabbitmqctl's JSON numbers are float64.
 	drift := args(o)
 	drift["x-delivery-limit"] = float64(5)
-	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o), Fail, "x-delivery-limit = 5, want 20")
+	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, nil), Fail, "x-delivery-limit = 5, want 20")
 	drift = args(o)
 	drift["x-dead-letter-routing-key"] = "elsewhere"
-	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o), Fail, "x-dead-letter-routing-key = elsewhere")
+	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, nil), Fail, "x-dead-letter-routing-key = elsewhere")
 	drift = args(o)
 	delete(drift, "x-dead-letter-strategy")
 	drift["x-max-length"] = float64(10)
-	c := checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o)
+	c := checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, nil)
 	want(t, c, Fail, "x-dead-letter-strategy missing")
 	want(t, c, Fail, "x-max-length = 10, not Warren's")
 	classic := args(broker.QueueOptions{Type: broker.Classic})
-	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, o), Fail, "x-queue-type = classic, want quorum")
-	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, broker.QueueOptions{Type: broker.Classic}), OK, "classic")
+	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, o, nil), Fail, "x-queue-type = classic, want quorum")
+	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, broker.QueueOptions{Type: broker.Classic}, nil), OK, "classic")
 
 	// Without rabbitmqctl: existence only.
-	want(t, checkQueue("emails", &queueFact{}, &queueFact{}, nil, o), Warn, "without rabbitmqctl")
-	want(t, checkQueue("emails", &queueFact{}, nil, nil, o), Fail, "emails.dlq does not exist")
+	want(t, checkQueue("emails", &queueFact{}, &queueFact{}, nil, o, nil), Warn, "without rabbitmqctl")
+	want(t, checkQueue("emails", &queueFact{}, nil, nil, o, nil), Fail, "emails.dlq does not exist")
 }
 
 // sharedFacts is the shared topology as DeclareShared leaves it.
@@ -125,35 +125,35 @@ func sharedFacts() (map[string]*queueFact, map[string]bool, []binding) {
 
 func TestCheckDelayLevels(t *testing.T) {
 	q, x, b := sharedFacts()
-	want(t, checkDelayLevels(q, x, b), OK, "all 24 levels")
+	want(t, checkDelayLevels(q, x, b, nil), OK, "all 24 levels")
 
 	q, x, b = sharedFacts()
 	delete(q, "warren.delay.7")
-	want(t, checkDelayLevels(q, x, b), Fail, "queue warren.delay.7 missing")
+	want(t, checkDelayLevels(q, x, b, nil), Fail, "queue warren.delay.7 missing")
 
 	q, x, b = sharedFacts()
 	b = b[2:] // level 0 unbound
-	c := checkDelayLevels(q, x, b)
+	c := checkDelayLevels(q, x, b, nil)
 	want(t, c, Fail, "warren.delay.0 not bound to its exchange")
 	want(t, c, Fail, "exchange warren.delay.0 not bound to warren.delivery")
 
 	q, x, b = sharedFacts()
 	q["warren.delay.3"].Args["x-message-ttl"] = float64(1000)
-	want(t, checkDelayLevels(q, x, b), Fail, "warren.delay.3: x-message-ttl = 1000, want 8000")
+	want(t, checkDelayLevels(q, x, b, nil), Fail, "warren.delay.3: x-message-ttl = 1000, want 8000")
 
 	q, x, b = sharedFacts()
 	x[broker.DeliveryExchange] = false
-	want(t, checkDelayLevels(q, x, b), Fail, "exchange warren.delivery missing")
+	want(t, checkDelayLevels(q, x, b, nil), Fail, "exchange warren.delivery missing")
 
 	// Without rabbitmqctl: presence only.
 	q, x, _ = sharedFacts()
 	for _, f := range q {
 		f.Args = nil
 	}
-	want(t, checkDelayLevels(q, x, nil), Warn, "all 24 levels present")
+	want(t, checkDelayLevels(q, x, nil, nil), Warn, "all 24 levels present")
 
 	// Many problems are cut short.
-	c = checkDelayLevels(map[string]*queueFact{}, map[string]bool{}, nil)
+	c = checkDelayLevels(map[string]*queueFact{}, map[string]bool{}, nil, nil)
 	want(t, c, Fail, "more")
 }
 

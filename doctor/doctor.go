@@ -18,9 +18,6 @@ import (
 	"github.com/warrenq/warren/internal/rabbitmqctl"
 )
 
-// errNoCtl stands for "rabbitmqctl was not used" in a check's detail.
-var errNoCtl = errors.New("no rabbitmqctl access")
-
 // Config tunes Run. The zero Config checks with the worker's defaults and
 // uses rabbitmqctl only for the local node's default listener.
 type Config struct {
@@ -157,14 +154,14 @@ func Run(ctx context.Context, conn *broker.Conn, cfg Config) (*Report, error) {
 				return nil, err
 			}
 		}
-		r.add(checkQueue(name, q, dlq, bindings, cfg.QueueOptions))
+		r.add(checkQueue(name, q, dlq, bindings, cfg.QueueOptions, g.why()))
 	}
 
 	exchanges, shared, err := g.sharedTopology(ctx, queues)
 	if err != nil {
 		return nil, err
 	}
-	r.add(checkDelayLevels(shared, exchanges, bindings))
+	r.add(checkDelayLevels(shared, exchanges, bindings, g.why()))
 
 	if alarms, err := g.alarms(ctx); err != nil {
 		if b := conn.Blocked(); b != "" {
@@ -209,6 +206,14 @@ type gatherer struct {
 }
 
 func (g *gatherer) log(msg string, err error) { g.cfg.Logger.Debug(msg, "err", err) }
+
+// why says why rabbitmqctl's facts are missing.
+func (g *gatherer) why() error {
+	if g.ctlErr != nil {
+		return g.ctlErr
+	}
+	return errors.New("its listing failed")
+}
 
 // run runs rabbitmqctl, or returns why it cannot. The first failure turns
 // rabbitmqctl off for the rest of the run: a node that cannot be reached
