@@ -217,14 +217,18 @@ func checkQueue(name string, q, dlq *queueFact, bindings []binding, o broker.Que
 		return ch
 	}
 	want := broker.QueueArgs(name, o)
-	problems = append(problems, argsDrift(want, q.Args)...)
+	drift := argsDrift(want, q.Args)
+	problems = append(problems, drift...)
 	if bindings != nil && !slices.Contains(bindings, binding{broker.DeliveryExchange, name, "queue", broker.DeliveryBindingKey(name)}) {
 		problems = append(problems, "not bound to "+broker.DeliveryExchange+" (delayed tasks and retries would not reach it)")
 	}
 	if len(problems) > 0 {
 		c.Status = Fail
 		c.Detail = "drift: " + strings.Join(problems, "; ")
-		c.Fix = "drain it, delete it (rabbitmqctl delete_queue " + name + ") and " + declare + "; or run doctor with the --queue-type and --delivery-limit it was declared with"
+		c.Fix = declare
+		if len(drift) > 0 {
+			c.Fix = "drain it, delete it (rabbitmqctl delete_queue " + name + ") and " + declare + "; or run doctor with the --queue-type and --delivery-limit it was declared with"
+		}
 		return c
 	}
 	c.Status = OK
