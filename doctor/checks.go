@@ -194,7 +194,7 @@ func number(v any) (float64, bool) {
 // checkQueue judges Warren queue name: the queue and its dead-letter queue
 // (nil when missing), and whether it is bound to the delivery exchange
 // (nil bindings: unknown). why says why arguments are unknown (nil Args).
-func checkQueue(name string, q, dlq *queueFact, bindings []binding, o broker.QueueOptions, why error) Check {
+func checkQueue(name string, q, dlq *queueFact, bindings []binding, o broker.QueueOptions, version string, why error) Check {
 	c := Check{Name: "queue:" + name}
 	declare := fmt.Sprintf("warren topology declare --queue %s --queue-type %s --delivery-limit %d", name, cmpOr(string(o.Type), "quorum"), cmpOr(o.DeliveryLimit, broker.DefaultDeliveryLimit))
 	if q == nil {
@@ -235,6 +235,14 @@ func checkQueue(name string, q, dlq *queueFact, bindings []binding, o broker.Que
 	c.Detail = fmt.Sprintf("%s, dead-letters to %s", want["x-queue-type"], warren.DeadLetterQueue(name))
 	if l, ok := want["x-delivery-limit"]; ok {
 		c.Detail += fmt.Sprintf(", delivery limit %v", l)
+	}
+	if v, err := broker.ParseVersion(version); err == nil && v.AtLeast(4, 0) && !v.AtLeast(4, 3) {
+		if _, ok := dlq.Args["x-delivery-limit"]; !ok {
+			dl := warren.DeadLetterQueue(name)
+			c.Status = Warn
+			c.Detail += fmt.Sprintf("; RabbitMQ %s gives %s the default delivery limit of 20, and counts every hand-back: a dead letter that dlq list, show or replay hands back 20 times is dropped, unless a policy raises the limit", version, dl)
+			c.Fix = `rabbitmqctl set_policy warren-dlq '\.dlq(\.replayed)?$' '{"delivery-limit":1000000}' --apply-to quorum_queues (docs/compatibility.md)`
+		}
 	}
 	return c
 }

@@ -77,31 +77,37 @@ func TestCheckQueue(t *testing.T) {
 	dlq := &queueFact{Type: "quorum", Args: map[string]any{"x-queue-type": "quorum"}}
 	bound := []binding{{broker.DeliveryExchange, "emails", "queue", broker.DeliveryBindingKey("emails")}}
 
-	want(t, checkQueue("emails", good, dlq, bound, o, nil), OK, "delivery limit 20")
-	want(t, checkQueue("emails", nil, nil, nil, o, nil), Fail, "does not exist")
-	want(t, checkQueue("emails", good, nil, bound, o, nil), Fail, "emails.dlq does not exist")
-	want(t, checkQueue("emails", good, dlq, []binding{}, o, nil), Fail, "not bound")
+	want(t, checkQueue("emails", good, dlq, bound, o, "3.10.8", nil), OK, "delivery limit 20")
+	want(t, checkQueue("emails", nil, nil, nil, o, "3.10.8", nil), Fail, "does not exist")
+	want(t, checkQueue("emails", good, nil, bound, o, "3.10.8", nil), Fail, "emails.dlq does not exist")
+	want(t, checkQueue("emails", good, dlq, []binding{}, o, "3.10.8", nil), Fail, "not bound")
 
 	// rabbitmqctl's JSON numbers are float64.
 	drift := args(o)
 	drift["x-delivery-limit"] = float64(5)
-	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, nil), Fail, "x-delivery-limit = 5, want 20")
+	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, "3.10.8", nil), Fail, "x-delivery-limit = 5, want 20")
 	drift = args(o)
 	drift["x-dead-letter-routing-key"] = "elsewhere"
-	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, nil), Fail, "x-dead-letter-routing-key = elsewhere")
+	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, "3.10.8", nil), Fail, "x-dead-letter-routing-key = elsewhere")
 	drift = args(o)
 	delete(drift, "x-dead-letter-strategy")
 	drift["x-max-length"] = float64(10)
-	c := checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, nil)
+	c := checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, "3.10.8", nil)
 	want(t, c, Fail, "x-dead-letter-strategy missing")
 	want(t, c, Fail, "x-max-length = 10, not Warren's")
 	classic := args(broker.QueueOptions{Type: broker.Classic})
-	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, o, nil), Fail, "x-queue-type = classic, want quorum")
-	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, broker.QueueOptions{Type: broker.Classic}, nil), OK, "classic")
+	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, o, "3.10.8", nil), Fail, "x-queue-type = classic, want quorum")
+	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, broker.QueueOptions{Type: broker.Classic}, "3.10.8", nil), OK, "classic")
+
+	// RabbitMQ 4.0 to 4.2 limit the dead-letter queue's deliveries to 20
+	// by default, and count every hand-back.
+	want(t, checkQueue("emails", good, dlq, bound, o, "4.1.2", nil), Warn, "default delivery limit of 20")
+	want(t, checkQueue("emails", good, dlq, bound, o, "4.3.0", nil), OK, "delivery limit 20")
+	want(t, checkQueue("emails", good, &queueFact{Type: "quorum", Args: map[string]any{"x-queue-type": "quorum", "x-delivery-limit": float64(1e6)}}, bound, o, "4.0.5", nil), OK, "delivery limit 20")
 
 	// Without rabbitmqctl: existence only.
-	want(t, checkQueue("emails", &queueFact{}, &queueFact{}, nil, o, nil), Warn, "without rabbitmqctl")
-	want(t, checkQueue("emails", &queueFact{}, nil, nil, o, nil), Fail, "emails.dlq does not exist")
+	want(t, checkQueue("emails", &queueFact{}, &queueFact{}, nil, o, "3.10.8", nil), Warn, "without rabbitmqctl")
+	want(t, checkQueue("emails", &queueFact{}, nil, nil, o, "3.10.8", nil), Fail, "emails.dlq does not exist")
 }
 
 // sharedFacts is the shared topology as DeclareShared leaves it.

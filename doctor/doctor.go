@@ -154,7 +154,7 @@ func Run(ctx context.Context, conn *broker.Conn, cfg Config) (*Report, error) {
 				return nil, err
 			}
 		}
-		r.add(checkQueue(name, q, dlq, bindings, cfg.QueueOptions, g.why()))
+		r.add(checkQueue(name, q, dlq, bindings, cfg.QueueOptions, srv.Version, g.why()))
 	}
 
 	exchanges, shared, err := g.sharedTopology(ctx, queues)
