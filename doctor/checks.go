@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,18 +154,29 @@ func argsDrift(want amqp.Table, got map[string]any) []string {
 		g, ok := got[k]
 		switch {
 		case !ok:
-			out = append(out, fmt.Sprintf("%s missing, want %v", k, w))
+			out = append(out, fmt.Sprintf("%s missing, want %s", k, show(w)))
 		case !sameValue(w, g):
-			out = append(out, fmt.Sprintf("%s = %v, want %v", k, g, w))
+			out = append(out, fmt.Sprintf("%s = %s, want %s", k, show(g), show(w)))
 		}
 	}
 	for k, g := range got {
 		if _, ok := want[k]; !ok {
-			out = append(out, fmt.Sprintf("%s = %v, not Warren's", k, g))
+			out = append(out, fmt.Sprintf("%s = %s, not Warren's", k, show(g)))
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// show prints an argument's value: strings quoted, numbers in full.
+func show(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	if n, ok := number(v); ok {
+		return strconv.FormatFloat(n, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
 }
 
 func sameValue(a, b any) bool {

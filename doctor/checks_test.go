@@ -88,7 +88,7 @@ func TestCheckQueue(t *testing.T) {
 	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, "3.10.8", nil), Fail, "x-delivery-limit = 5, want 20")
 	drift = args(o)
 	drift["x-dead-letter-routing-key"] = "elsewhere"
-	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, "3.10.8", nil), Fail, "x-dead-letter-routing-key = elsewhere")
+	want(t, checkQueue("emails", &queueFact{Type: "quorum", Args: drift}, dlq, bound, o, "3.10.8", nil), Fail, `x-dead-letter-routing-key = "elsewhere"`)
 	drift = args(o)
 	delete(drift, "x-dead-letter-strategy")
 	drift["x-max-length"] = float64(10)
@@ -96,7 +96,7 @@ func TestCheckQueue(t *testing.T) {
 	want(t, c, Fail, "x-dead-letter-strategy missing")
 	want(t, c, Fail, "x-max-length = 10, not Warren's")
 	classic := args(broker.QueueOptions{Type: broker.Classic})
-	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, o, "3.10.8", nil), Fail, "x-queue-type = classic, want quorum")
+	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, o, "3.10.8", nil), Fail, `x-queue-type = "classic", want "quorum"`)
 	want(t, checkQueue("emails", &queueFact{Type: "classic", Args: classic}, dlq, bound, broker.QueueOptions{Type: broker.Classic}, "3.10.8", nil), OK, "classic")
 
 	// RabbitMQ 4.0 to 4.2 limit the dead-letter queue's deliveries to 20
