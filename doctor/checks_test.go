@@ -222,3 +222,21 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("zero Config: %v", err)
 	}
 }
+
+func TestParseSettings(t *testing.T) {
+	got, err := parseSettings(`"{ok,1800000}|{ok,{pause_if_all_down,['rabbit@a-b'],ignore}}|3|[{{resource_limit,memory,'rabbit@a-b'},[]}]|{ok,134217728}"` + "\n")
+	if err != nil || len(got) != setFields || got[setNodes] != "3" || got[setAlarms] != "[{{resource_limit,memory,'rabbit@a-b'},[]}]" {
+		t.Fatalf("parseSettings = %q, %v", got, err)
+	}
+	if m := okAtom.FindStringSubmatch(got[setPartitionHandling]); m == nil || m[1] != "pause_if_all_down" {
+		t.Errorf("partition handling %q: read %v", got[setPartitionHandling], m)
+	}
+	if m := alarmRE.FindAllStringSubmatch(got[setAlarms], -1); len(m) != 1 || m[0][1] != "memory" || m[0][2] != "rabbit@a-b" {
+		t.Errorf("alarms %q: read %v", got[setAlarms], m)
+	}
+	for _, bad := range []string{"", `"a|b"`, "{ok,1}|{ok,ignore}|1|[]|{ok,1}", `Error: {:badrpc, :nodedown}`} {
+		if _, err := parseSettings(bad); err == nil {
+			t.Errorf("parseSettings(%q): want an error", bad)
+		}
+	}
+}

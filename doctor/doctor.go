@@ -203,6 +203,9 @@ type gatherer struct {
 	vhost  string
 	ctl    *rabbitmqctl.Runner
 	ctlErr error
+
+	settings    []string // settingsExpr's answer, once asked
+	settingsErr error
 }
 
 func (g *gatherer) log(msg string, err error) { g.cfg.Logger.Debug(msg, "err", err) }
@@ -240,10 +243,54 @@ func (g *gatherer) json(ctx context.Context, v any, args ...string) error {
 	return err
 }
 
-// eval runs rabbitmqctl eval expr and returns its output, trimmed.
-func (g *gatherer) eval(ctx context.Context, expr string) (string, error) {
-	out, err := g.run(ctx, "eval", expr)
-	return strings.TrimSpace(string(out)), err
+// settingsExpr asks the node, in one rabbitmqctl call, for what the
+// checks read from its running configuration, separated by "|":
+// consumer_timeout, cluster_partition_handling, the number of cluster
+// nodes, the alarms in force and max_message_size.
+const settingsExpr = `lists:flatten(io_lib:format("~w|~w|~w|~w|~w", [` +
+	`application:get_env(rabbit, consumer_timeout), ` +
+	`application:get_env(rabbit, cluster_partition_handling), ` +
+	`length(rabbit_nodes:all()), ` +
+	`rabbit_alarm:get_alarms(), ` +
+	`application:get_env(rabbit, max_message_size)])).`
+
+// The fields of settingsExpr's answer.
+const (
+	setConsumerTimeout = iota
+	setPartitionHandling
+	setNodes
+	setAlarms
+	setMaxMessageSize
+	setFields
+)
+
+// setting returns field i of settingsExpr's answer, asked once per run.
+func (g *gatherer) setting(ctx context.Context, i int) (string, error) {
+	if g.settings == nil && g.settingsErr == nil {
+		out, err := g.run(ctx, "eval", settingsExpr)
+		if err == nil {
+			g.settings, err = parseSettings(string(out))
+		}
+		g.settingsErr = err
+	}
+	if g.settingsErr != nil {
+		return "", g.settingsErr
+	}
+	return g.settings[i], nil
+}
+
+// parseSettings splits the printed answer of settingsExpr: a quoted string
+// of setFields terms separated by "|".
+func parseSettings(out string) ([]string, error) {
+	s := strings.TrimSpace(out)
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return nil, fmt.Errorf("rabbitmqctl eval: unexpected output %q", s)
+	}
+	fields := strings.Split(s[1:len(s)-1], "|")
+	if len(fields) != setFields {
+		return nil, fmt.Errorf("rabbitmqctl eval: unexpected output %q", s)
+	}
+	return fields, nil
 }
 
 func (g *gatherer) featureFlags(ctx context.Context) (map[string]string, error) {
@@ -265,7 +312,7 @@ var (
 
 // consumerTimeout returns consumer_timeout, nil when disabled.
 func (g *gatherer) consumerTimeout(ctx context.Context) (*time.Duration, error) {
-	out, err := g.eval(ctx, "application:get_env(rabbit, consumer_timeout).")
+	out, err := g.setting(ctx, setConsumerTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +329,7 @@ func (g *gatherer) consumerTimeout(ctx context.Context) (*time.Duration, error) 
 }
 
 func (g *gatherer) partitionHandling(ctx context.Context) (string, int, error) {
-	out, err := g.eval(ctx, "application:get_env(rabbit, cluster_partition_handling).")
+	out, err := g.setting(ctx, setPartitionHandling)
 	if err != nil {
 		return "", 0, err
 	}
@@ -290,7 +337,7 @@ func (g *gatherer) partitionHandling(ctx context.Context) (string, int, error) {
 	if m := okAtom.FindStringSubmatch(out); m != nil {
 		mode = m[1]
 	}
-	out, err = g.eval(ctx, "length(rabbit_nodes:all()).")
+	out, err = g.setting(ctx, setNodes)
 	if err != nil {
 		return "", 0, err
 	}
@@ -409,7 +456,7 @@ var alarmRE = regexp.MustCompile(`\{resource_limit,(\w+),'?([^'},]+)'?\}`)
 
 // alarms lists the resource alarms in force, as "memory on NODE".
 func (g *gatherer) alarms(ctx context.Context) ([]string, error) {
-	out, err := g.eval(ctx, "rabbit_alarm:get_alarms().")
+	out, err := g.setting(ctx, setAlarms)
 	if err != nil {
 		return nil, err
 	}
@@ -428,7 +475,7 @@ func (g *gatherer) alarms(ctx context.Context) ([]string, error) {
 
 // maxMessageSize returns max_message_size in bytes, 0 when unknown.
 func (g *gatherer) maxMessageSize(ctx context.Context) int64 {
-	out, err := g.eval(ctx, "application:get_env(rabbit, max_message_size).")
+	out, err := g.setting(ctx, setMaxMessageSize)
 	if err != nil {
 		return 0
 	}
