@@ -5,6 +5,7 @@ package doctor_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/doctor"
+	"github.com/warrenq/warren/internal/chaos"
 	"github.com/warrenq/warren/internal/testnode"
 )
 
@@ -198,4 +200,34 @@ func TestDoctorFaultyNode(t *testing.T) {
 	expect(t, r2, "consumer_timeout", doctor.Warn, "cannot check consumer_timeout without rabbitmqctl access")
 	expect(t, r2, "queue:drift", doctor.Warn, "exists")
 	expect(t, r2, "frame_max", doctor.Fail, "too small")
+}
+
+// TestDoctorPartitionHandlingOnCluster: a two-node cluster left with
+// RabbitMQ's default cluster_partition_handling (ignore) FAILs the check;
+// a single node only WARNs (TestDoctorFaultyNode).
+func TestDoctorPartitionHandlingOnCluster(t *testing.T) {
+	if err := testnode.Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	nodes, err := chaos.NewNodes(dir, "doctor", 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nodes.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := nodes.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := nodes.Nodes[0]
+	t.Setenv("HOME", filepath.Join(dir, "home")) // the cluster's Erlang cookie
+	r, err := doctor.Run(ctx, dial(t, first.URL()), doctor.Config{Node: first.Name, Rabbitmqctl: testnode.CtlBin, CtlTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, r, "partition_handling", doctor.Fail, "ignore, 2 node(s)", "both sides")
 }
