@@ -161,7 +161,12 @@ func TestDoctorFaultyNode(t *testing.T) {
 	expect(t, r, "permissions", doctor.Fail, `user "doc-producer"`, "enough for producer", "as worker it lacks read on emails")
 
 	ctl(t, n, "set_vm_memory_high_watermark", "0.0000001")
-	t.Cleanup(func() { ctl(t, n, "set_vm_memory_high_watermark", "0.4") })
+	ctl(t, n, "set_disk_free_limit", "1000000GB")
+	t.Cleanup(func() {
+		ctl(t, n, "set_vm_memory_high_watermark", "0.4")
+		ctl(t, n, "set_disk_free_limit", "50MB")
+	})
+	awaitAlarms(t, n, "memory", "disk")
 
 	r = run(t, n, n.URL(), doctor.Config{Queues: []string{"emails", "drift", "nodlq", "missing"}, HandlerTimeout: 5 * time.Minute})
 	expect(t, r, "feature_flags", doctor.Fail, "stream_queue")
@@ -172,7 +177,7 @@ func TestDoctorFaultyNode(t *testing.T) {
 	expect(t, r, "queue:nodlq", doctor.Fail, "nodlq.dlq does not exist")
 	expect(t, r, "queue:missing", doctor.Fail, "does not exist")
 	expect(t, r, "delay_levels", doctor.Fail, "warren.delay.3 not bound to its exchange")
-	expect(t, r, "alarms", doctor.Fail, "memory on "+n.Name)
+	expect(t, r, "alarms", doctor.Fail, "memory on "+n.Name, "disk on "+n.Name)
 	expect(t, r, "frame_max", doctor.Fail, "8192 bytes: too small")
 	if !r.Failed() {
 		t.Error("Failed() = false")
@@ -230,4 +235,29 @@ func TestDoctorPartitionHandlingOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, r, "partition_handling", doctor.Fail, "ignore, 2 node(s)", "both sides")
+}
+
+// awaitAlarms waits until node n has raised every alarm of kinds (the
+// node's monitors raise them asynchronously).
+func awaitAlarms(t *testing.T, n *testnode.Node, kinds ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out, err := n.Ctl(ctx, "-q", "eval", "rabbit_alarm:get_alarms().")
+		all := err == nil
+		for _, k := range kinds {
+			all = all && strings.Contains(out, "resource_limit,"+k)
+		}
+		if all {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("alarms %v not raised: %s %v", kinds, out, err)
+		case <-tick.C:
+		}
+	}
 }
