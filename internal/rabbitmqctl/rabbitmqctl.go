@@ -15,6 +15,9 @@ import (
 // DefaultTimeout bounds one rabbitmqctl call when Runner.Timeout is 0.
 const DefaultTimeout = 5 * time.Second
 
+// maxErrLen bounds how much of rabbitmqctl's standard error an error keeps.
+const maxErrLen = 400
+
 // Runner runs rabbitmqctl against one node. The zero Runner runs the
 // rabbitmqctl found on PATH against the default node, within 5s.
 type Runner struct {
@@ -55,9 +58,9 @@ func (r Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if i := strings.IndexByte(msg, '\n'); i > 0 {
-			msg = msg[:i]
+		msg := strings.Join(strings.Fields(stderr.String()), " ") // one line
+		if len(msg) > maxErrLen {
+			msg = msg[:maxErrLen] + "..."
 		}
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (after %s)", ctx.Err(), timeout)
