@@ -399,7 +399,12 @@ type need struct {
 // amq.default in permission checks.
 func roleNeeds(role Role, queues []string) []need {
 	var out []need
-	pub := []need{{"write", "amq.default"}, {"write", broker.DelayExchange(broker.DelayLevels - 1)}}
+	// Producers (delayed tasks) and workers (retries) publish to the level
+	// of the delay's highest bit: any of them.
+	pub := []need{{"write", "amq.default"}}
+	for k := range broker.DelayLevels {
+		pub = append(pub, need{"write", broker.DelayExchange(k)})
+	}
 	switch role {
 	case Producer:
 		out = pub

@@ -206,6 +206,9 @@ func TestCheckPermissions(t *testing.T) {
 	want(t, checkPermissions("n", "/", none, qs, ""), Fail, "even a producer needs write on amq.default")
 	want(t, checkPermissions("n", "/", nil, qs, ""), Fail, "no permissions")
 	want(t, checkPermissions("x", "/", &Perm{Configure: "(", Write: "", Read: ""}, qs, ""), Warn, "configure pattern")
+	// Write on the top level only: a delay of a few seconds enters a lower one.
+	top := &Perm{Configure: "^$", Write: `^(amq\.default|warren\.delay\.23)$`, Read: "^$"}
+	want(t, checkPermissions("p", "prod", top, qs, Producer), Fail, "as producer it lacks write on warren.delay.0")
 }
 
 func TestConfigValidate(t *testing.T) {
