@@ -126,7 +126,8 @@ func TestDoctorHealthyNode(t *testing.T) {
 // TestDoctorFaultyNode: one node configured to fail every check it can:
 // stream_queue off, consumer_timeout under the handler timeout, the
 // default partition handling, a small frame_max; then queues that drifted,
-// a dead-letter queue gone, a delay level unbound, a user with a
+// a dead-letter queue gone, a delay level unbound and another's exchange
+// deleted, a user with a
 // producer's permissions, and a memory alarm.
 func TestDoctorFaultyNode(t *testing.T) {
 	n := testnode.New(t, testnode.Options{
@@ -150,6 +151,9 @@ func TestDoctorFaultyNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := ch.QueueDelete("nodlq.dlq", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDelete("warren.delay.5", false, false); err != nil {
 		t.Fatal(err)
 	}
 	_ = ch.Close()
@@ -176,7 +180,7 @@ func TestDoctorFaultyNode(t *testing.T) {
 	expect(t, r, "queue:drift", doctor.Fail, "x-delivery-limit = 5, want 20")
 	expect(t, r, "queue:nodlq", doctor.Fail, "nodlq.dlq does not exist")
 	expect(t, r, "queue:missing", doctor.Fail, "does not exist")
-	expect(t, r, "delay_levels", doctor.Fail, "warren.delay.3 not bound to its exchange")
+	expect(t, r, "delay_levels", doctor.Fail, "warren.delay.3 not bound to its exchange", "exchange warren.delay.5 missing")
 	expect(t, r, "alarms", doctor.Fail, "memory on "+n.Name, "disk on "+n.Name)
 	expect(t, r, "frame_max", doctor.Fail, "8192 bytes: too small")
 	if !r.Failed() {
@@ -204,6 +208,7 @@ func TestDoctorFaultyNode(t *testing.T) {
 	}
 	expect(t, r2, "consumer_timeout", doctor.Warn, "cannot check consumer_timeout without rabbitmqctl access")
 	expect(t, r2, "queue:drift", doctor.Warn, "exists")
+	expect(t, r2, "delay_levels", doctor.Fail, "exchange warren.delay.5 missing") // passive declares
 	expect(t, r2, "frame_max", doctor.Fail, "too small")
 }
 
