@@ -25,9 +25,26 @@ func noCtl(name, what string, why error) Check {
 		Fix:    "run warren doctor on a broker node as a user that can run rabbitmqctl, with --node NAME@HOST if the URL does not name localhost:5672"}
 }
 
-// checkVersion judges the broker's product and version.
-func checkVersion(product, version, platform string) Check {
+// requiredCapabilities are the protocol extensions Warren uses: confirms
+// and their nacks, exchange-to-exchange bindings (the delay levels),
+// per-consumer prefetch and connection.blocked.
+var requiredCapabilities = []string{"publisher_confirms", "basic.nack", "exchange_exchange_bindings", "per_consumer_qos", "connection.blocked"}
+
+// checkVersion judges the broker's product, version and capabilities.
+func checkVersion(product, version, platform string, caps map[string]bool) Check {
 	c := Check{Name: "version", Detail: fmt.Sprintf("%s %s on %s", product, version, platform)}
+	var missing []string
+	for _, k := range requiredCapabilities {
+		if !caps[k] {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		c.Status = Fail
+		c.Detail += "; lacks " + strings.Join(missing, ", ")
+		c.Fix = "use RabbitMQ 3.13 or 4.x: Warren needs these protocol extensions"
+		return c
+	}
 	if product != "RabbitMQ" {
 		c.Status, c.Fix = Warn, "Warren is built and tested for RabbitMQ; other brokers may lack quorum queues or at-least-once dead-lettering"
 		return c

@@ -26,13 +26,19 @@ func want(t *testing.T, c Check, status Status, detail string) {
 }
 
 func TestCheckVersion(t *testing.T) {
-	want(t, checkVersion("RabbitMQ", "3.9.29", "Erlang/OTP 24"), Fail, "3.9.29")
-	want(t, checkVersion("RabbitMQ", "3.10.8", "Erlang/OTP 25.2.3"), Warn, "Erlang/OTP 25.2.3")
-	want(t, checkVersion("RabbitMQ", "3.12.14", "Erlang/OTP 26"), Warn, "3.12.14")
-	want(t, checkVersion("RabbitMQ", "3.13.7", "Erlang/OTP 26"), OK, "not covered")
-	want(t, checkVersion("RabbitMQ", "4.1.0", "Erlang/OTP 27"), OK, "4.1.0")
-	want(t, checkVersion("LavinMQ", "2.0.0", ""), Warn, "LavinMQ")
-	want(t, checkVersion("RabbitMQ", "garbage", ""), Warn, "garbage")
+	caps := map[string]bool{}
+	for _, k := range requiredCapabilities {
+		caps[k] = true
+	}
+	want(t, checkVersion("RabbitMQ", "3.9.29", "Erlang/OTP 24", caps), Fail, "3.9.29")
+	want(t, checkVersion("RabbitMQ", "3.10.8", "Erlang/OTP 25.2.3", caps), Warn, "Erlang/OTP 25.2.3")
+	want(t, checkVersion("RabbitMQ", "3.12.14", "Erlang/OTP 26", caps), Warn, "3.12.14")
+	want(t, checkVersion("RabbitMQ", "3.13.7", "Erlang/OTP 26", caps), OK, "not covered")
+	want(t, checkVersion("RabbitMQ", "4.1.0", "Erlang/OTP 27", caps), OK, "4.1.0")
+	want(t, checkVersion("LavinMQ", "2.0.0", "", caps), Warn, "LavinMQ")
+	want(t, checkVersion("RabbitMQ", "garbage", "", caps), Warn, "garbage")
+	delete(caps, "exchange_exchange_bindings")
+	want(t, checkVersion("RabbitMQ", "4.1.0", "", caps), Fail, "lacks exchange_exchange_bindings")
 }
 
 func TestCheckFeatureFlags(t *testing.T) {

@@ -5,9 +5,9 @@
 //
 // The checks, each a Check in the Report in this order:
 //
-//   - version: the broker's product and version and its Erlang/OTP
-//     (from the AMQP handshake). Below 3.10 fails: Warren needs
-//     at-least-once dead-lettering.
+//   - version: the broker's product and version, its Erlang/OTP and the
+//     protocol extensions Warren uses (from the AMQP handshake). Below 3.10
+//     fails: Warren needs at-least-once dead-lettering.
 //   - feature_flags: quorum_queue and stream_queue (at-least-once
 //     dead-lettering needs both), and flags left disabled.
 //   - consumer_timeout: the broker's consumer_timeout must exceed the

@@ -114,7 +114,7 @@ func Run(ctx context.Context, conn *broker.Conn, cfg Config) (*Report, error) {
 		r.Rabbitmqctl = "node " + cmpOr(cfg.Node, "default (rabbit@this host)")
 	}
 
-	r.add(checkVersion(srv.Product, srv.Version, srv.Platform))
+	r.add(checkVersion(srv.Product, srv.Version, srv.Platform, srv.Capabilities))
 
 	if flags, err := g.featureFlags(ctx); err != nil {
 		r.add(noCtl("feature_flags", "the feature flags", err))
