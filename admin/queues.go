@@ -6,15 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/internal/rabbitmqctl"
 )
 
 // rabbitmqctlTimeout bounds the optional rabbitmqctl call of Queues.
@@ -132,21 +130,7 @@ func (a *Admin) delayed(ctx context.Context) (int, error) {
 
 // localVhost returns the vhost of a broker URL that points at the local
 // node's default listener, the node a bare rabbitmqctl talks to.
-func localVhost(rawURL string) (string, bool) {
-	u, err := amqp.ParseURI(rawURL)
-	if err != nil {
-		return "", false
-	}
-	switch u.Host {
-	case "localhost", "127.0.0.1", "::1":
-	default:
-		return "", false
-	}
-	if u.Port != 5672 {
-		return "", false
-	}
-	return u.Vhost, true
-}
+func localVhost(rawURL string) (string, bool) { return rabbitmqctl.LocalVhost(rawURL) }
 
 // queueCounts is what rabbitmqctl list_queues reports for one queue.
 type queueCounts struct {
@@ -156,20 +140,10 @@ type queueCounts struct {
 // rabbitmqctlCounts asks rabbitmqctl for messages, messages_ready and
 // messages_unacknowledged of each queue of vhost.
 func rabbitmqctlCounts(ctx context.Context, vhost string) (map[string]queueCounts, error) {
-	path, err := exec.LookPath("rabbitmqctl")
+	out, err := rabbitmqctl.Runner{Timeout: rabbitmqctlTimeout}.Run(ctx, "list_queues", "-p", vhost,
+		"name", "messages", "messages_ready", "messages_unacknowledged", "--no-table-headers")
 	if err != nil {
 		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, rabbitmqctlTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "-q", "list_queues", "-p", vhost,
-		"name", "messages", "messages_ready", "messages_unacknowledged", "--no-table-headers")
-	cmd.WaitDelay = time.Second // its children may hold the pipe open
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("rabbitmqctl list_queues: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return parseListQueues(out)
 }

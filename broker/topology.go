@@ -99,21 +99,11 @@ func DeclareShared(ctx context.Context, c *Conn) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			name := DelayExchange(k)
-			next := DeliveryExchange
-			if k > 0 {
-				next = DelayExchange(k - 1)
-			}
+			name, next := DelayExchange(k), DelayNext(k)
 			if err := ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 				return classify(err, "declare exchange "+name)
 			}
-			if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{
-				"x-queue-type":           "quorum",
-				"x-message-ttl":          int64(1000) << k,
-				"x-dead-letter-exchange": next,
-				"x-dead-letter-strategy": "at-least-once",
-				"x-overflow":             "reject-publish",
-			}); err != nil {
+			if _, err := ch.QueueDeclare(name, true, false, false, false, DelayQueueArgs(k)); err != nil {
 				return classify(err, "declare queue "+name)
 			}
 			if err := ch.QueueBind(name, levelPattern(k, '1'), name, false, nil); err != nil {

@@ -29,6 +29,7 @@ type ackReq struct {
 	tag     uint64
 	ack     bool
 	requeue bool
+	reject  bool // basic.reject rather than basic.nack
 }
 
 // ackFlushInterval bounds how long a settled delivery waits for its
@@ -71,8 +72,12 @@ func (a *batchAcker) Nack(tag uint64, _ bool, requeue bool) error {
 	return a.settle(ackReq{tag: tag, requeue: requeue})
 }
 
-// Reject is Nack of one delivery.
-func (a *batchAcker) Reject(tag uint64, requeue bool) error { return a.Nack(tag, false, requeue) }
+// Reject settles tag negatively at once with basic.reject: RabbitMQ 4.3
+// and later count a requeued reject toward a quorum queue's delivery
+// limit, and a requeued nack not.
+func (a *batchAcker) Reject(tag uint64, requeue bool) error {
+	return a.settle(ackReq{tag: tag, requeue: requeue, reject: true})
+}
 
 // close sends what is settled and stops. Call it before closing the
 // channel, once no handler settles any more.
@@ -97,7 +102,11 @@ func (a *batchAcker) loop() {
 		if r.ack {
 			settled[r.tag] = true
 		} else {
-			_ = a.ch.Nack(r.tag, false, r.requeue)
+			if r.reject {
+				_ = a.ch.Reject(r.tag, r.requeue)
+			} else {
+				_ = a.ch.Nack(r.tag, false, r.requeue)
+			}
 			settled[r.tag] = false
 		}
 		for {

@@ -706,7 +706,7 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	if hardCtx.Err() != nil && errors.Is(err, context.Canceled) {
 		// Cut off by shutdown: hand it back to the broker untouched; the
 		// attempt does not count.
-		ev.Outcome = p.requeue(d, t, "shutdown")
+		ev.Outcome = p.requeue(d, t, "shutdown", false)
 		return
 	}
 	if errors.Is(err, ErrUnknownType) {
@@ -793,7 +793,7 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	}
 	if err := pubs.publish(ctx, exchange, key, msg); err != nil {
 		p.logTask(slog.LevelError, t, "worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
-		return p.requeue(d, t, "retry publish failed")
+		return p.requeue(d, t, "retry publish failed", true)
 	}
 	if err := d.Ack(false); err != nil {
 		// The retry is stored; the original will come back too: the task
@@ -840,7 +840,7 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	}
 	if err := pubs.publish(ctx, "", warren.DeadLetterQueue(t.Queue), msg); err != nil {
 		p.logTask(slog.LevelError, t, "worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
-		return p.requeue(d, t, "dead-letter publish failed")
+		return p.requeue(d, t, "dead-letter publish failed", true)
 	}
 	if err := d.Ack(false); err != nil {
 		p.logTask(slog.LevelWarn, t, "worker: ack after dead-lettering failed; the task may be dead-lettered twice", "err", err)
@@ -872,10 +872,23 @@ func (p *Pool) reject(d *amqp.Delivery, t *warren.Task, reason warren.DeadReason
 	return DeadLettered
 }
 
-func (p *Pool) requeue(d *amqp.Delivery, t *warren.Task, why string) Outcome {
+// requeue hands a delivery back to the broker. failed says that handling
+// the task failed (its retry or dead letter could not be published): the
+// delivery is then rejected, which RabbitMQ 4.3 and later count toward the
+// queue's delivery limit, as every earlier line counts any hand-back, so a
+// task that can never move on is dead-lettered by the broker in the end.
+// Otherwise (shutdown) it is nacked, which 4.3 does not count
+// (docs/compatibility.md).
+func (p *Pool) requeue(d *amqp.Delivery, t *warren.Task, why string, failed bool) Outcome {
 	p.requeued.Add(1)
-	if err := d.Nack(false, true); err != nil {
-		p.logTask(slog.LevelDebug, t, "worker: nack failed; the broker requeues the task when the channel closes", "why", why, "err", err)
+	var err error
+	if failed {
+		err = d.Reject(true)
+	} else {
+		err = d.Nack(false, true)
+	}
+	if err != nil {
+		p.logTask(slog.LevelDebug, t, "worker: hand-back failed; the broker requeues the task when the channel closes", "why", why, "err", err)
 	}
 	return Requeued
 }

@@ -85,6 +85,9 @@ type Options struct {
 	TLS *TLS
 	// Config holds extra rabbitmq.conf lines.
 	Config string
+	// Env holds extra environment variables of the node and its
+	// rabbitmqctl calls, as NAME=value (RABBITMQ_FEATURE_FLAGS=...).
+	Env []string
 	// StartTimeout bounds each start. 0 means 2 minutes.
 	StartTimeout time.Duration
 	// Logf, when set, receives progress messages (t.Logf).
@@ -221,6 +224,7 @@ func prepare(opts Options) (*Node, error) {
 		"RABBITMQ_CTL_DIST_PORT_MAX="+strconv.Itoa(ctlMin+9),
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
 	)
+	n.env = append(n.env, opts.Env...)
 	return n, nil
 }
 
