@@ -242,6 +242,9 @@ func (a *app) bindEnv(fs *pflag.FlagSet) error {
 			return
 		}
 		name := envName(f.Name)
+		if taskEnvVar(name) {
+			return // a task's variable, set by a worker for its --exec command
+		}
 		v, ok := a.lookupEnv(name)
 		if !ok || v == "" {
 			return

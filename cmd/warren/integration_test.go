@@ -524,7 +524,7 @@ echo "$WARREN_TASK_ID" >> "$dir/started"
 case "$WARREN_TASK_TYPE" in
 ok) echo "$WARREN_TASK_ID" >> "$dir/done"; echo "did $payload" ;;
 perm) echo "cannot parse $payload" >&2; exit 65 ;;
-fail) echo "downstream down (attempt $WARREN_ATTEMPT)" >&2; exit 1 ;;
+fail) echo "downstream down (attempt $WARREN_TASK_ATTEMPT)" >&2; exit 1 ;;
 block)
 	while [ ! -e "$dir/release" ]; do sleep 0.02; done
 	echo "$WARREN_TASK_ID" >> "$dir/done" ;;
