@@ -90,7 +90,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	err = explain(err)
-	fmt.Fprintf(a.stderr, "warren: %s\n", a.scrub(strings.TrimPrefix(err.Error(), "warren: ")))
+	fmt.Fprintf(a.stderr, "warren: %s\n", termText(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
 	var ue *usageError
 	if errors.As(err, &ue) || !a.running {
 		if cmd == nil {

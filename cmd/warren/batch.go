@@ -265,7 +265,7 @@ func (a *app) collect(pending <-chan *batch, f *enqueueFlags, prog *progress) ba
 			if err != nil {
 				tot.failed++
 				prog.clear()
-				fmt.Fprintf(a.stderr, "warren: line %d: %s\n", it.line, a.scrub(strings.TrimPrefix(err.Error(), "warren: ")))
+				fmt.Fprintf(a.stderr, "warren: line %d: %s\n", it.line, termText(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
 				continue
 			}
 			tot.ok++

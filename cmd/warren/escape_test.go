@@ -1,0 +1,83 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestTermString(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", ""},
+		{"send-email 42", "send-email 42"},
+		{"héllo wörld ✓ 日本", "héllo wörld ✓ 日本"},
+		{"\x1b[2J\x1b[Hgotcha", `"\x1b[2J\x1b[Hgotcha"`},
+		{"a\rb", `"a\rb"`},
+		{"a\nb", `"a\nb"`},
+		{"a\x00b", `"a\x00b"`},
+		{"a\tb", `"a\tb"`},
+		{"\x7f", `"\x7f"`},
+		{"\u009b31m", `"\u009b31m"`},         // C1 CSI
+		{"abc\u202edcba", `"abc\u202edcba"`}, // right-to-left override
+		{"zero\u200bwidth", `"zero\u200bwidth"`},
+		{"bad\xffutf8", `"bad\xffutf8"`},
+		{"line\u2028sep", `"line\u2028sep"`},
+	} {
+		if got := termString(tt.in); got != tt.want {
+			t.Errorf("termString(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestTermText(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"panic: boom\n\tmain.go:12\n", "panic: boom\n\tmain.go:12\n"},
+		{"stderr: \x1b]0;owned\x07 done\r\n", `stderr: \x1b]0;owned\a done\r` + "\n"},
+		{"rtl \u202e and \u2066 isolate", `rtl \u202e and \u2066 isolate`},
+		{"nul\x00 and \xfe", `nul\x00 and \xfe`},
+	} {
+		if got := termText(tt.in); got != tt.want {
+			t.Errorf("termText(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzTermEscape: whatever the input, the escaped forms hold no byte a
+// terminal acts on (C0 controls but \n and \t in text, DEL, C1 controls,
+// format characters such as bidi overrides), are valid UTF-8, lose nothing
+// (termString unquotes back to its input), and leave printable text alone.
+func FuzzTermEscape(f *testing.F) {
+	for _, s := range []string{"", "plain", "\x1b[31mred\x1b[0m", "a\r\nb", "\x00", "\u202e\u200b\ufeff", "\xff\xfe", "tab\there", "日本語", "\u009b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		one := termString(s)
+		text := termText(s)
+		for name, out := range map[string]string{"termString": one, "termText": text} {
+			if !utf8.ValidString(out) {
+				t.Fatalf("%s(%q) = %q: not UTF-8", name, s, out)
+			}
+			for _, r := range out {
+				if (r == '\n' || r == '\t') && name == "termText" {
+					continue
+				}
+				if !strconv.IsPrint(r) {
+					t.Fatalf("%s(%q) = %q holds %U", name, s, out, r)
+				}
+			}
+		}
+		if one != s {
+			back, err := strconv.Unquote(one)
+			if err != nil || back != s {
+				t.Fatalf("termString(%q) = %q does not unquote back (%q, %v)", s, one, back, err)
+			}
+		}
+		if printableString(s, "") && (one != s || text != s) {
+			t.Fatalf("printable %q changed: %q, %q", s, one, text)
+		}
+		if strings.Count(text, "\n") != strings.Count(s, "\n") {
+			t.Fatalf("termText(%q) = %q changed the number of lines", s, text)
+		}
+	})
+}
