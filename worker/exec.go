@@ -52,6 +52,11 @@ const (
 // they are removed from a command's environment, whoever set them.
 var legacyTaskEnv = []string{"WARREN_QUEUE", "WARREN_ATTEMPT", "WARREN_MAX_ATTEMPTS"}
 
+// ErrUnrunnable is the cause of the failure of a task that a command can
+// never be run for: its ID, type or queue holds a NUL byte, which no
+// environment variable can carry. The task is dead-lettered at once.
+var ErrUnrunnable = errors.New("worker: task cannot be passed to a command")
+
 // ExecConfig tunes Exec. The zero ExecConfig is ready to use.
 type ExecConfig struct {
 	// Env is the environment the command starts from, before secrets are
@@ -166,7 +171,9 @@ func (e *ExecError) Unwrap() error { return e.Err }
 //     process of the group left behind when the command exits.
 //
 // Exit status 0 is success. Exit status 65 (EX_DATAERR) is a permanent
-// failure (retry.Permanent): the task is dead-lettered at once. Any other
+// failure (retry.Permanent): the task is dead-lettered at once, as is a
+// task whose ID, type or queue holds a NUL byte (ErrUnrunnable), without
+// running the command. Any other
 // status, a signal, or the context ending is a failure that is retried.
 // A failure is an *ExecError that carries the tail of the command's stderr.
 // The command's stdout goes to the logger at debug level.
@@ -213,6 +220,14 @@ var _ Handler = (*execHandler)(nil)
 
 // ProcessTask runs the command for t.
 func (h *execHandler) ProcessTask(ctx context.Context, t *warren.Task) error {
+	// No process can receive a NUL in its environment: such a task can
+	// never run, and retrying it would only fail again.
+	for name, v := range map[string]string{"ID": t.ID, "type": t.Type, "queue": t.Queue} {
+		if strings.IndexByte(v, 0) >= 0 {
+			return retry.Permanent(fmt.Errorf("%w %q: the task's %s holds a NUL byte, which no environment variable can carry",
+				ErrUnrunnable, h.argv[0], name))
+		}
+	}
 	cmd := exec.CommandContext(ctx, h.path, h.argv[1:]...)
 	cmd.Args[0] = h.argv[0]
 	cmd.Dir = h.cfg.Dir

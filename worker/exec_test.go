@@ -409,3 +409,26 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A NUL byte in a task's ID or type cannot reach a command's environment:
+// the task fails permanently, with a clear cause, instead of failing every
+// retry with exec's "environment variable contains NUL".
+func TestExecTaskWithNULIsPermanent(t *testing.T) {
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran")
+	h := mustExec(t, []string{"sh", "-c", `touch "$1"`, "sh", ran}, ExecConfig{})
+	for _, mod := range []func(*warren.Task){
+		func(t *warren.Task) { t.ID = "id\x00x" },
+		func(t *warren.Task) { t.Type = "type\x00" },
+	} {
+		task := testTask()
+		mod(task)
+		err := h.ProcessTask(context.Background(), task)
+		if !retry.IsPermanent(err) || !errors.Is(err, ErrUnrunnable) {
+			t.Errorf("task %q/%q: err = %v, want a permanent ErrUnrunnable", task.ID, task.Type, err)
+		}
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("the command ran")
+	}
+}
