@@ -194,6 +194,9 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		a.url = strings.TrimSpace(string(b))
 	}
 	a.secrets = urlSecrets(a.url)
+	if err := broker.ValidateURL(a.url); err != nil && usesBroker(cmd) {
+		return usagef("--url (or --url-file, WARREN_URL): %w", err)
+	}
 
 	var level slog.Level
 	if a.logLevel == "" && cmd.Name() != "worker" {
@@ -226,6 +229,18 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		return usagef("--connect-timeout must be positive (got %s)", a.connectTimeout)
 	}
 	return nil
+}
+
+// usesBroker reports whether cmd talks to the broker: every command but
+// the root, version and completion.
+func usesBroker(cmd *cobra.Command) bool {
+	for c := cmd; c.HasParent(); c = c.Parent() {
+		if c.Parent().HasParent() {
+			continue
+		}
+		return c.Name() != "version" && c.Name() != "completion" && c.Name() != "help"
+	}
+	return false
 }
 
 // envName returns the environment variable of a flag.

@@ -231,6 +231,9 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 				return nil, usagef("--payload-file: %w", err)
 			}
 			defer file.Close()
+			if st, err := file.Stat(); err == nil && st.IsDir() {
+				return nil, usagef("--payload-file %s: is a directory", f.payloadFile)
+			}
 			r = file
 		}
 		b, err := io.ReadAll(io.LimitReader(r, int64(f.payloadLimit())+1))
@@ -319,7 +322,9 @@ func enqueueError(err error, queue string) error {
 	switch {
 	case errors.Is(err, producer.ErrUnroutable):
 		return &explained{err: err, msg: fmt.Sprintf("queue %s does not exist (declare it with: warren topology declare --queue %s)", queue, queue)}
-	case errors.Is(err, producer.ErrInvalid), errors.Is(err, producer.ErrPayloadTooLarge):
+	case errors.Is(err, producer.ErrPayloadTooLarge):
+		return usage(fmt.Errorf("%w (--max-payload-size)", err))
+	case errors.Is(err, producer.ErrInvalid):
 		return usage(err)
 	}
 	return err

@@ -115,6 +115,9 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 		return usagef("--handler-timeout %s must stay a minute under the broker's consumer_timeout (--consumer-timeout %s): "+
 			"the broker would redeliver the task while it still runs", f.handlerTimeout, f.consumerTimeout)
 	}
+	if f.retryBase > f.retryCap {
+		return usagef("--retry-base %s cannot exceed --retry-cap %s", f.retryBase, f.retryCap)
+	}
 	policy := retry.Policy{MaxAttempts: f.maxAttempts, Base: f.retryBase, Cap: f.retryCap}
 	if err := policy.Validate(); err != nil {
 		return usage(err)
