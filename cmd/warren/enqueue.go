@@ -51,8 +51,10 @@ NDJSON, pipelined, and print a summary on stderr:
   {"type":"send","payload":{"to":"a@example.com"},"id":"opt","delay":"5s","max_attempts":3,"queue":"optional"}
 
 Blank lines are skipped; a bad line is reported with its number and counted
-as failed while the others go on. --type, --delay, --max-attempts and
---header are the defaults of every line.
+as failed while the others go on. --queue, --type, --delay, --max-attempts
+and --header are the defaults of every line. Only --queue is declared (unless
+--no-declare): a line's "queue" must already exist (warren topology declare
+--queue Q declares it), or the line fails.
 
 A payload over --max-payload-size (default 1MiB) is refused before anything
 is sent: a single enqueue exits with status 2 (bad input); with --from-file
