@@ -471,6 +471,10 @@ func TestEnqueueFromStdinWithBadLines(t *testing.T) {
 	conn := testbroker.Dial(t)
 	q := testbroker.Queue(t, conn)
 	other := testbroker.Queue(t, conn)
+	// A line's queue must exist: only --queue is declared.
+	if r := warrenRun(t, 30*time.Second, nil, "topology", "declare", "--queue", other); r.code != 0 {
+		t.Fatalf("topology declare: exit %d\n%s", r.code, r.stderr)
+	}
 	input := strings.Join([]string{
 		`{"type":"a","payload":{"i":1}}`,
 		``,
