@@ -8,8 +8,9 @@
 #   WARREN_TASK_QUEUE         the queue it came from
 #   WARREN_TASK_ATTEMPT       1 on the first run, 2 on the first retry, ...
 #   WARREN_TASK_MAX_ATTEMPTS  the producer's cap, only when it set one
-# (before 0.x these were WARREN_QUEUE, WARREN_ATTEMPT, WARREN_MAX_ATTEMPTS,
-# which the warren CLI reads as its own --queue and --max-attempts)
+# (earlier versions named the last three WARREN_QUEUE, WARREN_ATTEMPT and
+# WARREN_MAX_ATTEMPTS, which the warren CLI reads as its own --queue and
+# --max-attempts)
 # and reads the exit status:
 #   0                    done: the task is acked
 #   65 (EX_DATAERR)      permanent failure: straight to the dead-letter queue
