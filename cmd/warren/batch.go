@@ -270,7 +270,7 @@ func (a *app) collect(pending <-chan *batch, f *enqueueFlags, prog *progress) ba
 			}
 			tot.ok++
 			if f.printIDs {
-				fmt.Fprintln(out, id)
+				fmt.Fprintln(out, termString(id))
 			}
 		}
 		tot.bytes += b.size
