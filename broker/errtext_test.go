@@ -21,10 +21,14 @@ func TestUnnest(t *testing.T) {
 	if strings.Count(got.Error(), "Exception") != 1 {
 		t.Errorf("still nested: %s", got)
 	}
+	// The reader's 501 around a 502 (a field it cannot read).
+	mixed := unnest(&amqp.Error{Code: amqp.FrameError, Reason: (&amqp.Error{Code: amqp.SyntaxError, Reason: "invalid field or value inside of a frame"}).Error()})
+	if want := `Exception (501) Reason: "invalid field or value inside of a frame (502)"`; mixed.Error() != want {
+		t.Errorf("unnest = %s, want %s", mixed, want)
+	}
 	for _, keep := range []error{
 		errors.New("plain"),
 		&amqp.Error{Code: 530, Reason: "NOT_ALLOWED - vhost x not found"},
-		&amqp.Error{Code: 501, Reason: `Exception (502) Reason: "other code"`},
 		&amqp.Error{Code: 501, Reason: `Exception (501) Reason: not quoted`},
 	} {
 		if got := unnest(keep); got != keep {
