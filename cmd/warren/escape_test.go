@@ -81,3 +81,25 @@ func FuzzTermEscape(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkTermString(b *testing.B) {
+	id := "01a2385d-70dc-7dc3-b49f-d68f0229fd46"
+	for b.Loop() {
+		_ = termString(id)
+	}
+}
+
+func BenchmarkTermTextStderrTail(b *testing.B) {
+	tail := strings.Repeat("error: connection refused at step 42\n\tretrying later ", 40) // about 2 KiB
+	hostile := tail[:len(tail)/2] + "\x1b[2J\u202e" + tail[len(tail)/2:]
+	b.Run("clean", func(b *testing.B) {
+		for b.Loop() {
+			_ = termText(tail)
+		}
+	})
+	b.Run("hostile", func(b *testing.B) {
+		for b.Loop() {
+			_ = termText(hostile)
+		}
+	})
+}
