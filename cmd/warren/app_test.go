@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 			if strings.Contains(r.stderr, "is RabbitMQ running") || strings.Contains(r.stderr, "s3cr3tpw") {
 				t.Errorf("bad input explained as a broker problem, or a password shown:\n%s", r.stderr)
 			}
+			if m := goFieldRE.FindString(r.stderr); m != "" {
+				t.Errorf("the error names the Go field %q, not a flag:\n%s", m, r.stderr)
+			}
 		})
 	}
 }
@@ -156,6 +160,10 @@ func TestScrub(t *testing.T) {
 
 // parsed parses args for the command at path (after root flags) and runs
 // setup, as cobra does before RunE, returning the command.
+// goFieldRE matches Go configuration field names that a CLI error must
+// say as flags (--retry-base, not Base).
+var goFieldRE = regexp.MustCompile(`\b(Config|Options|Policy|Filter)\.[A-Z]|\b(Base|Cap|MaxAttempts|DeliveryLimit|HandlerTimeout|ShutdownTimeout|ConsumerTimeout|Prefetch|Concurrency|MaxPayloadSize|ToQueue|StderrTail)\b`)
+
 func parsed(t *testing.T, env map[string]string, path []string, args ...string) (*app, *cobra.Command, error) {
 	t.Helper()
 	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard,
