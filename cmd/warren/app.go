@@ -221,7 +221,10 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	case "text", "":
 		a.log = slog.New(slog.NewTextHandler(logOut, opts))
 	case "json":
-		a.log = slog.New(slog.NewJSONHandler(logOut, opts))
+		// JSON escapes control characters but writes C1 controls and
+		// invisible format characters (bidi overrides) as they are.
+		jsonOut := &scrubWriter{w: a.stderr, scrub: func(s string) string { return jsonInvisibles(a.scrub(s)) }}
+		a.log = slog.New(slog.NewJSONHandler(jsonOut, opts))
 	default:
 		return usagef("--log-format %q: want text or json", a.logFormat)
 	}

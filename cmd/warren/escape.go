@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -74,4 +76,34 @@ func printableString(s, keep string) bool {
 		i += size
 	}
 	return true
+}
+
+// jsonInvisibles escapes, in JSON text, the characters encoding/json
+// writes as they are although a terminal acts on them or hides them: C1
+// controls and format characters (bidi overrides and isolates, zero-width
+// characters), as \uXXXX. Such characters can only stand inside JSON
+// strings, where the escape means the same character: the result is the
+// same JSON value.
+func jsonInvisibles(s string) string {
+	if !strings.ContainsFunc(s, invisible) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	for _, r := range s {
+		if invisible(r) {
+			fmt.Fprintf(&b, `\u%04x`, r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// invisible reports a C1 control or a format character (category Cf),
+// which JSON carries raw and a terminal acts on or hides. Runes outside
+// the Basic Multilingual Plane are left alone: \uXXXX cannot write them
+// in one escape, and the Cf ones there are tags, not controls.
+func invisible(r rune) bool {
+	return (r >= 0x80 && r <= 0x9f) || (r <= 0xffff && unicode.Is(unicode.Cf, r)) || r == 0x2028 || r == 0x2029
 }

@@ -81,6 +81,11 @@ func TestHostileStringsNeverReachTheTerminalRaw(t *testing.T) {
 	if code := w.wait(30 * time.Second); code != 0 {
 		t.Fatalf("worker exit %d", code)
 	}
+	// Its JSON log names both tasks, escaped: no bidi or zero-width
+	// character raw (encoding/json alone would write them so).
+	if where := rawControl(w.log.String()); where != "" {
+		t.Errorf("the worker's JSON log holds a raw %s", where)
+	}
 
 	for _, args := range [][]string{
 		{"dlq", "list", "--queue", q},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,7 +47,9 @@ func TestTermText(t *testing.T) {
 // FuzzTermEscape: whatever the input, the escaped forms hold no byte a
 // terminal acts on (C0 controls but \n and \t in text, DEL, C1 controls,
 // format characters such as bidi overrides), are valid UTF-8, lose nothing
-// (termString unquotes back to its input), and leave printable text alone.
+// (termString unquotes back to its input), and leave printable text alone;
+// a JSON log line through jsonInvisibles is the same JSON value, with no
+// C1 control or format character left raw.
 func FuzzTermEscape(f *testing.F) {
 	for _, s := range []string{"", "plain", "\x1b[31mred\x1b[0m", "a\r\nb", "\x00", "\u202e\u200b\ufeff", "\xff\xfe", "tab\there", "日本語", "\u009b"} {
 		f.Add(s)
@@ -79,7 +82,33 @@ func FuzzTermEscape(f *testing.F) {
 		if strings.Count(text, "\n") != strings.Count(s, "\n") {
 			t.Fatalf("termText(%q) = %q changed the number of lines", s, text)
 		}
+		// JSON log lines: the same value, with nothing invisible left.
+		enc, _ := json.Marshal(map[string]string{"v": s})
+		safe := jsonInvisibles(string(enc))
+		var back map[string]string
+		if err := json.Unmarshal([]byte(safe), &back); err != nil {
+			t.Fatalf("jsonInvisibles(%s) = %s: not JSON: %v", enc, safe, err)
+		}
+		var want map[string]string
+		_ = json.Unmarshal(enc, &want)
+		if back["v"] != want["v"] {
+			t.Fatalf("jsonInvisibles changed the value: %q, want %q", back["v"], want["v"])
+		}
+		if strings.ContainsFunc(safe, invisible) {
+			t.Fatalf("jsonInvisibles(%s) = %s holds an invisible character", enc, safe)
+		}
 	})
+}
+
+func TestJSONInvisibles(t *testing.T) {
+	in := `{"msg":"job dead-lettered","task_id":"evil-\u001b[2J` + "\u202e\u200b\u0085" + `"}`
+	want := `{"msg":"job dead-lettered","task_id":"evil-\u001b[2J\u202e\u200b\u0085"}`
+	if got := jsonInvisibles(in); got != want {
+		t.Errorf("jsonInvisibles = %s, want %s", got, want)
+	}
+	if plain := `{"msg":"ok ✓ 日本"}`; jsonInvisibles(plain) != plain {
+		t.Errorf("changed %s", plain)
+	}
 }
 
 func BenchmarkTermString(b *testing.B) {
