@@ -1,7 +1,7 @@
 # Warren build, test and demo targets.
 #
 #   make build             build bin/warren
-#   make test              ensure RabbitMQ, vet, docs check, unit, integration, fuzz, bounded chaos
+#   make test              ensure RabbitMQ and python3-pika, vet, docs check, unit, integration, fuzz, bounded chaos
 #   make test-unit         unit tests only (no broker needed)
 #   make test-integration  ensure RabbitMQ, then the integration tests
 #   make chaos             the chaos suite (CHAOS_JOBS, CHAOS_DURATION)
@@ -21,7 +21,7 @@ FUZZTIME          ?= 5s
 
 GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './vendor/*' -not -path './bin/*'
 
-.PHONY: all build test test-unit test-integration fuzz chaos docs-check vet vet-integration ensure-rabbitmq demo fmt lint clean
+.PHONY: ensure-test-deps all build test test-unit test-integration fuzz chaos docs-check vet vet-integration ensure-rabbitmq demo fmt lint clean
 
 all: build
 
@@ -31,13 +31,17 @@ build:
 ensure-rabbitmq:
 	bash scripts/ensure-rabbitmq.sh
 
+# ensure-test-deps: what integration tests need besides RabbitMQ (python3-pika).
+ensure-test-deps:
+	bash scripts/ensure-test-deps.sh
+
 vet:
 	$(GO) vet ./...
 
 vet-integration:
 	$(GO) vet -tags integration ./...
 
-test: ensure-rabbitmq vet vet-integration docs-check
+test: ensure-rabbitmq ensure-test-deps vet vet-integration docs-check
 	$(GO) test $(UNIT_FLAGS) ./...
 	$(GO) test -race -count=1 -tags integration -timeout 20m -p 1 $(INTEGRATION_FLAGS) ./...
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
@@ -61,7 +65,7 @@ docs-check:
 test-unit:
 	$(GO) test $(UNIT_FLAGS) ./...
 
-test-integration: ensure-rabbitmq
+test-integration: ensure-rabbitmq ensure-test-deps
 	$(GO) test -race -count=1 -tags integration -timeout 20m -p 1 $(INTEGRATION_FLAGS) ./...
 
 demo: ensure-rabbitmq build

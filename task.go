@@ -50,6 +50,12 @@ const (
 	HeaderReplayCount = HeaderPrefix + "replay-count"
 	// HeaderReplayedAt is when it was last replayed (Unix milliseconds, int64).
 	HeaderReplayedAt = HeaderPrefix + "replayed-at"
+
+	// HeaderUnreadable replaces the headers of a message this client cannot
+	// read (nested too deep, too many entries, or larger than the frame
+	// size): it says what was wrong (string). Warren sets it on the
+	// receiving side only; the broker still holds the original headers.
+	HeaderUnreadable = HeaderPrefix + "unreadable"
 )
 
 // DeadReason says why a task ended in a dead-letter queue.
@@ -69,6 +75,13 @@ const (
 	// x-delivery-limit, because workers kept dying (or closing their channel)
 	// while holding it. Set by the broker (x-death), reported by admin tools.
 	ReasonDeliveryLimit DeadReason = "delivery_limit"
+	// ReasonUnreadable: the message's headers could not be read by this
+	// client (see HeaderUnreadable); the worker rejected it and the broker
+	// dead-lettered the original, headers intact.
+	ReasonUnreadable DeadReason = "unreadable"
+	// ReasonOversized: the task's own headers leave no room, under the
+	// broker's frame size, for the metadata a retry or a dead letter adds.
+	ReasonOversized DeadReason = "oversized"
 )
 
 // Task is one unit of work: what a producer enqueues and a handler receives.
@@ -137,6 +150,10 @@ func DeadLetterQueue(queue string) string {
 func IsDeadLetterQueue(queue string) bool {
 	return len(queue) > len(DeadLetterSuffix) && strings.HasSuffix(queue, DeadLetterSuffix)
 }
+
+// IsDeadLetterQueue reports whether queue is named as a dead-letter queue
+// (see DeadLetterQueue).
+func IsDeadLetterQueue(queue string) bool { return strings.HasSuffix(queue, ".dlq") }
 
 // ErrInvalidQueueName is returned for a queue name Warren cannot route.
 var ErrInvalidQueueName = errors.New("warren: invalid queue name")

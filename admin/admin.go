@@ -77,6 +77,7 @@ type Filter struct {
 
 	ErrorRegexp  *regexp.Regexp // match dead letters whose error text matches; nil matches all
 	Since, Until time.Time      // match dead letters that failed in [Since, Until); zero means unbounded
+	Unreadable   bool           // match only dead letters whose headers this client cannot read (DeadLetter.Unreadable)
 }
 
 func (f Filter) validate() error {
@@ -92,7 +93,7 @@ func (f Filter) validate() error {
 
 // selects reports whether f names something to act on in bulk.
 func (f Filter) selects() bool {
-	return f.All || len(f.IDs) > 0 || len(f.Types) > 0 || f.ErrorRegexp != nil || !f.Since.IsZero() || !f.Until.IsZero()
+	return f.All || len(f.IDs) > 0 || len(f.Types) > 0 || f.ErrorRegexp != nil || !f.Since.IsZero() || !f.Until.IsZero() || f.Unreadable
 }
 
 // matcher is a compiled Filter.
@@ -101,13 +102,14 @@ type matcher struct {
 	errRE        *regexp.Regexp
 	since, until time.Time
 	limit        int
+	unreadable   bool
 }
 
 func newMatcher(f Filter) (*matcher, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
-	m := &matcher{limit: f.Limit, errRE: f.ErrorRegexp, since: f.Since, until: f.Until}
+	m := &matcher{limit: f.Limit, errRE: f.ErrorRegexp, since: f.Since, until: f.Until, unreadable: f.Unreadable}
 	if len(f.IDs) > 0 {
 		m.ids = make(map[string]bool, len(f.IDs))
 		for _, id := range f.IDs {
@@ -130,7 +132,10 @@ func (m *matcher) match(d *amqp.Delivery) bool {
 	if m.types != nil && !m.types[d.Type] {
 		return false
 	}
-	if m.errRE != nil && !m.errRE.MatchString(broker.HeaderString(d.Headers, warren.HeaderError)) {
+	if m.unreadable && !unreadable(d) {
+		return false
+	}
+	if m.errRE != nil && !m.errRE.MatchString(deadError(d.Headers)) {
 		return false
 	}
 	if !m.since.IsZero() || !m.until.IsZero() {

@@ -67,6 +67,14 @@ type DeadLetter struct {
 	// return to the queue, so each earlier List, Get or Replay pass over it
 	// adds one.
 	DeliveryCount int
+	// Unreadable is set when this client could not read the dead letter's
+	// headers (nested too deep, too many entries, or too large for the
+	// frame size): Reason is then ReasonUnreadable, Error says what was
+	// wrong, and Headers holds only warren.HeaderUnreadable. The broker
+	// still holds the headers as they were. Replay and Export leave such a
+	// dead letter in place (ReplayOptions.StripUnreadable replays it
+	// without them); Purge removes it like any other.
+	Unreadable bool
 	// Headers holds every header as stored, broker headers (x-death)
 	// included, with the value types of the AMQP client (it is the
 	// delivery's own table, not a copy).
@@ -129,7 +137,24 @@ func newDeadLetter(d *amqp.Delivery, queue string) DeadLetter {
 		}
 	}
 	dl.History = broker.DecodeHistory(h[warren.HeaderHistory])
+	if note := broker.HeaderString(h, warren.HeaderUnreadable); note != "" {
+		dl.Unreadable, dl.Reason, dl.Error = true, warren.ReasonUnreadable, note
+	}
 	return dl
+}
+
+// unreadable reports whether this client could not read d's headers.
+func unreadable(d *amqp.Delivery) bool {
+	return broker.HeaderString(d.Headers, warren.HeaderUnreadable) != ""
+}
+
+// deadError is a dead letter's error text: warren-error, or why its
+// headers could not be read.
+func deadError(h amqp.Table) string {
+	if note := broker.HeaderString(h, warren.HeaderUnreadable); note != "" {
+		return note
+	}
+	return broker.HeaderString(h, warren.HeaderError)
 }
 
 // failedAt is when a dead letter was dead-lettered: warren-failed-at, else
@@ -232,5 +257,6 @@ func replayMessage(d *amqp.Delivery, target string, now time.Time) amqp.Publishi
 		delete(msg.Headers, k)
 	}
 	delete(msg.Headers, warren.HeaderDeliverAt)
+	delete(msg.Headers, warren.HeaderUnreadable)
 	return msg
 }

@@ -37,6 +37,10 @@ type ExportResult struct {
 	Removed int
 	// Skipped counts the dead letters read that the Filter did not select.
 	Skipped int
+	// Unreadable counts the selected dead letters not exported because
+	// this client cannot read their headers (DeadLetter.Unreadable): a
+	// record would not hold them whole. They stay in the queue.
+	Unreadable int
 }
 
 // Export writes the dead letters of queue that match f to w, one record a
@@ -102,6 +106,10 @@ func (a *Admin) Export(ctx context.Context, queue string, f Filter, w io.Writer,
 		case !m.match(&d):
 			res.Skipped++
 			p.keep(&d)
+		case unreadable(&d):
+			matched++
+			res.Unreadable++
+			p.keep(&d)
 		default:
 			matched++
 			g := e.write(queue, &d)
@@ -142,7 +150,7 @@ func (a *Admin) Export(ctx context.Context, queue string, f Filter, w io.Writer,
 		}
 		errs = append(errs, finErr)
 	}
-	a.log.Info("admin: exported", "queue", queue, "exported", res.Exported, "removed", res.Removed, "skipped", res.Skipped)
+	a.log.Info("admin: exported", "queue", queue, "exported", res.Exported, "removed", res.Removed, "skipped", res.Skipped, "unreadable", res.Unreadable)
 	return res, errors.Join(errs...)
 }
 

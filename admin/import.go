@@ -130,7 +130,7 @@ func (a *Admin) Import(ctx context.Context, queue string, r io.Reader, o ImportO
 		return res, fmt.Errorf("admin: import: %w", err)
 	}
 
-	in, err := checkInput(r)
+	in, err := checkInput(r, broker.HeaderBudget(a.conn.FrameMax()))
 	if err != nil {
 		return res, fmt.Errorf("admin: import into %s: %w", target, err)
 	}
@@ -353,7 +353,7 @@ func (in *input) close() {
 
 // checkInput reads r to its end, decoding every line, and leaves it ready
 // to be read again from where it began.
-func checkInput(r io.Reader) (*input, error) {
+func checkInput(r io.Reader, budget int) (*input, error) {
 	in := &input{src: r}
 	var start int64
 	rs, seekable := r.(io.ReadSeeker)
@@ -393,7 +393,7 @@ func checkInput(r io.Reader) (*input, error) {
 		in.records++
 		if _, m, err := decodeRecord(b); err != nil {
 			in.malformed(line, err)
-		} else if err := importable(m); err != nil {
+		} else if err := importable(m, budget); err != nil {
 			in.malformed(line, err)
 		}
 		return nil
@@ -464,7 +464,13 @@ func scanLines(r io.Reader, fn func(line int, b []byte) error) error {
 
 // importable refuses what a publish would do more with than store: the
 // CC and BCC headers make RabbitMQ route copies to the queues they name.
-func importable(m amqp.Publishing) error {
+func importable(m amqp.Publishing, budget int) error {
+	if err := broker.CheckHeaders(m.Headers); err != nil {
+		return err
+	}
+	if err := broker.CheckSize(&m, budget); err != nil {
+		return err
+	}
 	for _, h := range []string{"CC", "BCC"} {
 		if _, ok := m.Headers[h]; ok {
 			return fmt.Errorf("header %s would make RabbitMQ also route the message to the queues it names (sender-selected distribution); "+

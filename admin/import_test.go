@@ -44,7 +44,7 @@ func TestCheckInput(t *testing.T) {
 		"a pipe":     io.MultiReader(strings.NewReader(text)), // not an io.Seeker: spooled
 		"from later": seekedTo(t, "garbage\n"+text, len("garbage\n")),
 	} {
-		in, err := checkInput(r)
+		in, err := checkInput(r, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -77,7 +77,7 @@ func TestCheckInputMalformed(t *testing.T) {
 		}
 	}
 	lines = append(lines, recordLine(t, amqp.Publishing{MessageId: "cc", Headers: amqp.Table{"CC": []any{"other"}}}))
-	in, err := checkInput(strings.NewReader(strings.Join(lines, "\n")))
+	in, err := checkInput(strings.NewReader(strings.Join(lines, "\n")), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,12 @@ type ReplayOptions struct {
 	// Rate caps the replays a second (a token bucket); 0 means no cap. A
 	// dry run ignores it.
 	Rate float64
+	// StripUnreadable replays the matching dead letters whose headers this
+	// client cannot read (DeadLetter.Unreadable) without those headers:
+	// body, ID, type and other properties as they were, the task's own
+	// headers lost. false leaves them in the dead-letter queue, counted
+	// as Unreadable.
+	StripUnreadable bool
 }
 
 // ReplayResult counts what a Replay did (or, for a dry run, would do).
@@ -44,6 +50,15 @@ type ReplayResult struct {
 	// Failed counts the matching dead letters that could not be replayed;
 	// they stay in the dead-letter queue.
 	Failed int
+	// Unreadable counts the matching dead letters left in the dead-letter
+	// queue because this client cannot read their headers (see
+	// ReplayOptions.StripUnreadable).
+	Unreadable int
+	// Unconfirmed counts the dead letters published whose confirm never
+	// came (the connection was lost): they stay in the dead-letter queue,
+	// and the journal lets the next replay remove them without
+	// publishing them again if they did arrive.
+	Unconfirmed int
 	// IDs lists the task IDs of the replayed dead letters, in queue order.
 	IDs []string
 }
@@ -166,6 +181,10 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 		case !m.match(&d):
 			r.res.Skipped++
 			p.keep(&d)
+		case unreadable(&d) && !o.StripUnreadable:
+			matched++
+			r.res.Unreadable++
+			p.keep(&d)
 		default:
 			matched++
 			r.replay(ctx, &d)
@@ -184,11 +203,19 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	res = r.res
 
 	var errs []error
+	res.Unconfirmed = r.inDoubt
+	stopped := func(cause error) error {
+		if res.Unconfirmed > 0 {
+			return fmt.Errorf("admin: replay %s stopped after %d replayed and %d published whose confirm did not arrive (they stay in %s; the next replay completes them without publishing them twice): %w",
+				queue, res.Replayed, res.Unconfirmed, p.dlq, cause)
+		}
+		return fmt.Errorf("admin: replay %s stopped after %d replayed: %w", queue, res.Replayed, cause)
+	}
 	if readErr != nil {
-		errs = append(errs, fmt.Errorf("admin: replay %s stopped after %d replayed: %w", queue, res.Replayed, readErr))
+		errs = append(errs, stopped(readErr))
 	}
 	if r.stop != nil {
-		errs = append(errs, fmt.Errorf("admin: replay %s stopped after %d replayed: %w", queue, res.Replayed, r.stop))
+		errs = append(errs, stopped(r.stop))
 	}
 	if res.Failed > 0 {
 		errs = append(errs, fmt.Errorf("admin: replay %s: %d dead letters could not be replayed and stay in %s (%s): %w",
@@ -216,7 +243,7 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	if o.DryRun {
 		msg = "admin: replay dry run"
 	}
-	a.log.Info(msg, "queue", queue, "replayed", res.Replayed, "resumed", res.Resumed, "skipped", res.Skipped, "failed", res.Failed, "to_queue", o.ToQueue)
+	a.log.Info(msg, "queue", queue, "replayed", res.Replayed, "resumed", res.Resumed, "skipped", res.Skipped, "failed", res.Failed, "unreadable", res.Unreadable, "to_queue", o.ToQueue)
 	return res, errors.Join(errs...)
 }
 
@@ -269,6 +296,11 @@ func (r *replayer) replay(ctx context.Context, d *amqp.Delivery) {
 		}
 	}
 	msg := replayMessage(d, target, time.Now())
+	if _, err := broker.Fit(&msg, broker.HeaderBudget(r.a.conn.FrameMax())); err != nil {
+		r.fail(id, err)
+		r.p.keep(d)
+		return
+	}
 	msg.Headers[bccHeader] = r.bcc
 	pd, err := r.pub.Publish(ctx, "", target, msg)
 	if err != nil {

@@ -3,12 +3,15 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +130,8 @@ type Conn struct {
 	supervisor chan struct{}
 
 	reconnects atomic.Uint64
+	unreadable atomic.Uint64 // content headers the guard rewrote
+	frameMax   atomic.Int64  // frame_max of the current (or last) connection
 }
 
 // Dial connects to the broker at rawURL ("amqp://user:pass@host:port/vhost"
@@ -151,6 +156,7 @@ func Dial(ctx context.Context, rawURL string, cfg Config) (*Conn, error) {
 			Properties:      props,
 			Dial:            amqp.DefaultDial(cfg.DialTimeout),
 			TLSClientConfig: cfg.TLS,
+			FrameSize:       defaultFrameMax,
 		},
 		up:         make(chan struct{}),
 		lost:       make(chan struct{}),
@@ -215,14 +221,7 @@ func (c *Conn) dialAny(ctx context.Context) (*amqp.Connection, endpoint, error) 
 			return nil, endpoint{}, err
 		}
 		ep := c.endpoints[i]
-		acfg := c.acfg
-		if acfg.TLSClientConfig != nil {
-			// amqp091-go writes ServerName into the config it is given:
-			// each node of a cluster gets its own copy, checked against
-			// its own host name.
-			acfg.TLSClientConfig = acfg.TLSClientConfig.Clone()
-		}
-		conn, err := amqp.DialConfig(ep.raw, acfg)
+		conn, err := c.dial(ep)
 		if err == nil {
 			return conn, ep, nil
 		}
@@ -240,6 +239,99 @@ func (c *Conn) dialAny(ctx context.Context) (*amqp.Connection, endpoint, error) 
 	}
 	return nil, endpoint{}, errors.Join(errs...)
 }
+
+// dial opens one connection to ep. The socket is wrapped in a guard
+// (guard.go) that reads the plain stream (inside TLS), so that no message the broker delivers can make
+// the client close the connection: amqp091-go is handed the plain stream,
+// and TLS, when the URL is amqps, is done here.
+func (c *Conn) dial(ep endpoint) (*amqp.Connection, error) {
+	acfg := c.acfg
+	uri, err := amqp.ParseURI(ep.raw)
+	if err != nil {
+		return nil, err
+	}
+	raw := ep.raw
+	var tcfg *tls.Config
+	if uri.Scheme == "amqps" {
+		if tcfg, err = tlsConfig(acfg.TLSClientConfig, uri); err != nil {
+			return nil, err
+		}
+		// amqp091-go does TLS itself for amqps: it is given an amqp URL
+		// with the port made explicit, and a TLS connection.
+		u, err := url.Parse(ep.raw)
+		if err != nil {
+			return nil, err
+		}
+		u.Scheme = "amqp"
+		u.Host = net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port))
+		raw = u.String()
+	}
+	acfg.TLSClientConfig = nil
+	tcp := acfg.Dial
+	acfg.Dial = func(network, addr string) (net.Conn, error) {
+		conn, err := tcp(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tcfg != nil {
+			tc := tls.Client(conn, tcfg)
+			if err := tc.Handshake(); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			conn = tc
+		}
+		return newGuardConn(conn, acfg.FrameSize, &c.unreadable), nil
+	}
+	conn, err := amqp.DialConfig(raw, acfg)
+	if err != nil {
+		return nil, err
+	}
+	c.frameMax.Store(int64(conn.Config.FrameSize))
+	return conn, nil
+}
+
+// tlsConfig is the TLS configuration for an amqps endpoint: a copy of
+// base (each node of a cluster is checked against its own host name), or,
+// when base is nil, one from the URL's query (cacertfile, certfile,
+// keyfile, server_name_override), as amqp091-go builds it.
+func tlsConfig(base *tls.Config, uri amqp.URI) (*tls.Config, error) {
+	var cfg *tls.Config
+	if base != nil {
+		cfg = base.Clone()
+	} else {
+		cfg = &tls.Config{}
+		if uri.CACertFile != "" {
+			pem, err := os.ReadFile(uri.CACertFile)
+			if err != nil {
+				return nil, fmt.Errorf("read CA certificate: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			cfg.RootCAs.AppendCertsFromPEM(pem)
+		}
+		if uri.CertFile != "" || uri.KeyFile != "" {
+			cert, err := tls.LoadX509KeyPair(uri.CertFile, uri.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("load client certificate: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		cfg.ServerName = uri.ServerName
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = uri.Host
+	}
+	return cfg, nil
+}
+
+// FrameMax returns the frame_max negotiated with the broker on the current
+// (or last) connection: no frame Warren sends or reads may be larger.
+func (c *Conn) FrameMax() int { return int(c.frameMax.Load()) }
+
+// Unreadable counts the messages delivered to this Conn whose headers the
+// client could not have read (see HeaderUnreadable in package warren):
+// their headers were replaced by a note, and the connection lived on.
+func (c *Conn) Unreadable() uint64 { return c.unreadable.Load() }
 
 // install makes conn the current connection.
 func (c *Conn) install(conn *amqp.Connection, ep endpoint) {

@@ -133,7 +133,7 @@ func New(cfg Config) (*Metrics, error) {
 		}, []string{"queue", "type"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warren_tasks_finished_total",
-			Help: "Deliveries settled, by outcome: succeeded, skipped, retried, dead_lettered, requeued or voided.",
+			Help: "Deliveries settled, by outcome: succeeded, skipped, retried, dead_lettered, requeued, voided or held.",
 		}, []string{"queue", "type", "outcome"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warren_tasks_failed_total",
@@ -198,7 +198,7 @@ func (m *Metrics) labels(queue, typ string) labels {
 	return l
 }
 
-var outcomes = []worker.Outcome{worker.Succeeded, worker.Skipped, worker.Retried, worker.DeadLettered, worker.Requeued, worker.Voided}
+var outcomes = []worker.Outcome{worker.Succeeded, worker.Skipped, worker.Retried, worker.DeadLettered, worker.Requeued, worker.Voided, worker.Held}
 
 // Enqueued implements producer.Observer.
 func (m *Metrics) Enqueued(queue, taskType string, err error, latency time.Duration) {

@@ -243,6 +243,12 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 			}
 			msg.Headers[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
 		}
+		// RabbitMQ closes the whole connection on a header frame past
+		// frame_max: refuse it here, keeping room for a retry's metadata.
+		if err := broker.CheckSize(&msg, broker.HeaderBudget(p.conn.FrameMax())); err != nil {
+			results[i].Err = fmt.Errorf("%w: task %s: %w", ErrInvalid, t.ID, err)
+			continue
+		}
 		pd, err := p.publish(ctx, exchange, key, msg)
 		if err != nil {
 			results[i].Err = fmt.Errorf("producer: enqueue %s to %q: %w", t.ID, t.Queue, err)
@@ -332,6 +338,9 @@ func (p *Producer) build(ctx context.Context, j Job, now time.Time) (*warren.Tas
 		if strings.HasPrefix(k, "x-") || strings.HasPrefix(k, warren.HeaderPrefix) {
 			errs = append(errs, fmt.Errorf("header %q: names starting with x- or %s are reserved", k, warren.HeaderPrefix))
 		}
+	}
+	if err := broker.CheckHeaders(o.headers); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return t, o, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))

@@ -26,6 +26,11 @@ const (
 	// Voided: the channel that delivered the task was lost (or the ack
 	// failed); the broker delivers the task again.
 	Voided Outcome = "voided"
+	// Held: the delivery could not be read (warren.ReasonUnreadable) and
+	// its queue has no dead-letter target Warren declared (a dead-letter
+	// queue consumed as a queue, or NoDeclare): it is left unacked in
+	// place, where the broker keeps it, rather than dropped or looped.
+	Held Outcome = "held"
 )
 
 // Event describes one finished delivery.

@@ -187,6 +187,9 @@ type Stats struct {
 	Requeued     uint64 // deliveries handed back to the broker (shutdown, or an outcome that could not be published)
 	Redelivered  uint64 // deliveries the broker had delivered before
 	Voided       uint64 // runs whose delivery was lost with its channel: outcome dropped, the broker redelivers
+	Unreadable   uint64 // deliveries whose headers this client could not read (dead-lettered, or Held)
+	Oversized    uint64 // outcomes whose headers had to be trimmed, or could not fit at all, under the frame size
+	Held         uint64 // unreadable deliveries left unacked in place: their queue has no dead-letter target
 	Reconnects   uint64 // connections re-established (see broker.Conn.Reconnects)
 	InFlight     int64
 }
@@ -200,6 +203,7 @@ type Pool struct {
 	log     *slog.Logger
 
 	started, succeeded, skipped, retried, dead, requeued, redelivered, voided atomic.Uint64
+	unreadable, oversized, held                                               atomic.Uint64
 	inFlight                                                                  atomic.Int64
 
 	running  atomic.Bool
@@ -259,6 +263,9 @@ func (p *Pool) Stats() Stats {
 		Requeued:     p.requeued.Load(),
 		Redelivered:  p.redelivered.Load(),
 		Voided:       p.voided.Load(),
+		Unreadable:   p.unreadable.Load(),
+		Oversized:    p.oversized.Load(),
+		Held:         p.held.Load(),
 		Reconnects:   p.conn.Reconnects(),
 		InFlight:     p.inFlight.Load(),
 	}
@@ -638,6 +645,14 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	if obs := p.cfg.Observer; obs != nil {
 		defer func() { obs.TaskFinished(ev) }()
 	}
+	if note := broker.HeaderString(d.Headers, warren.HeaderUnreadable); note != "" {
+		// The guard under the client replaced headers it could not read:
+		// the broker still has them, so the broker dead-letters it.
+		ev.Err, ev.Reason = fmt.Errorf("worker: unreadable message: %s", note), warren.ReasonUnreadable
+		p.unreadable.Add(1)
+		ev.Outcome = p.reject(d, t, ev.Reason, ev.Err)
+		return
+	}
 	if err != nil {
 		ev.Err, ev.Reason = err, warren.ReasonMalformed
 		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, warren.ReasonMalformed, err, 0)
@@ -714,6 +729,9 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	default:
 		ev.Delay = dec.Delay
 		ev.Outcome = p.retryLater(hardCtx, pubs, d, t, err, dur, dec.Delay)
+		if ev.Outcome == DeadLettered { // the retry could not fit in a frame
+			ev.Reason, ev.Delay = warren.ReasonOversized, 0
+		}
 	}
 }
 
@@ -762,6 +780,17 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Deliver
 		set[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
 	}
 	msg := broker.Derive(d, set)
+	budget := broker.HeaderBudget(p.conn.FrameMax())
+	if exchange != "" {
+		budget = broker.DelayedHeaderBudget(p.conn.FrameMax())
+	}
+	if trimmed, err := broker.Fit(&msg, budget); err != nil {
+		p.oversized.Add(1)
+		return p.deadLetter(ctx, pubs, d, t, warren.ReasonOversized, fmt.Errorf("worker: cannot retry: %w (last error: %w)", err, cause), dur)
+	} else if trimmed {
+		p.oversized.Add(1)
+		p.logTask(slog.LevelWarn, t, "worker: retry metadata trimmed to fit the broker's frame size")
+	}
 	if err := pubs.publish(ctx, exchange, key, msg); err != nil {
 		p.logTask(slog.LevelError, t, "worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
 		return p.requeue(d, t, "retry publish failed")
@@ -800,6 +829,15 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 		set[warren.HeaderStack] = broker.Truncate(string(pe.Stack), broker.MaxStackLen)
 	}
 	msg := broker.Derive(d, set)
+	if trimmed, err := broker.Fit(&msg, broker.HeaderBudget(p.conn.FrameMax())); err != nil {
+		// The task's own headers leave no room for a dead letter's
+		// story: the broker dead-letters the original instead.
+		p.oversized.Add(1)
+		return p.reject(d, t, warren.ReasonOversized, fmt.Errorf("%w (dead-lettering: %w)", err, cause))
+	} else if trimmed {
+		p.oversized.Add(1)
+		p.logTask(slog.LevelWarn, t, "worker: dead-letter metadata trimmed to fit the broker's frame size")
+	}
 	if err := pubs.publish(ctx, "", warren.DeadLetterQueue(t.Queue), msg); err != nil {
 		p.logTask(slog.LevelError, t, "worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
 		return p.requeue(d, t, "dead-letter publish failed")
@@ -809,6 +847,28 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	}
 	p.dead.Add(1)
 	p.logTask(slog.LevelError, t, "job dead-lettered", "reason", string(reason), "err", cause)
+	return DeadLettered
+}
+
+// reject hands a delivery Warren cannot carry on (unreadable, or too
+// large for a dead letter's metadata) to the broker's own dead-lettering:
+// basic.reject without requeue moves the message, exactly as the broker
+// holds it, to the queue's dead-letter target (Q.dlq for a queue Warren
+// declared), with an x-death reason "rejected". A queue Warren did not
+// declare may have no such target, and a reject would drop the message:
+// there the delivery is Held, unacked, until the channel closes.
+func (p *Pool) reject(d *amqp.Delivery, t *warren.Task, reason warren.DeadReason, cause error) Outcome {
+	if p.cfg.NoDeclare || warren.IsDeadLetterQueue(t.Queue) {
+		p.held.Add(1)
+		p.logTask(slog.LevelError, t, "worker: cannot process this message and its queue has no dead-letter target Warren declared; leaving it unacked in place (purge or move it with warren dlq)", "reason", string(reason), "err", cause)
+		return Held
+	}
+	if err := d.Reject(false); err != nil {
+		p.logTask(slog.LevelWarn, t, "worker: reject failed; the broker will deliver the message again", "err", err)
+		return Voided
+	}
+	p.dead.Add(1)
+	p.logTask(slog.LevelError, t, "job dead-lettered by the broker (rejected)", "reason", string(reason), "err", cause)
 	return DeadLettered
 }
 

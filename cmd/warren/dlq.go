@@ -34,6 +34,7 @@ type dlqFlags struct {
 	output string
 
 	errRE, since, until string // --error, --since, --until
+	unreadable          bool   // --unreadable
 }
 
 func (f *dlqFlags) addQueue(fs *pflag.FlagSet) {
@@ -78,10 +79,10 @@ func (f *dlqFlags) filter(bulk bool) (admin.Filter, error) {
 		return admin.Filter{}, usagef("--limit cannot be negative (got %d)", f.limit)
 	}
 	if bulk && !f.all && len(f.ids) == 0 && len(f.types) == 0 && !f.hasMatchers() {
-		return admin.Filter{}, usagef("select dead letters with --id (repeatable), --type, --error, --since, --until or --all")
+		return admin.Filter{}, usagef("select dead letters with --id (repeatable), --type, --error, --since, --until, --unreadable or --all")
 	}
 	if f.all && (len(f.ids) > 0 || len(f.types) > 0 || f.hasMatchers()) {
-		return admin.Filter{}, usagef("--all selects everything: do not combine it with --id, --type, --error, --since or --until")
+		return admin.Filter{}, usagef("--all selects everything: do not combine it with --id, --type, --error, --since, --until or --unreadable")
 	}
 	for _, id := range f.ids {
 		if id == "" {
@@ -192,6 +193,10 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 				if len(dls) == 0 {
 					fmt.Fprintf(a.stderr, "no dead letters in %s\n", warren.DeadLetterQueue(f.queue))
 				}
+				if n := countUnreadable(dls); n > 0 && !f.unreadable {
+					fmt.Fprintf(a.stderr, "%s listed with reason unreadable: Warren cannot read their headers (the broker keeps them as they were); dlq purge --queue %s --unreadable --yes removes them, dlq replay --queue %s --unreadable --strip-unreadable replays them without their headers\n",
+						plural(n, "dead letter", "dead letters"), f.queue, f.queue)
+				}
 				return nil
 			})
 		}),
@@ -256,11 +261,12 @@ element of "dlq list --output json".`,
 
 func (a *app) dlqReplayCmd() *cobra.Command {
 	var (
-		f       dlqFlags
-		dryRun  bool
-		toQueue string
-		rate    string
-		wait    bool
+		f               dlqFlags
+		dryRun          bool
+		toQueue         string
+		rate            string
+		stripUnreadable bool
+		wait            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay --queue Q (--id ID ... | --type T ... | --all) [--dry-run]",
@@ -306,13 +312,14 @@ The task keeps its ID, payload and headers (trace context included).`,
 				ctx, clearBar := a.withProgress(cmd.Context(), labels)
 				var res admin.ReplayResult
 				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
-					res, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec})
+					res, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec, StripUnreadable: stripUnreadable})
 					return err
 				})
 				clearBar()
 				if f.output != "table" {
 					if jerr := f.writeResult(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
-						Replayed: res.Replayed, Resumed: res.Resumed, Skipped: res.Skipped, Failed: res.Failed, IDs: nonNil(res.IDs)}); jerr != nil {
+						Replayed: res.Replayed, Resumed: res.Resumed, Skipped: res.Skipped, Failed: res.Failed,
+						Unreadable: res.Unreadable, Unconfirmed: res.Unconfirmed, IDs: nonNil(res.IDs)}); jerr != nil {
 						return jerr
 					}
 					if err != nil {
@@ -327,7 +334,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 				if dryRun {
 					verb = "would replay"
 				}
-				if err != nil && res.Replayed == 0 && res.Failed == 0 && res.Resumed == 0 {
+				if err != nil && res.Replayed == 0 && res.Failed == 0 && res.Resumed == 0 && res.Unconfirmed == 0 && res.Unreadable == 0 {
 					return err // nothing was done: the error says it all
 				}
 				fmt.Fprintf(a.stderr, "%s %s from %s", verb, plural(res.Replayed, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
@@ -340,7 +347,11 @@ The task keeps its ID, payload and headers (trace context included).`,
 				if res.Failed > 0 {
 					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
 				}
+				if res.Unconfirmed > 0 {
+					fmt.Fprintf(a.stderr, ", %d published without a confirm (kept; the next replay completes them)", res.Unconfirmed)
+				}
 				fmt.Fprintln(a.stderr)
+				unreadableNote(a.stderr, res.Unreadable, f.queue, "replayed", "or replay them without their headers with --strip-unreadable")
 				if err != nil {
 					return err
 				}
@@ -352,6 +363,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 	f.addQueue(fs)
 	f.addSelectors(fs)
 	fs.BoolVar(&dryRun, "dry-run", false, "only report what would be replayed")
+	fs.BoolVar(&stripUnreadable, "strip-unreadable", false, "also replay the selected dead letters whose headers Warren cannot read, without those headers (body, ID, type and properties kept); without it they stay in the dead-letter queue")
 	fs.StringVar(&toQueue, "to-queue", "", "replay to this `queue` instead of each task's own")
 	fs.StringVar(&rate, "rate", "", "replay at most this many a second (`N/s`, e.g. 100/s; default: as fast as the broker confirms)")
 	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
@@ -462,7 +474,36 @@ type replayJSON struct {
 	Resumed         int      `json:"resumed"`
 	Skipped         int      `json:"skipped"`
 	Failed          int      `json:"failed"`
+	Unreadable      int      `json:"unreadable"`
+	Unconfirmed     int      `json:"unconfirmed"`
 	IDs             []string `json:"ids"`
+}
+
+func countUnreadable(dls []admin.DeadLetter) int {
+	n := 0
+	for _, dl := range dls {
+		if dl.Unreadable {
+			n++
+		}
+	}
+	return n
+}
+
+// unreadableNote tells where the n dead letters a command left alone
+// because their headers cannot be read are, and what to do with them.
+func unreadableNote(w io.Writer, n int, queue, verb, more string) {
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s whose headers Warren cannot read not %s: they stay in %s (dlq list --queue %s --unreadable shows them; dlq purge --queue %s --unreadable --yes removes them%s)\n",
+		plural(n, "dead letter", "dead letters"), verb, warren.DeadLetterQueue(queue), queue, queue, cmpJoin(more))
+}
+
+func cmpJoin(more string) string {
+	if more == "" {
+		return ""
+	}
+	return "; " + more
 }
 
 // purgeJSON is the --output json of dlq purge.
@@ -656,6 +697,7 @@ type deadLetterJSON struct {
 	Queue         string          `json:"queue"`
 	Reason        string          `json:"reason,omitempty"`
 	Error         string          `json:"error,omitempty"`
+	Unreadable    bool            `json:"unreadable,omitempty"`
 	Attempts      int             `json:"attempts"`
 	MaxAttempts   int             `json:"max_attempts,omitempty"`
 	EnqueuedAt    *time.Time      `json:"enqueued_at,omitempty"`
@@ -694,7 +736,7 @@ func newDeadLetterJSON(dl admin.DeadLetter) deadLetterJSON {
 		ID: dl.ID, Type: dl.Type, Queue: dl.Queue, Reason: string(dl.Reason), Error: dl.Error,
 		Attempts: dl.Attempts, MaxAttempts: dl.MaxAttempts, WorkerHost: dl.WorkerHost,
 		DurationMS: dl.Duration.Milliseconds(), ReplayCount: dl.ReplayCount, DeliveryCount: dl.DeliveryCount,
-		ContentType: dl.ContentType, Stack: dl.Stack,
+		ContentType: dl.ContentType, Stack: dl.Stack, Unreadable: dl.Unreadable,
 	}
 	if !dl.EnqueuedAt.IsZero() {
 		t := dl.EnqueuedAt.UTC()

@@ -30,6 +30,7 @@ type exportJSON struct {
 	Exported        int    `json:"exported"`
 	Removed         int    `json:"removed"`
 	Skipped         int    `json:"skipped"`
+	Unreadable      int    `json:"unreadable"`
 }
 
 // importJSON is the --output json summary of dlq import.
@@ -135,7 +136,7 @@ not go to a terminal).`,
 				}
 				if f.output != "table" {
 					if jerr := f.writeResult(a.stdout, exportJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), File: name,
-						Exported: res.Exported, Removed: res.Removed, Skipped: res.Skipped}); jerr != nil {
+						Exported: res.Exported, Removed: res.Removed, Skipped: res.Skipped, Unreadable: res.Unreadable}); jerr != nil {
 						return jerr
 					}
 					return err
@@ -151,6 +152,7 @@ not go to a terminal).`,
 					fmt.Fprintf(a.stderr, ", %d not selected", res.Skipped)
 				}
 				fmt.Fprintln(a.stderr)
+				unreadableNote(a.stderr, res.Unreadable, f.queue, "exported", "")
 				return err
 			})
 		}),

@@ -23,7 +23,8 @@ func (f *dlqFlags) addMatchers(fs *pflag.FlagSet) {
 	fs.StringVar(&f.errRE, "error", "", "only dead letters whose error matches this `regexp` (Go syntax, unanchored)")
 	fs.StringVar(&f.since, "since", "", "only dead letters that failed at or after `time`: RFC 3339, or a duration ago (2h, 3d)")
 	fs.StringVar(&f.until, "until", "", "only dead letters that failed before `time`: RFC 3339, or a duration ago (30m, 1d)")
-	noEnv(fs, "error", "since", "until")
+	fs.BoolVar(&f.unreadable, "unreadable", false, "only dead letters whose headers Warren cannot read (nested too deep, too many entries, or over the frame size; reason unreadable)")
+	noEnv(fs, "error", "since", "until", "unreadable")
 }
 
 // matchers compiles --error, --since and --until into flt.
@@ -35,6 +36,7 @@ func (f *dlqFlags) matchers(flt *admin.Filter, now time.Time) error {
 		}
 		flt.ErrorRegexp = re
 	}
+	flt.Unreadable = f.unreadable
 	var err error
 	if flt.Since, err = parseWhen(f.since, now); err != nil {
 		return usagef("--since: %w", err)
@@ -48,8 +50,10 @@ func (f *dlqFlags) matchers(flt *admin.Filter, now time.Time) error {
 	return nil
 }
 
-// hasMatchers reports whether --error, --since or --until is given.
-func (f *dlqFlags) hasMatchers() bool { return f.errRE != "" || f.since != "" || f.until != "" }
+// hasMatchers reports whether --error, --since, --until or --unreadable is given.
+func (f *dlqFlags) hasMatchers() bool {
+	return f.errRE != "" || f.since != "" || f.until != "" || f.unreadable
+}
 
 // parseWhen reads a point in time: RFC 3339 (2025-03-01T12:00:00Z), or a
 // duration before now (90m, 2h, 3d; d is 24h). "" is the zero time.
