@@ -151,10 +151,6 @@ func IsDeadLetterQueue(queue string) bool {
 	return len(queue) > len(DeadLetterSuffix) && strings.HasSuffix(queue, DeadLetterSuffix)
 }
 
-// IsDeadLetterQueue reports whether queue is named as a dead-letter queue
-// (see DeadLetterQueue).
-func IsDeadLetterQueue(queue string) bool { return strings.HasSuffix(queue, ".dlq") }
-
 // ErrInvalidQueueName is returned for a queue name Warren cannot route.
 var ErrInvalidQueueName = errors.New("warren: invalid queue name")
 
