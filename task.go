@@ -130,12 +130,26 @@ type Failure struct {
 // MaxQueueNameLen leaves room for the ".dlq" suffix within AMQP's 255 bytes.
 const MaxQueueNameLen = 200
 
-// DeadLetterQueue returns the name of queue's dead-letter queue.
-func DeadLetterQueue(queue string) string { return queue + ".dlq" }
+// DeadLetterSuffix ends the name of every dead-letter queue.
+const DeadLetterSuffix = ".dlq"
+
+// DeadLetterQueue returns the name of queue's dead-letter queue: queue
+// with DeadLetterSuffix. A dead-letter queue has none of its own: for one
+// (IsDeadLetterQueue), DeadLetterQueue returns queue itself, so that a
+// worker consuming a dead-letter queue puts what fails there back at its
+// tail, and nothing ever declares or publishes to a "Q.dlq.dlq".
+func DeadLetterQueue(queue string) string {
+	if IsDeadLetterQueue(queue) {
+		return queue
+	}
+	return queue + DeadLetterSuffix
+}
 
 // IsDeadLetterQueue reports whether queue is named as a dead-letter queue
-// (see DeadLetterQueue).
-func IsDeadLetterQueue(queue string) bool { return strings.HasSuffix(queue, ".dlq") }
+// (it ends with DeadLetterSuffix).
+func IsDeadLetterQueue(queue string) bool {
+	return len(queue) > len(DeadLetterSuffix) && strings.HasSuffix(queue, DeadLetterSuffix)
+}
 
 // ErrInvalidQueueName is returned for a queue name Warren cannot route.
 var ErrInvalidQueueName = errors.New("warren: invalid queue name")

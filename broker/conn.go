@@ -178,7 +178,7 @@ func Dial(ctx context.Context, rawURL string, cfg Config) (*Conn, error) {
 		if len(eps) > 1 {
 			where = fmt.Sprintf("any of %d brokers", len(eps))
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 			err = errors.Join(ctx.Err(), err)
 		}
 		return nil, fmt.Errorf("broker: connect to %s: %w", where, err)
@@ -225,7 +225,7 @@ func (c *Conn) dialAny(ctx context.Context) (*amqp.Connection, endpoint, error) 
 		if err == nil {
 			return conn, ep, nil
 		}
-		err = scrub(err, ep.secret)
+		err = scrub(unnest(err), ep.secret)
 		var ae *amqp.Error
 		if errors.Is(err, amqp.ErrSASL) || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) ||
 			(errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)) {

@@ -71,6 +71,7 @@ func (s *scrubbed) Unwrap() error { return s.err }
 // classify maps an *amqp.Error to one of our sentinels where one fits, wrapped
 // around the broker's own text.
 func classify(err error, what string) error {
+	err = unnest(err)
 	var ae *amqp.Error
 	if !errors.As(err, &ae) {
 		return fmt.Errorf("broker: %s: %w", what, err)

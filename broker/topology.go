@@ -119,7 +119,10 @@ func DeclareShared(ctx context.Context, c *Conn) error {
 
 // DeclareQueue declares Warren queue name with its dead-letter queue and
 // its binding to the delivery exchange. DeclareShared must have run (it is
-// enough once per broker). It is idempotent.
+// enough once per broker). It is idempotent. A dead-letter queue
+// (warren.IsDeadLetterQueue: a worker may consume one) is declared as its
+// queue declares it, with its binding and without a dead-letter queue of
+// its own; o does not apply to it.
 func DeclareQueue(ctx context.Context, c *Conn, name string, o QueueOptions) error {
 	if err := warren.ValidateQueueName(name); err != nil {
 		return err
@@ -132,8 +135,10 @@ func DeclareQueue(ctx context.Context, c *Conn, name string, o QueueOptions) err
 		if _, err := ch.QueueDeclare(dlq, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
 			return mismatchHint(classify(err, "declare queue "+dlq))
 		}
-		if _, err := ch.QueueDeclare(name, true, false, false, false, QueueArgs(name, o)); err != nil {
-			return mismatchHint(classify(err, "declare queue "+name))
+		if dlq != name {
+			if _, err := ch.QueueDeclare(name, true, false, false, false, QueueArgs(name, o)); err != nil {
+				return mismatchHint(classify(err, "declare queue "+name))
+			}
 		}
 		if err := ch.QueueBind(name, deliveryPattern(name), DeliveryExchange, false, nil); err != nil {
 			if errors.Is(classify(err, ""), ErrQueueNotFound) {

@@ -346,7 +346,7 @@ func (p *Producer) build(ctx context.Context, j Job, now time.Time) (*warren.Tas
 		return t, o, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	if p.cfg.MaxPayloadSize > 0 && len(j.Payload) > p.cfg.MaxPayloadSize {
-		return t, o, fmt.Errorf("%w: %d bytes, the limit is %d (Config.MaxPayloadSize)", ErrPayloadTooLarge, len(j.Payload), p.cfg.MaxPayloadSize)
+		return t, o, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(j.Payload), p.cfg.MaxPayloadSize)
 	}
 	return t, o, nil
 }

@@ -249,8 +249,8 @@ email)
 	echo "handler: sending email \$payload" >&2
 	exit 0 ;;
 flaky)
-	if [ "\$WARREN_ATTEMPT" -lt 3 ]; then
-		echo "handler: flaky task \$WARREN_TASK_ID failing on attempt \$WARREN_ATTEMPT" >&2
+	if [ "\$WARREN_TASK_ATTEMPT" -lt 3 ]; then
+		echo "handler: flaky task \$WARREN_TASK_ID failing on attempt \$WARREN_TASK_ATTEMPT" >&2
 		exit 1
 	fi
 	exit 0 ;;

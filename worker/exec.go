@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,14 +34,28 @@ const (
 	maxOutputLine = 4 << 10
 )
 
-// Environment variables an external command receives about its task.
+// Environment variables an external command receives about its task. They
+// all start with EnvTaskPrefix, which no flag of the warren CLI reads: a
+// handler that runs warren itself never inherits its task's queue or
+// attempt budget by accident.
 const (
-	EnvTaskID      = "WARREN_TASK_ID"
-	EnvTaskType    = "WARREN_TASK_TYPE"
-	EnvQueue       = "WARREN_QUEUE"
-	EnvAttempt     = "WARREN_ATTEMPT"
-	EnvMaxAttempts = "WARREN_MAX_ATTEMPTS"
+	EnvTaskPrefix      = "WARREN_TASK_"
+	EnvTaskID          = "WARREN_TASK_ID"
+	EnvTaskType        = "WARREN_TASK_TYPE"
+	EnvTaskQueue       = "WARREN_TASK_QUEUE"
+	EnvTaskAttempt     = "WARREN_TASK_ATTEMPT"
+	EnvTaskMaxAttempts = "WARREN_TASK_MAX_ATTEMPTS"
 )
+
+// legacyTaskEnv are the names Warren 0.x gave the task's queue, attempt
+// and cap. The CLI reads two of them as its --queue and --max-attempts, so
+// they are removed from a command's environment, whoever set them.
+var legacyTaskEnv = []string{"WARREN_QUEUE", "WARREN_ATTEMPT", "WARREN_MAX_ATTEMPTS"}
+
+// ErrUnrunnable is the cause of the failure of a task that a command can
+// never be run for: its ID, type or queue holds a NUL byte, which no
+// environment variable can carry. The task is dead-lettered at once.
+var ErrUnrunnable = errors.New("worker: task cannot be passed to a command")
 
 // ExecConfig tunes Exec. The zero ExecConfig is ready to use.
 type ExecConfig struct {
@@ -48,6 +63,13 @@ type ExecConfig struct {
 	// removed and the task's variables added. nil means the worker's own
 	// environment (os.Environ) at the time Exec is called.
 	Env []string
+	// Unset names more variables to remove from Env, on top of the
+	// secrets, every WARREN_TASK_* variable and WARREN_QUEUE, WARREN_ATTEMPT
+	// and WARREN_MAX_ATTEMPTS, which are always removed. nil removes no more.
+	// The warren CLI lists here the variable of every flag of its commands,
+	// so that the worker's own settings never configure a warren that a
+	// command runs.
+	Unset []string
 	// Dir is the command's working directory. "" means the worker's.
 	Dir string
 	// StderrTail is how many bytes from the end of the command's stderr are
@@ -136,21 +158,37 @@ func (e *ExecError) Unwrap() error { return e.Err }
 //
 // Each run:
 //   - gets the payload, byte for byte, on stdin;
-//   - gets the worker's environment without its secrets (WARREN_URL,
-//     WARREN_URL_FILE, WARREN_TEST_URL, and every WARREN_* variable whose
-//     name contains PASSWORD, SECRET or TOKEN) plus WARREN_TASK_ID,
-//     WARREN_TASK_TYPE, WARREN_QUEUE, WARREN_ATTEMPT and, when the task
-//     has a cap, WARREN_MAX_ATTEMPTS;
+//   - gets the worker's environment (ExecConfig.Env) without the
+//     variables that look like credentials (see below), without
+//     WARREN_QUEUE, WARREN_ATTEMPT, WARREN_MAX_ATTEMPTS, any WARREN_TASK_*
+//     variable and the names in ExecConfig.Unset, plus the task's own:
+//     WARREN_TASK_ID, WARREN_TASK_TYPE, WARREN_TASK_QUEUE,
+//     WARREN_TASK_ATTEMPT (1 on the first run) and, when the task has a
+//     cap, WARREN_TASK_MAX_ATTEMPTS;
 //   - runs in a process group of its own. When the handler's context ends
 //     (its timeout, or the pool giving up on a drain) the whole group is
 //     killed with SIGKILL, grandchildren included; the same happens to any
 //     process of the group left behind when the command exits.
 //
 // Exit status 0 is success. Exit status 65 (EX_DATAERR) is a permanent
-// failure (retry.Permanent): the task is dead-lettered at once. Any other
+// failure (retry.Permanent): the task is dead-lettered at once, as is a
+// task whose ID, type or queue holds a NUL byte (ErrUnrunnable), without
+// running the command. Any other
 // status, a signal, or the context ending is a failure that is retried.
 // A failure is an *ExecError that carries the tail of the command's stderr.
 // The command's stdout goes to the logger at debug level.
+//
+// A variable looks like a credential, and is removed, when its name
+// contains PASSWORD, PASSWD, SECRET, TOKEN or CREDENTIAL, or has KEY as one
+// of its underscore-separated words or at its end (AWS_SECRET_ACCESS_KEY,
+// API_KEY, GOOGLE_APPLICATION_CREDENTIALS), or when its value holds a URL
+// with a password (DATABASE_URL=postgres://user:pw@host/db) or a
+// "password=" (a connection string); WARREN_URL,
+// WARREN_URL_FILE and WARREN_TEST_URL are always removed. Scrubbing the
+// environment is not isolation: a command running as the worker's user can
+// read the worker's own environment and command line (/proc/PPID/environ
+// and cmdline on Linux). Give the worker its broker URL in a file
+// (warren --url-file) that the command's user cannot read, not in --url.
 func Exec(argv []string, cfg ExecConfig) (Handler, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, errors.New("worker: Exec: empty command")
@@ -166,7 +204,7 @@ func Exec(argv []string, cfg ExecConfig) (Handler, error) {
 	return &execHandler{
 		path: path,
 		argv: append([]string(nil), argv...),
-		env:  scrubEnv(cfg.Env),
+		env:  scrubEnv(cfg.Env, cfg.Unset),
 		cfg:  cfg,
 	}, nil
 }
@@ -182,6 +220,14 @@ var _ Handler = (*execHandler)(nil)
 
 // ProcessTask runs the command for t.
 func (h *execHandler) ProcessTask(ctx context.Context, t *warren.Task) error {
+	// No process can receive a NUL in its environment: such a task can
+	// never run, and retrying it would only fail again.
+	for name, v := range map[string]string{"ID": t.ID, "type": t.Type, "queue": t.Queue} {
+		if strings.IndexByte(v, 0) >= 0 {
+			return retry.Permanent(fmt.Errorf("%w %q: the task's %s holds a NUL byte, which no environment variable can carry",
+				ErrUnrunnable, h.argv[0], name))
+		}
+	}
 	cmd := exec.CommandContext(ctx, h.path, h.argv[1:]...)
 	cmd.Args[0] = h.argv[0]
 	cmd.Dir = h.cfg.Dir
@@ -254,21 +300,29 @@ func (h *execHandler) taskEnv(t *warren.Task) []string {
 	env = append(env,
 		EnvTaskID+"="+t.ID,
 		EnvTaskType+"="+t.Type,
-		EnvQueue+"="+t.Queue,
-		EnvAttempt+"="+strconv.Itoa(t.Attempt),
+		EnvTaskQueue+"="+t.Queue,
+		EnvTaskAttempt+"="+strconv.Itoa(t.Attempt),
 	)
 	if t.MaxAttempts > 0 {
-		env = append(env, EnvMaxAttempts+"="+strconv.Itoa(t.MaxAttempts))
+		env = append(env, EnvTaskMaxAttempts+"="+strconv.Itoa(t.MaxAttempts))
 	}
 	return env
 }
 
-// scrubEnv drops the secrets and the task variables from env.
-func scrubEnv(env []string) []string {
+// scrubEnv drops from env the credentials, the task variables, the legacy
+// task names and the names in unset.
+func scrubEnv(env, unset []string) []string {
+	drop := make(map[string]bool, len(unset)+len(legacyTaskEnv))
+	for _, n := range unset {
+		drop[n] = true
+	}
+	for _, n := range legacyTaskEnv {
+		drop[n] = true
+	}
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		if secretEnv(name) || taskEnv(name) {
+		name, value, _ := strings.Cut(kv, "=")
+		if drop[name] || strings.HasPrefix(name, EnvTaskPrefix) || secretEnv(name, value) {
 			continue
 		}
 		out = append(out, kv)
@@ -276,25 +330,32 @@ func scrubEnv(env []string) []string {
 	return out
 }
 
-func secretEnv(name string) bool {
+// secretEnv reports whether the variable name=value looks like a
+// credential.
+func secretEnv(name, value string) bool {
 	switch name {
 	case "WARREN_URL", "WARREN_URL_FILE", "WARREN_TEST_URL":
 		return true
 	}
-	if !strings.HasPrefix(name, "WARREN_") {
-		return false
-	}
 	up := strings.ToUpper(name)
-	return strings.Contains(up, "PASSWORD") || strings.Contains(up, "SECRET") || strings.Contains(up, "TOKEN")
-}
-
-func taskEnv(name string) bool {
-	switch name {
-	case EnvTaskID, EnvTaskType, EnvQueue, EnvAttempt, EnvMaxAttempts:
+	for _, s := range []string{"PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL"} {
+		if strings.Contains(up, s) {
+			return true
+		}
+	}
+	if strings.HasSuffix(up, "KEY") {
 		return true
 	}
-	return false
+	for _, word := range strings.Split(up, "_") {
+		if word == "KEY" || word == "KEYS" {
+			return true
+		}
+	}
+	return urlWithPassword.MatchString(value) || strings.Contains(strings.ToLower(value), "password=")
 }
+
+// urlWithPassword matches a URL that carries a password: scheme://user:pw@.
+var urlWithPassword = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s:]*:[^/?#@\s]+@`)
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {

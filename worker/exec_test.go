@@ -175,11 +175,35 @@ func TestExecEnv(t *testing.T) {
 		"WARREN_client_secret=sec",
 		"WARREN_LOG_LEVEL=debug",
 		"WARREN_TASK_ID=stale",
-		"OTHER_PASSWORD=kept", // not ours to judge
+		"WARREN_TASK_QUEUE=stale",
+		"WARREN_TASK_SOMETHING=stale",
+		// The CLI reads these as --queue and --max-attempts: a warren run by
+		// the command would enqueue to the worker's queue with its cap.
+		"WARREN_QUEUE=worker-queue",
+		"WARREN_MAX_ATTEMPTS=10",
+		"WARREN_ATTEMPT=9",
+		"WARREN_CONCURRENCY=20", // in Unset below
+		// Credentials of other programs.
+		"OTHER_PASSWORD=pw",
+		"AWS_ACCESS_KEY_ID=AKIA",
+		"AWS_SECRET_ACCESS_KEY=sk",
+		"STRIPE_APIKEY=sk",
+		"SSH_KEYS=k",
+		"GOOGLE_APPLICATION_CREDENTIALS=/etc/gcp.json",
+		"GITHUB_TOKEN=ghp",
+		"MYSQL_PASSWD=pw",
+		"DATABASE_URL=postgres://app:dbpw@db:5432/app",
+		"REDIS=redis://:redispw@cache:6379",
+		"PG_DSN=host=db user=app password=dbpw",
+		// Not credentials.
+		"PUBLIC_URL=https://example.com/path",
+		"KEYBOARD=us",
+		"MONKEYS_TYPED=3",
+		"PROXY=http://user@proxy:3128",
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "env")
-	h := mustExec(t, []string{"sh", "-c", `env > "$1"`, "sh", out}, ExecConfig{Env: base})
+	h := mustExec(t, []string{"sh", "-c", `env > "$1"`, "sh", out}, ExecConfig{Env: base, Unset: []string{"WARREN_CONCURRENCY"}})
 	task := testTask()
 	task.MaxAttempts = 7
 	if err := h.ProcessTask(context.Background(), task); err != nil {
@@ -196,37 +220,47 @@ func TestExecEnv(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"WARREN_TASK_ID":      "task-1",
-		"WARREN_TASK_TYPE":    "send",
-		"WARREN_QUEUE":        "emails",
-		"WARREN_ATTEMPT":      "2",
-		"WARREN_MAX_ATTEMPTS": "7",
-		"HOME":                "/home/test",
-		"WARREN_LOG_LEVEL":    "debug",
-		"OTHER_PASSWORD":      "kept",
+		"WARREN_TASK_ID":           "task-1",
+		"WARREN_TASK_TYPE":         "send",
+		"WARREN_TASK_QUEUE":        "emails",
+		"WARREN_TASK_ATTEMPT":      "2",
+		"WARREN_TASK_MAX_ATTEMPTS": "7",
+		"HOME":                     "/home/test",
+		"WARREN_LOG_LEVEL":         "debug",
+		"PUBLIC_URL":               "https://example.com/path",
+		"KEYBOARD":                 "us",
+		"MONKEYS_TYPED":            "3",
+		"PROXY":                    "http://user@proxy:3128",
 	}
 	for k, v := range want {
 		if env[k] != v {
 			t.Errorf("%s = %q, want %q", k, env[k], v)
 		}
 	}
-	for _, k := range []string{"WARREN_URL", "WARREN_URL_FILE", "WARREN_TEST_URL", "WARREN_DB_PASSWORD", "WARREN_API_TOKEN", "WARREN_client_secret"} {
+	for _, k := range []string{
+		"WARREN_URL", "WARREN_URL_FILE", "WARREN_TEST_URL", "WARREN_DB_PASSWORD", "WARREN_API_TOKEN", "WARREN_client_secret",
+		"WARREN_TASK_SOMETHING", "WARREN_QUEUE", "WARREN_MAX_ATTEMPTS", "WARREN_ATTEMPT", "WARREN_CONCURRENCY",
+		"OTHER_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STRIPE_APIKEY", "SSH_KEYS",
+		"GOOGLE_APPLICATION_CREDENTIALS", "GITHUB_TOKEN", "MYSQL_PASSWD", "DATABASE_URL", "REDIS", "PG_DSN",
+	} {
 		if v, ok := env[k]; ok {
-			t.Errorf("secret %s leaked to the command: %q", k, v)
+			t.Errorf("%s reached the command: %q", k, v)
 		}
 	}
-	if strings.Contains(string(b), "s3cr3tpw") {
-		t.Error("the broker password leaked to the command")
+	for _, secret := range []string{"s3cr3tpw", "dbpw", "redispw"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("password %q reached the command", secret)
+		}
 	}
 
-	// No cap: no WARREN_MAX_ATTEMPTS.
+	// No cap: no WARREN_TASK_MAX_ATTEMPTS.
 	task.MaxAttempts = 0
 	if err := h.ProcessTask(context.Background(), task); err != nil {
 		t.Fatal(err)
 	}
 	b, _ = os.ReadFile(out)
-	if strings.Contains(string(b), "WARREN_MAX_ATTEMPTS=") {
-		t.Error("WARREN_MAX_ATTEMPTS set for a task without a cap")
+	if strings.Contains(string(b), "MAX_ATTEMPTS=") {
+		t.Error("a MAX_ATTEMPTS variable set for a task without a cap")
 	}
 }
 
@@ -374,4 +408,27 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A NUL byte in a task's ID or type cannot reach a command's environment:
+// the task fails permanently, with a clear cause, instead of failing every
+// retry with exec's "environment variable contains NUL".
+func TestExecTaskWithNULIsPermanent(t *testing.T) {
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran")
+	h := mustExec(t, []string{"sh", "-c", `touch "$1"`, "sh", ran}, ExecConfig{})
+	for _, mod := range []func(*warren.Task){
+		func(t *warren.Task) { t.ID = "id\x00x" },
+		func(t *warren.Task) { t.Type = "type\x00" },
+	} {
+		task := testTask()
+		mod(task)
+		err := h.ProcessTask(context.Background(), task)
+		if !retry.IsPermanent(err) || !errors.Is(err, ErrUnrunnable) {
+			t.Errorf("task %q/%q: err = %v, want a permanent ErrUnrunnable", task.ID, task.Type, err)
+		}
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("the command ran")
+	}
 }

@@ -90,7 +90,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	err = explain(err)
-	fmt.Fprintf(a.stderr, "warren: %s\n", a.scrub(strings.TrimPrefix(err.Error(), "warren: ")))
+	fmt.Fprintf(a.stderr, "warren: %s\n", termText(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
 	var ue *usageError
 	if errors.As(err, &ue) || !a.running {
 		if cmd == nil {
@@ -195,6 +195,9 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		a.url = strings.TrimSpace(string(b))
 	}
 	a.secrets = urlSecrets(a.url)
+	if err := broker.ValidateURL(a.url); err != nil && usesBroker(cmd) {
+		return usagef("--url (or --url-file, WARREN_URL): %w", err)
+	}
 
 	var level slog.Level
 	if a.logLevel == "" && cmd.Name() != "worker" {
@@ -219,7 +222,10 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	case "text", "":
 		a.log = slog.New(slog.NewTextHandler(logOut, opts))
 	case "json":
-		a.log = slog.New(slog.NewJSONHandler(logOut, opts))
+		// JSON escapes control characters but writes C1 controls and
+		// invisible format characters (bidi overrides) as they are.
+		jsonOut := &scrubWriter{w: a.stderr, scrub: func(s string) string { return jsonInvisibles(a.scrub(s)) }}
+		a.log = slog.New(slog.NewJSONHandler(jsonOut, opts))
 	default:
 		return usagef("--log-format %q: want text or json", a.logFormat)
 	}
@@ -227,6 +233,18 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		return usagef("--connect-timeout must be positive (got %s)", a.connectTimeout)
 	}
 	return nil
+}
+
+// usesBroker reports whether cmd talks to the broker: every command but
+// the root, version and completion.
+func usesBroker(cmd *cobra.Command) bool {
+	for c := cmd; c.HasParent(); c = c.Parent() {
+		if c.Parent().HasParent() {
+			continue
+		}
+		return c.Name() != "version" && c.Name() != "completion" && c.Name() != "help"
+	}
+	return false
 }
 
 // envName returns the environment variable of a flag.
@@ -243,6 +261,9 @@ func (a *app) bindEnv(fs *pflag.FlagSet) error {
 			return
 		}
 		name := envName(f.Name)
+		if taskEnvVar(name) {
+			return // a task's variable, set by a worker for its --exec command
+		}
 		v, ok := a.lookupEnv(name)
 		if !ok || v == "" {
 			return

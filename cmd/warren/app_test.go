@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,9 +83,14 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"worker shell syntax", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "handler > log"}, "sh -c"},
 		{"worker bad duration", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--handler-timeout", "forever"}, "--handler-timeout"},
 		{"worker zero concurrency", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--concurrency", "0"}, "--concurrency"},
-		{"worker base over cap", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--retry-base", "2s", "--retry-cap", "1s"}, "Cap"},
+		{"worker base over cap", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--retry-base", "2s", "--retry-cap", "1s"}, "--retry-base 2s cannot exceed --retry-cap 1s"},
 		{"worker timeout near consumer_timeout", []string{"--url", deadURL, "worker", "--queue", "q", "--exec", "true", "--handler-timeout", "2h"}, "consumer_timeout"},
 		{"worker queue twice", []string{"--url", deadURL, "worker", "--queue", "q", "--queue", "q", "--exec", "true"}, "twice"},
+		{"url not amqp", []string{"--url", "http://localhost:5672/", "enqueue", "--queue", "q", "--type", "t"}, "invalid URL http://localhost:5672/"},
+		{"url without scheme", []string{"--url", "localhost:5672", "dlq", "list", "--queue", "q"}, "invalid URL"},
+		{"url with a bad port", []string{"--url", "amqp://u:s3cr3tpw@h:port/", "queues", "--queue", "q"}, "invalid URL"},
+		{"url after the command", []string{"worker", "--queue", "q", "--exec", "true", "--url", "amqps//h"}, "invalid URL"},
+		{"payload file is a directory", append(good, "--payload-file", dir), "is a directory"},
 		{"topology bad queue", []string{"--url", deadURL, "topology", "declare", "--queue", "warren.x"}, "invalid queue name"},
 		{"topology bad delivery limit", []string{"--url", deadURL, "topology", "declare", "--queue", "q", "--delivery-limit", "0"}, "--delivery-limit"},
 	}
@@ -105,6 +111,12 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 			}
 			if r.stdout != "" {
 				t.Errorf("stdout not empty: %q", r.stdout)
+			}
+			if strings.Contains(r.stderr, "is RabbitMQ running") || strings.Contains(r.stderr, "s3cr3tpw") {
+				t.Errorf("bad input explained as a broker problem, or a password shown:\n%s", r.stderr)
+			}
+			if m := goFieldRE.FindString(r.stderr); m != "" {
+				t.Errorf("the error names the Go field %q, not a flag:\n%s", m, r.stderr)
 			}
 		})
 	}
@@ -148,6 +160,10 @@ func TestScrub(t *testing.T) {
 
 // parsed parses args for the command at path (after root flags) and runs
 // setup, as cobra does before RunE, returning the command.
+// goFieldRE matches Go configuration field names that a CLI error must
+// say as flags (--retry-base, not Base).
+var goFieldRE = regexp.MustCompile(`\b(Config|Options|Policy|Filter)\.[A-Z]|\b(Base|Cap|MaxAttempts|DeliveryLimit|HandlerTimeout|ShutdownTimeout|ConsumerTimeout|Prefetch|Concurrency|MaxPayloadSize|ToQueue|StderrTail)\b`)
+
 func parsed(t *testing.T, env map[string]string, path []string, args ...string) (*app, *cobra.Command, error) {
 	t.Helper()
 	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard,

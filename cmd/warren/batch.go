@@ -108,17 +108,17 @@ func (a *app) enqueueFile(ctx context.Context, cmd *cobra.Command, f *enqueueFla
 	prog := &progress{w: a.stderr, on: isTerminal(a.stderr), total: total, start: start}
 	go func() { report <- a.collect(pending, f, prog) }()
 
-	declared := map[string]error{f.queue: nil}
+	// Only --queue is declared (unless --no-declare): a line's "queue" comes
+	// from data, where a typo must not create a queue nobody consumes. It
+	// must exist; warren topology declare declares it.
+	checked := map[string]error{f.queue: nil}
 	ensureQueue := func(q string) error {
-		if qo.noDeclare {
-			return nil
-		}
-		err, ok := declared[q]
+		err, ok := checked[q]
 		if !ok {
-			if err = broker.DeclareQueue(ctx, conn, q, qo.QueueOptions); err != nil {
-				err = fmt.Errorf("declare queue %s: %w", q, err)
+			if _, err = broker.Inspect(ctx, conn, q); errors.Is(err, broker.ErrQueueNotFound) {
+				err = fmt.Errorf("queue %s does not exist: only --queue is declared (declare it with: warren topology declare --queue %s)", q, q)
 			}
-			declared[q] = err
+			checked[q] = err
 		}
 		return err
 	}
@@ -265,12 +265,12 @@ func (a *app) collect(pending <-chan *batch, f *enqueueFlags, prog *progress) ba
 			if err != nil {
 				tot.failed++
 				prog.clear()
-				fmt.Fprintf(a.stderr, "warren: line %d: %s\n", it.line, a.scrub(strings.TrimPrefix(err.Error(), "warren: ")))
+				fmt.Fprintf(a.stderr, "warren: line %d: %s\n", it.line, termText(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
 				continue
 			}
 			tot.ok++
 			if f.printIDs {
-				fmt.Fprintln(out, id)
+				fmt.Fprintln(out, termString(id))
 			}
 		}
 		tot.bytes += b.size

@@ -328,7 +328,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 					return missingIDs(f.ids, res.IDs, f.queue)
 				}
 				for _, id := range res.IDs {
-					fmt.Fprintln(a.stdout, id)
+					fmt.Fprintln(a.stdout, termString(id))
 				}
 				verb := "replayed"
 				if dryRun {
@@ -441,7 +441,7 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 					return missingIDs(f.ids, res.IDs, f.queue)
 				}
 				for _, id := range res.IDs {
-					fmt.Fprintln(a.stdout, id)
+					fmt.Fprintln(a.stdout, termString(id))
 				}
 				if err != nil && res.Purged == 0 {
 					return err // nothing was done: the error says it all
@@ -569,8 +569,8 @@ func writeDeadLetterTable(w io.Writer, dls []admin.DeadLetter, now time.Time) {
 	fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tAGE\tFAILED-AT\tREASON\tERROR")
 	for _, dl := range dls {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			cell(dl.ID), cell(dl.Type), attempts(dl), age(dl.EnqueuedAt, now), timestamp(dl.FailedAt),
-			cell(string(dl.Reason)), cell(firstLine(strings.TrimPrefix(dl.Error, "worker: "), maxErrorColumn)))
+			cell(termString(dl.ID)), cell(termString(dl.Type)), attempts(dl), age(dl.EnqueuedAt, now), timestamp(dl.FailedAt),
+			cell(termString(string(dl.Reason))), cell(termString(firstLine(strings.TrimPrefix(dl.Error, "worker: "), maxErrorColumn))))
 	}
 	_ = tw.Flush()
 }
@@ -580,7 +580,7 @@ func writeDeadLetter(w io.Writer, dl admin.DeadLetter, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s:\t%s\n", k, termString(v))
 		}
 	}
 	row("ID", dl.ID)
@@ -602,18 +602,18 @@ func writeDeadLetter(w io.Writer, dl admin.DeadLetter, now time.Time) {
 	row("Content type", dl.ContentType)
 	_ = tw.Flush()
 	if dl.Error != "" {
-		fmt.Fprintf(w, "\nError:\n%s\n", indent(dl.Error))
+		fmt.Fprintf(w, "\nError:\n%s\n", indent(termText(dl.Error)))
 	}
 	if len(dl.History) > 0 {
 		fmt.Fprintln(w, "\nHistory:")
 		for _, h := range dl.History {
-			fmt.Fprintf(w, "  attempt %d at %s on %s (%s): %s\n", h.Attempt, timestamp(h.FailedAt), h.Worker, h.Duration, firstLine(h.Error, 200))
+			fmt.Fprintf(w, "  attempt %d at %s on %s (%s): %s\n", h.Attempt, timestamp(h.FailedAt), termString(h.Worker), h.Duration, termString(firstLine(h.Error, 200)))
 		}
 	}
 	if dl.Stack != "" {
-		fmt.Fprintf(w, "\nStack:\n%s\n", indent(dl.Stack))
+		fmt.Fprintf(w, "\nStack:\n%s\n", indent(termText(dl.Stack)))
 	}
-	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(printable(dl.Payload)))
+	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(termText(printable(dl.Payload))))
 }
 
 func attempts(dl admin.DeadLetter) string {

@@ -141,7 +141,7 @@ func writeGroups(w io.Writer, output, by string, groups []group) error {
 		if g.OldestFail != nil {
 			first, last = *g.OldestFail, *g.NewestFail
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", g.Count, timestamp(first), timestamp(last), cell(g.ExampleID), cell(firstLine(g.Key, maxErrorColumn)))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", g.Count, timestamp(first), timestamp(last), cell(termString(g.ExampleID)), cell(termString(firstLine(g.Key, maxErrorColumn))))
 	}
 	return tw.Flush()
 }

@@ -51,8 +51,10 @@ NDJSON, pipelined, and print a summary on stderr:
   {"type":"send","payload":{"to":"a@example.com"},"id":"opt","delay":"5s","max_attempts":3,"queue":"optional"}
 
 Blank lines are skipped; a bad line is reported with its number and counted
-as failed while the others go on. --type, --delay, --max-attempts and
---header are the defaults of every line.
+as failed while the others go on. --queue, --type, --delay, --max-attempts
+and --header are the defaults of every line. Only --queue is declared (unless
+--no-declare): a line's "queue" must already exist (warren topology declare
+--queue Q declares it), or the line fails.
 
 A payload over --max-payload-size (default 1MiB) is refused before anything
 is sent: a single enqueue exits with status 2 (bad input); with --from-file
@@ -231,6 +233,9 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 				return nil, usagef("--payload-file: %w", err)
 			}
 			defer file.Close()
+			if st, err := file.Stat(); err == nil && st.IsDir() {
+				return nil, usagef("--payload-file %s: is a directory", f.payloadFile)
+			}
 			r = file
 		}
 		b, err := io.ReadAll(io.LimitReader(r, int64(f.payloadLimit())+1))
@@ -319,7 +324,9 @@ func enqueueError(err error, queue string) error {
 	switch {
 	case errors.Is(err, producer.ErrUnroutable):
 		return &explained{err: err, msg: fmt.Sprintf("queue %s does not exist (declare it with: warren topology declare --queue %s)", queue, queue)}
-	case errors.Is(err, producer.ErrInvalid), errors.Is(err, producer.ErrPayloadTooLarge):
+	case errors.Is(err, producer.ErrPayloadTooLarge):
+		return usage(fmt.Errorf("%w (--max-payload-size)", err))
+	case errors.Is(err, producer.ErrInvalid):
 		return usage(err)
 	}
 	return err

@@ -21,6 +21,9 @@ const permissionsHint = "the broker user lacks a permission for this; docs/opera
 func dialError(err error) error {
 	var ae *amqp.Error
 	switch {
+	case errors.As(err, &ae) && ae.Code == amqp.NotAllowed && vhostMissingRE.MatchString(ae.Reason):
+		m := vhostMissingRE.FindStringSubmatch(ae.Reason)
+		return &missingVhost{err: err, msg: fmt.Sprintf("broker: vhost %q does not exist on the broker: check the vhost (the URL's path, %%2F for /) or create it (rabbitmqctl add_vhost %s)", m[1], m[1])}
 	case errors.As(err, &ae) && ae.Code == amqp.NotAllowed:
 		return fmt.Errorf("%w (access refused to the vhost: check the vhost in the URL, and that the user has permissions on it: rabbitmqctl set_permissions -p VHOST USER CONFIGURE WRITE READ)", err)
 	case errors.Is(err, broker.ErrAccessRefused):
@@ -30,6 +33,19 @@ func dialError(err error) error {
 	}
 	return fmt.Errorf("%w (is RabbitMQ running there? set --url or WARREN_URL)", err)
 }
+
+// vhostMissingRE reads RabbitMQ's refusal of a vhost that does not exist.
+var vhostMissingRE = regexp.MustCompile(`vhost (.*) not found`)
+
+// missingVhost is a connection refused because its vhost does not exist:
+// not a permission problem, whatever the broker's reply code says.
+type missingVhost struct {
+	msg string
+	err error
+}
+
+func (e *missingVhost) Error() string { return e.msg }
+func (e *missingVhost) Unwrap() error { return e.err }
 
 // isTLSError reports a failed certificate check or TLS handshake.
 func isTLSError(err error) bool {
@@ -53,8 +69,9 @@ func explain(err error) error {
 		return err
 	}
 	var ae *amqp.Error
+	var mv *missingVhost
 	refused := errors.Is(err, broker.ErrAccessRefused) || (errors.As(err, &ae) && ae.Code == amqp.AccessRefused)
-	if !refused || strings.Contains(err.Error(), "check the user and password") {
+	if !refused || errors.As(err, &mv) || strings.Contains(err.Error(), "check the user and password") {
 		return err
 	}
 	msg := err.Error()

@@ -471,6 +471,10 @@ func TestEnqueueFromStdinWithBadLines(t *testing.T) {
 	conn := testbroker.Dial(t)
 	q := testbroker.Queue(t, conn)
 	other := testbroker.Queue(t, conn)
+	// A line's queue must exist: only --queue is declared.
+	if r := warrenRun(t, 30*time.Second, nil, "topology", "declare", "--queue", other); r.code != 0 {
+		t.Fatalf("topology declare: exit %d\n%s", r.code, r.stderr)
+	}
 	input := strings.Join([]string{
 		`{"type":"a","payload":{"i":1}}`,
 		``,
@@ -524,7 +528,7 @@ echo "$WARREN_TASK_ID" >> "$dir/started"
 case "$WARREN_TASK_TYPE" in
 ok) echo "$WARREN_TASK_ID" >> "$dir/done"; echo "did $payload" ;;
 perm) echo "cannot parse $payload" >&2; exit 65 ;;
-fail) echo "downstream down (attempt $WARREN_ATTEMPT)" >&2; exit 1 ;;
+fail) echo "downstream down (attempt $WARREN_TASK_ATTEMPT)" >&2; exit 1 ;;
 block)
 	while [ ! -e "$dir/release" ]; do sleep 0.02; done
 	echo "$WARREN_TASK_ID" >> "$dir/done" ;;

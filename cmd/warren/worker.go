@@ -37,9 +37,16 @@ then stop taking tasks, let the running ones finish (up to
 --shutdown-timeout) and exit 0.
 
 CMD is split into words like a shell would, without expansions; write
-sh -c '...' for shell syntax. It gets the payload on stdin and WARREN_TASK_ID,
-WARREN_TASK_TYPE, WARREN_QUEUE, WARREN_ATTEMPT (and WARREN_MAX_ATTEMPTS) in
-its environment, without WARREN_URL and other WARREN_* secrets. Exit 0 is
+sh -c '...' for shell syntax. It gets the payload on stdin and, in its
+environment, WARREN_TASK_ID, WARREN_TASK_TYPE, WARREN_TASK_QUEUE,
+WARREN_TASK_ATTEMPT (1 on the first run) and, when the task has a cap,
+WARREN_TASK_MAX_ATTEMPTS. The worker's environment reaches it without the
+variables of warren's command flags (WARREN_QUEUE, WARREN_MAX_ATTEMPTS,
+WARREN_EXEC...: a warren that CMD runs is configured by CMD alone), without
+WARREN_URL and without variables that look like credentials (names with
+PASSWORD, SECRET, TOKEN, CREDENTIAL or KEY; values with a URL with a
+password). CMD runs as the worker's user and can read the worker's own
+environment and command line: give the URL with --url-file. Exit 0 is
 success; exit 65 (EX_DATAERR) sends the task to the dead-letter queue at once;
 any other failure is retried with backoff until --max-attempts.
 
@@ -108,6 +115,9 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 		return usagef("--handler-timeout %s must stay a minute under the broker's consumer_timeout (--consumer-timeout %s): "+
 			"the broker would redeliver the task while it still runs", f.handlerTimeout, f.consumerTimeout)
 	}
+	if f.retryBase > f.retryCap {
+		return usagef("--retry-base %s cannot exceed --retry-cap %s", f.retryBase, f.retryCap)
+	}
 	policy := retry.Policy{MaxAttempts: f.maxAttempts, Base: f.retryBase, Cap: f.retryCap}
 	if err := policy.Validate(); err != nil {
 		return usage(err)
@@ -120,7 +130,7 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 	if err != nil {
 		return usagef("--exec: %w", err)
 	}
-	h, err := worker.Exec(argv, worker.ExecConfig{Logger: a.log})
+	h, err := worker.Exec(argv, worker.ExecConfig{Logger: a.log, Unset: commandEnv(cmd.Root())})
 	if err != nil {
 		return usagef("--exec: %w", err)
 	}

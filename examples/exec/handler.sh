@@ -3,11 +3,14 @@
 #
 # The worker runs this script once per task:
 #   stdin                the payload, byte for byte (JSON for these tasks)
-#   WARREN_TASK_ID       the task ID (AMQP message_id)
-#   WARREN_TASK_TYPE     the task type (AMQP type)
-#   WARREN_QUEUE         the queue it came from
-#   WARREN_ATTEMPT       1 on the first run, 2 on the first retry, ...
-#   WARREN_MAX_ATTEMPTS  the producer's cap, only when it set one
+#   WARREN_TASK_ID            the task ID (AMQP message_id)
+#   WARREN_TASK_TYPE          the task type (AMQP type)
+#   WARREN_TASK_QUEUE         the queue it came from
+#   WARREN_TASK_ATTEMPT       1 on the first run, 2 on the first retry, ...
+#   WARREN_TASK_MAX_ATTEMPTS  the producer's cap, only when it set one
+# (earlier versions named the last three WARREN_QUEUE, WARREN_ATTEMPT and
+# WARREN_MAX_ATTEMPTS, which the warren CLI reads as its own --queue and
+# --max-attempts)
 # and reads the exit status:
 #   0                    done: the task is acked
 #   65 (EX_DATAERR)      permanent failure: straight to the dead-letter queue
@@ -32,7 +35,7 @@ field() {
 	printf '%s' "$payload" | sed -n 's/.*"'"$1"'"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p'
 }
 
-log() { echo "handler.sh: $WARREN_TASK_TYPE $WARREN_TASK_ID attempt $WARREN_ATTEMPT${WARREN_MAX_ATTEMPTS:+/$WARREN_MAX_ATTEMPTS}: $*" >&2; }
+log() { echo "handler.sh: $WARREN_TASK_TYPE $WARREN_TASK_ID attempt $WARREN_TASK_ATTEMPT${WARREN_TASK_MAX_ATTEMPTS:+/$WARREN_TASK_MAX_ATTEMPTS}: $*" >&2; }
 
 case "$WARREN_TASK_TYPE" in
 email:send)
@@ -45,7 +48,7 @@ email:send)
 	exit 0
 	;;
 report:build)
-	if [ "$WARREN_ATTEMPT" -lt 3 ]; then
+	if [ "$WARREN_TASK_ATTEMPT" -lt 3 ]; then
 		log "warehouse not ready (failing on purpose until attempt 3)"
 		exit 1
 	fi
