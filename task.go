@@ -135,9 +135,9 @@ const DeadLetterSuffix = ".dlq"
 
 // DeadLetterQueue returns the name of queue's dead-letter queue: queue
 // with DeadLetterSuffix. A dead-letter queue has none of its own: for one
-// (IsDeadLetterQueue), DeadLetterQueue returns queue itself, so that a
-// worker consuming a dead-letter queue puts what fails there back at its
-// tail, and nothing ever declares or publishes to a "Q.dlq.dlq".
+// (IsDeadLetterQueue), DeadLetterQueue returns queue itself, so that
+// nothing ever declares or publishes to a "Q.dlq.dlq" (a worker consuming
+// a dead-letter queue holds what fails there: see worker.Held).
 func DeadLetterQueue(queue string) string {
 	if IsDeadLetterQueue(queue) {
 		return queue

@@ -25,6 +25,9 @@ var (
 	// dead-letter queue's lock. It ends when that operation ends, or when
 	// the process running it dies.
 	ErrBusy = errors.New("admin: dead-letter queue busy")
+	// ErrInvalidTarget: a replay or import names as its target a queue it
+	// cannot send to (the dead-letter queue being replayed, its journal).
+	ErrInvalidTarget = errors.New("admin: invalid target queue")
 )
 
 // Config tunes an Admin. The zero Config is ready to use.

@@ -120,10 +120,10 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	}
 	if o.ToQueue != "" {
 		if err := warren.ValidateQueueName(o.ToQueue); err != nil {
-			return res, fmt.Errorf("admin: ReplayOptions.ToQueue: %w", err)
+			return res, fmt.Errorf("admin: replay target %q: %w", o.ToQueue, err)
 		}
 		if o.ToQueue == warren.DeadLetterQueue(queue) || o.ToQueue == JournalQueue(queue) {
-			return res, fmt.Errorf("admin: ReplayOptions.ToQueue: %s is the dead-letter queue being replayed or its journal", o.ToQueue)
+			return res, fmt.Errorf("%w: replay target %s is the dead-letter queue being replayed or its journal", ErrInvalidTarget, o.ToQueue)
 		}
 	}
 	dlq := warren.DeadLetterQueue(queue)

@@ -366,7 +366,7 @@ func (c *Conn) supervise(conn *amqp.Connection) {
 				c.cfg.Logger.Warn("broker: publishing blocked by the broker", "active", b.Active, "reason", b.Reason)
 			case e := <-closed:
 				if e != nil {
-					reason = e
+					reason = unnest(e) // amqp091-go's frame reader nests a 501 in a 501
 				} else {
 					reason = errors.New("connection closed")
 				}

@@ -26,10 +26,12 @@ const (
 	// Voided: the channel that delivered the task was lost (or the ack
 	// failed); the broker delivers the task again.
 	Voided Outcome = "voided"
-	// Held: the delivery could not be read (warren.ReasonUnreadable) and
-	// its queue has no dead-letter target Warren declared (a dead-letter
-	// queue consumed as a queue, or NoDeclare): it is left unacked in
-	// place, where the broker keeps it, rather than dropped or looped.
+	// Held: the task cannot go on (unreadable, or failed for good) and its
+	// queue has no dead-letter target Warren declared (a dead-letter queue
+	// consumed as a queue; NoDeclare, for an unreadable one): it is left
+	// unacked in place, where the broker keeps it, rather than dropped or
+	// run again in a loop. The broker delivers it again once the
+	// channel closes.
 	Held Outcome = "held"
 )
 

@@ -828,6 +828,11 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	if errors.As(cause, &pe) {
 		set[warren.HeaderStack] = broker.Truncate(string(pe.Stack), broker.MaxStackLen)
 	}
+	if warren.IsDeadLetterQueue(t.Queue) {
+		// A dead-letter queue consumed as a queue is its own dead-letter
+		// queue: publishing there would run the task again at once.
+		return p.hold(t, reason, cause)
+	}
 	msg := broker.Derive(d, set)
 	if trimmed, err := broker.Fit(&msg, broker.HeaderBudget(p.conn.FrameMax())); err != nil {
 		// The task's own headers leave no room for a dead letter's
@@ -859,9 +864,7 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 // there the delivery is Held, unacked, until the channel closes.
 func (p *Pool) reject(d *amqp.Delivery, t *warren.Task, reason warren.DeadReason, cause error) Outcome {
 	if p.cfg.NoDeclare || warren.IsDeadLetterQueue(t.Queue) {
-		p.held.Add(1)
-		p.logTask(slog.LevelError, t, "worker: cannot process this message and its queue has no dead-letter target Warren declared; leaving it unacked in place (purge or move it with warren dlq)", "reason", string(reason), "err", cause)
-		return Held
+		return p.hold(t, reason, cause)
 	}
 	if err := d.Reject(false); err != nil {
 		p.logTask(slog.LevelWarn, t, "worker: reject failed; the broker will deliver the message again", "err", err)
@@ -879,6 +882,14 @@ func (p *Pool) reject(d *amqp.Delivery, t *warren.Task, reason warren.DeadReason
 // task that can never move on is dead-lettered by the broker in the end.
 // Otherwise (shutdown) it is nacked, which 4.3 does not count
 // (docs/compatibility.md).
+// hold leaves a delivery unacked in place: its queue has nowhere to
+// dead-letter it to. The broker delivers it again once the channel closes.
+func (p *Pool) hold(t *warren.Task, reason warren.DeadReason, cause error) Outcome {
+	p.held.Add(1)
+	p.logTask(slog.LevelError, t, "worker: this task cannot go on and its queue has no dead-letter target; leaving it unacked in place until the worker stops (warren dlq purge or replay moves it)", "reason", string(reason), "err", cause)
+	return Held
+}
+
 func (p *Pool) requeue(d *amqp.Delivery, t *warren.Task, why string, failed bool) Outcome {
 	p.requeued.Add(1)
 	var err error

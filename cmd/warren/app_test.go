@@ -71,6 +71,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"negative max attempts", append(good, "--max-attempts", "-1"), "--max-attempts"},
 		{"bad queue type", append(good, "--queue-type", "stream"), "--queue-type"},
 		{"print-ids without from-file", append(good, "--print-ids"), "--print-ids"},
+		{"replay to the dead-letter queue itself", []string{"--url", deadURL, "dlq", "replay", "--queue", "q", "--all", "--to-queue", "q.dlq"}, "--to-queue q.dlq is the dead-letter queue being replayed"},
+		{"replay with --all and --unreadable", []string{"--url", deadURL, "dlq", "replay", "--queue", "q", "--all", "--unreadable"}, "do not combine it with"},
 		{"from-file and id", []string{"--url", deadURL, "enqueue", "--queue", "q", "--from-file", "-", "--id", "x"}, "from-file id"},
 		{"missing from-file", []string{"--url", deadURL, "enqueue", "--queue", "q", "--from-file", filepath.Join(dir, "nope.ndjson")}, "--from-file"},
 		{"from-file non-JSON content type", []string{"--url", deadURL, "enqueue", "--queue", "q", "--from-file", "-", "--content-type", "text/plain"}, "--content-type"},

@@ -62,17 +62,25 @@ func TestWorkerOnDeadLetterQueueDeclaresNoDLQOfItsOwn(t *testing.T) {
 	}
 	w := startWarren(t, nil, "worker", "--queue", dlq, "--exec", h)
 	w.waitLog(30*time.Second, `msg="job succeeded"`, "task_id=dl-ok")
-	w.waitLog(30*time.Second, `msg="job dead-lettered"`, "task_id=dl-bad")
+	w.waitLog(30*time.Second, "cannot go on", "task_id=dl-bad")
+	// Held, not published back to the tail of the queue it came from,
+	// where the same worker would run it again at once, again and again.
+	if n := w.log.count("still bad"); n != 1 {
+		t.Errorf("dl-bad ran %d times, want once", n)
+	}
 	w.signal(os.Interrupt)
 	if code := w.wait(30 * time.Second); code != 0 {
 		t.Fatalf("worker on %s: exit %d", dlq, code)
 	}
+	if n := w.log.count("still bad"); n != 1 {
+		t.Errorf("dl-bad ran %d times, want once", n)
+	}
 	if exists(t, conn, dlq+".dlq") {
 		t.Errorf("%s.dlq exists: a worker on a dead-letter queue declared one for it", dlq)
 	}
-	// The failed dead letter is back in the dead-letter queue, with its new error.
+	// The failed dead letter is back in the dead-letter queue, whole.
 	m := getOne(t, conn, dlq, 10*time.Second)
-	if m.MessageId != "dl-bad" || !strings.Contains(m.Headers[warren.HeaderError].(string), "still bad") {
+	if m.MessageId != "dl-bad" || m.Headers[warren.HeaderError] != "boom" {
 		t.Errorf("%s holds %s with error %v", dlq, m.MessageId, m.Headers[warren.HeaderError])
 	}
 }

@@ -293,6 +293,9 @@ The task keeps its ID, payload and headers (trace context included).`,
 				return err
 			}
 			if toQueue != "" {
+				if toQueue == warren.DeadLetterQueue(f.queue) || toQueue == admin.JournalQueue(f.queue) {
+					return usagef("--to-queue %s is the dead-letter queue being replayed (or its journal): name the queue the tasks should go to", toQueue)
+				}
 				if err := checkQueues([]string{toQueue}); err != nil {
 					return err
 				}
