@@ -14,7 +14,8 @@ import (
 	"github.com/warrenq/warren/broker"
 )
 
-// process runs one delivery to its outcome.
+// process runs one delivery to its outcome: decide says what to do, and
+// carryOut does it.
 func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	d := &j.d
 	if d.Redelivered {
@@ -28,17 +29,10 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	if obs := p.cfg.Observer; obs != nil {
 		defer func() { obs.TaskFinished(ev) }()
 	}
-	if note := broker.HeaderString(d.Headers, warren.HeaderUnreadable); note != "" {
-		// The guard under the client replaced headers it could not read:
-		// the broker still has them, so the broker dead-letters it.
-		ev.Err, ev.Reason = fmt.Errorf("worker: unreadable message: %s", note), warren.ReasonUnreadable
-		p.unreadable.Add(1)
-		ev.Outcome = p.reject(d, t, ev.Reason, ev.Err)
-		return
-	}
-	if err != nil {
-		ev.Err, ev.Reason = err, warren.ReasonMalformed
-		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, warren.ReasonMalformed, err, 0)
+	if note := broker.HeaderString(d.Headers, warren.HeaderUnreadable); note != "" || err != nil {
+		// Nothing to run: a message that cannot be read or decoded.
+		dec := decide(t, attempt{unreadable: note, malformed: err}, p.cfg.Retry, p.cfg.RetryByType)
+		p.carryOut(hardCtx, pubs, d, t, dec, 0, &ev)
 		return
 	}
 	if p.cfg.Observer != nil {
@@ -68,50 +62,42 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 		p.logTask(slog.LevelWarn, t, "worker: delivery lost with its channel; outcome dropped, the broker delivers the task again", "err", err, "duration", dur)
 		return
 	}
+	dec := decide(t, attempt{err: err, shutdown: hardCtx.Err() != nil}, p.cfg.Retry, p.cfg.RetryByType)
+	p.carryOut(hardCtx, pubs, d, t, dec, dur, &ev)
+}
 
-	if err == nil || errors.Is(err, ErrAlreadyDone) {
+// carryOut does what dec says with delivery d of t, whose handler ran for
+// dur, and records the outcome in ev.
+func (p *Pool) carryOut(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, dec decision, dur time.Duration, ev *Event) {
+	ev.Err, ev.Reason = dec.err, dec.reason
+	switch dec.action {
+	case actAck, actSkip:
 		if aerr := d.Ack(false); aerr != nil {
 			ev.Outcome = Voided
 			p.logTask(slog.LevelWarn, t, "worker: ack failed; the broker will deliver the task again", "err", aerr)
 			return
 		}
-		if err != nil {
+		if dec.action == actSkip {
 			p.skipped.Add(1)
 			ev.Outcome, ev.Err = Skipped, nil
-			p.logTask(slog.LevelInfo, t, "job skipped: already done", "why", err)
+			p.logTask(slog.LevelInfo, t, "job skipped: already done", "why", dec.err)
 			return
 		}
 		p.succeeded.Add(1)
 		ev.Outcome = Succeeded
 		p.logTask(slog.LevelInfo, t, "job succeeded", "duration", dur)
-		return
-	}
-	if hardCtx.Err() != nil && errors.Is(err, context.Canceled) {
-		// Cut off by shutdown: hand it back to the broker untouched; the
-		// attempt does not count.
+	case actRequeue:
 		ev.Outcome = p.requeue(d, t, "shutdown")
-		return
-	}
-	if errors.Is(err, ErrUnknownType) {
-		ev.Reason = warren.ReasonUnknownType
-		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, ev.Reason, err, dur)
-		return
-	}
-	policy := p.cfg.Retry
-	if tp, ok := p.cfg.RetryByType[t.Type]; ok {
-		policy = tp
-	}
-	dec := policy.Decide(t.Attempt, t.MaxAttempts, err)
-	switch {
-	case dec.Permanent:
-		ev.Reason = warren.ReasonPermanent
-		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, ev.Reason, err, dur)
-	case !dec.Retry:
-		ev.Reason = warren.ReasonExhausted
-		ev.Outcome = p.deadLetter(hardCtx, pubs, d, t, ev.Reason, err, dur)
-	default:
-		ev.Delay = dec.Delay
-		ev.Outcome = p.retryLater(hardCtx, pubs, d, t, err, dur, dec.Delay)
+	case actReject:
+		if dec.reason == warren.ReasonUnreadable {
+			p.unreadable.Add(1)
+		}
+		ev.Outcome = p.reject(d, t, dec.reason, dec.err)
+	case actDeadLetter:
+		ev.Outcome = p.deadLetter(ctx, pubs, d, t, dec.reason, dec.err, dur)
+	case actRetry:
+		ev.Delay = dec.delay
+		ev.Outcome = p.retryLater(ctx, pubs, d, t, dec.err, dur, dec.delay)
 		if ev.Outcome == DeadLettered { // the retry could not fit in a frame
 			ev.Reason, ev.Delay = warren.ReasonOversized, 0
 		}
