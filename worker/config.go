@@ -115,50 +115,74 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// validate reports every problem at once; it runs after withDefaults.
+// FieldError is one problem Config.Validate found, with the Config field
+// at fault: a CLI can name its own flag for it.
+type FieldError struct {
+	// Field is the Config field at fault: "Queues", "Concurrency",
+	// "Prefetch", "HandlerTimeout", "ShutdownTimeout", "Retry",
+	// `RetryByType["T"]` or "QueueOptions".
+	Field string
+	// Err is the problem, in words that name the field.
+	Err error
+}
+
+// Error returns Err's text.
+func (e *FieldError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports every problem with c at once, joined, each a
+// *FieldError. A zero field counts as its default, as in New, which runs
+// the same checks: call Validate to check a configuration before
+// connecting.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
+// validate is Validate on a Config that has its defaults.
 func (c Config) validate() error {
 	var errs []error
+	bad := func(field string, err error) { errs = append(errs, &FieldError{Field: field, Err: err}) }
 	if len(c.Queues) == 0 {
-		errs = append(errs, errors.New("worker: Queues: at least one queue is required"))
+		bad("Queues", errors.New("worker: Queues: at least one queue is required"))
 	}
 	seen := map[string]bool{}
 	for _, q := range c.Queues {
 		if err := warren.ValidateQueueName(q); err != nil {
-			errs = append(errs, fmt.Errorf("worker: Queues: %w", err))
+			bad("Queues", fmt.Errorf("worker: Queues: %w", err))
 		}
 		if seen[q] {
-			errs = append(errs, fmt.Errorf("worker: Queues: %q listed twice", q))
+			bad("Queues", fmt.Errorf("worker: Queues: %q listed twice", q))
 		}
 		seen[q] = true
 	}
 	if c.Concurrency < 0 {
-		errs = append(errs, fmt.Errorf("worker: Concurrency cannot be negative (got %d)", c.Concurrency))
+		bad("Concurrency", fmt.Errorf("worker: Concurrency cannot be negative (got %d)", c.Concurrency))
 	}
 	if c.Prefetch < 0 || c.Prefetch > 65535 {
-		errs = append(errs, fmt.Errorf("worker: Prefetch must be 0 to 65535 (got %d)", c.Prefetch))
+		bad("Prefetch", fmt.Errorf("worker: Prefetch must be 0 to 65535 (got %d)", c.Prefetch))
 	}
 	if c.HandlerTimeout < 0 {
-		errs = append(errs, fmt.Errorf("worker: HandlerTimeout cannot be negative (got %s)", c.HandlerTimeout))
+		bad("HandlerTimeout", fmt.Errorf("worker: HandlerTimeout cannot be negative (got %s)", c.HandlerTimeout))
 	}
 	if c.ShutdownTimeout < 0 {
-		errs = append(errs, fmt.Errorf("worker: ShutdownTimeout cannot be negative (got %s)", c.ShutdownTimeout))
+		bad("ShutdownTimeout", fmt.Errorf("worker: ShutdownTimeout cannot be negative (got %s)", c.ShutdownTimeout))
 	}
 	if c.HandlerTimeout > c.ConsumerTimeout-consumerTimeoutMargin {
-		errs = append(errs, fmt.Errorf("worker: HandlerTimeout %s is too close to the broker's consumer_timeout %s: "+
+		bad("HandlerTimeout", fmt.Errorf("worker: HandlerTimeout %s is too close to the broker's consumer_timeout %s: "+
 			"the broker would close the channel and redeliver the task while it still runs; keep it at most %s, "+
 			"or raise consumer_timeout on the broker and set ConsumerTimeout to match",
 			c.HandlerTimeout, c.ConsumerTimeout, c.ConsumerTimeout-consumerTimeoutMargin))
 	}
 	if err := c.Retry.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("worker: Retry: %w", err))
+		bad("Retry", fmt.Errorf("worker: Retry: %w", err))
 	}
 	for typ, p := range c.RetryByType {
 		if err := p.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("worker: RetryByType[%q]: %w", typ, err))
+			bad(fmt.Sprintf("RetryByType[%q]", typ), fmt.Errorf("worker: RetryByType[%q]: %w", typ, err))
 		}
 	}
 	if err := c.QueueOptions.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("worker: %w", err))
+		bad("QueueOptions", fmt.Errorf("worker: %w", err))
 	}
 	return errors.Join(errs...)
 }
