@@ -16,19 +16,13 @@ import (
 // errChannelLost cancels handlers whose delivery's channel is gone.
 var errChannelLost = errors.New("worker: the channel that delivered the task was lost; the broker delivers it again")
 
+// job is one delivery on its way from a consumer to a handler.
 type job struct {
 	d     amqp.Delivery
 	queue string
 	// live ends when the channel that delivered d closes: d can then no
 	// longer be acked, and the broker has requeued it.
 	live context.Context
-}
-
-// close ends a consumer that never forwarded anything: its channel goes,
-// and with it any delivery the broker had already sent.
-func (c *consumer) close() {
-	c.acker.close()
-	_ = c.ch.Close()
 }
 
 // consumer is one queue's channel and its deliveries.
@@ -46,6 +40,13 @@ type consumer struct {
 }
 
 var consumerSeq atomic.Uint64
+
+// close ends a consumer that never forwarded anything: its channel goes,
+// and with it any delivery the broker had already sent.
+func (c *consumer) close() {
+	c.acker.close()
+	_ = c.ch.Close()
+}
 
 func (p *Pool) consume(queue string) (*consumer, error) {
 	ch, err := p.conn.Channel()
