@@ -115,7 +115,7 @@ func (c Config) validate() error {
 
 // Producer enqueues tasks. It is safe for concurrent use.
 type Producer struct {
-	conn    *broker.Conn
+	link    link
 	cfg     Config
 	breaker *breaker.Breaker
 
@@ -124,7 +124,7 @@ type Producer struct {
 	wg     sync.WaitGroup // in-flight enqueues
 
 	pubSem chan struct{} // a lock on pub that a waiter can give up on (ctx)
-	pub    *broker.Publisher
+	pub    publisher
 
 	republished atomic.Uint64
 
@@ -146,16 +146,24 @@ func New(ctx context.Context, conn *broker.Conn, cfg Config) (*Producer, error) 
 			return nil, fmt.Errorf("producer: %w", err)
 		}
 	}
-	pub, err := broker.NewPublisher(conn, cfg.Window)
+	p := newProducer(connLink{conn}, cfg)
+	pub, err := p.link.openPublisher(cfg.Window)
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
+	p.pub = pub
 	if !cfg.NoDeclare {
 		conn.OnReconnect(func(ctx context.Context, c *broker.Conn) error {
 			return broker.Declare(ctx, c, cfg.QueueOptions, cfg.Queues...)
 		})
 	}
-	return &Producer{conn: conn, cfg: cfg, pub: pub, pubSem: make(chan struct{}, 1), breaker: retry.Breaker(5, 5*time.Second)}, nil
+	return p, nil
+}
+
+// newProducer returns a Producer with cfg (its defaults set) that
+// publishes through l, opening its first publisher on the first enqueue.
+func newProducer(l link, cfg Config) *Producer {
+	return &Producer{link: l, cfg: cfg, pub: closedPublisher, pubSem: make(chan struct{}, 1), breaker: retry.Breaker(5, 5*time.Second)}
 }
 
 // Job is one task of an EnqueueBatch.
@@ -211,7 +219,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 
 	results := make([]Result, len(jobs))
 	type sent struct {
-		pd            *broker.Pending
+		pd            confirm
 		exchange, key string
 		msg           amqp.Publishing
 	}
@@ -245,7 +253,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 		}
 		// RabbitMQ closes the whole connection on a header frame past
 		// frame_max: refuse it here, keeping room for a retry's metadata.
-		if err := broker.CheckSize(&msg, broker.HeaderBudget(p.conn.FrameMax())); err != nil {
+		if err := broker.CheckSize(&msg, broker.HeaderBudget(p.link.FrameMax())); err != nil {
 			results[i].Err = fmt.Errorf("%w: task %s: %w", ErrInvalid, t.ID, err)
 			continue
 		}
@@ -269,7 +277,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 				break
 			}
 			p.republished.Add(1)
-			var pd *broker.Pending
+			var pd confirm
 			if pd, err = p.publish(ctx, s.exchange, s.key, s.msg); err == nil {
 				err = pd.Wait(ctx)
 			}
@@ -354,8 +362,8 @@ func (p *Producer) build(ctx context.Context, j Job, now time.Time) (*warren.Tas
 // publish sends one message through the circuit breaker. While the
 // connection is down it waits for the next one, up to ctx's end; a
 // publisher killed by a channel error or a connection loss is replaced.
-func (p *Producer) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (*broker.Pending, error) {
-	var pd *broker.Pending
+func (p *Producer) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (confirm, error) {
+	var pd confirm
 	err := p.breaker.Run(func() error {
 		for {
 			pub, err := p.publisher(ctx)
@@ -385,7 +393,7 @@ func (p *Producer) isClosed() bool {
 // connection to come back if it must open a new one. A publisher the
 // broker has nacked is replaced too (see broker.Publisher.Nacked); the old
 // one is closed once its pending confirms are in.
-func (p *Producer) publisher(ctx context.Context) (*broker.Publisher, error) {
+func (p *Producer) publisher(ctx context.Context) (publisher, error) {
 	select {
 	case p.pubSem <- struct{}{}:
 	case <-ctx.Done():
@@ -400,10 +408,10 @@ func (p *Producer) publisher(ctx context.Context) (*broker.Publisher, error) {
 		if p.isClosed() {
 			return nil, ErrClosed
 		}
-		if err := p.conn.Await(ctx); err != nil {
+		if err := p.link.Await(ctx); err != nil {
 			return nil, err
 		}
-		pub, err := broker.NewPublisher(p.conn, p.cfg.Window)
+		pub, err := p.link.openPublisher(p.cfg.Window)
 		if err != nil {
 			if errors.Is(err, broker.ErrNotConnected) {
 				continue
@@ -457,10 +465,10 @@ func (p *Producer) BreakerState() string {
 }
 
 // closedPublisher stands for "no publisher yet": its Err is never nil.
-var closedPublisher = func() *broker.Publisher { return broker.ClosedPublisher() }()
+var closedPublisher publisher = brokerPublisher{broker.ClosedPublisher()}
 
 // retire closes a publisher once its pending confirms are in (or a minute passed).
-func retire(pub *broker.Publisher) {
+func retire(pub publisher) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_ = pub.Flush(ctx)
@@ -475,7 +483,7 @@ func (p *Producer) checkQueue(ctx context.Context, queue string) error {
 	if at, ok := p.checked.Load(queue); ok && time.Since(at.(time.Time)) < p.cfg.QueueCheckTTL {
 		return nil
 	}
-	if _, err := broker.Inspect(ctx, p.conn, queue); err != nil {
+	if err := p.link.inspect(ctx, queue); err != nil {
 		if errors.Is(err, broker.ErrQueueNotFound) {
 			return fmt.Errorf("producer: enqueue to %q: %w: %w", queue, ErrUnroutable, err)
 		}

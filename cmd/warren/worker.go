@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,14 +91,9 @@ good, 2 on bad input.`,
 
 func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 	ctx := cmd.Context()
-	if err := checkQueues(f.queues); err != nil {
-		return err
-	}
+	// A flag's zero would mean the library's default: refuse it.
 	if err := positive("concurrency", f.concurrency); err != nil {
 		return err
-	}
-	if f.prefetch < 0 || f.prefetch > 65535 {
-		return usagef("--prefetch: want 0 to 65535 (got %d)", f.prefetch)
 	}
 	if err := positive("max-attempts", f.maxAttempts); err != nil {
 		return err
@@ -110,7 +106,7 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 			return usagef("--%s must be positive (got %s)", name, d)
 		}
 	}
-	// worker.New checks this too, but only once connected.
+	// Said in the flags' words; cfg.Validate below checks them too.
 	if f.handlerTimeout > f.consumerTimeout-time.Minute {
 		return usagef("--handler-timeout %s must stay a minute under the broker's consumer_timeout (--consumer-timeout %s): "+
 			"the broker would redeliver the task while it still runs", f.handlerTimeout, f.consumerTimeout)
@@ -118,13 +114,25 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 	if f.retryBase > f.retryCap {
 		return usagef("--retry-base %s cannot exceed --retry-cap %s", f.retryBase, f.retryCap)
 	}
-	policy := retry.Policy{MaxAttempts: f.maxAttempts, Base: f.retryBase, Cap: f.retryCap}
-	if err := policy.Validate(); err != nil {
-		return usage(err)
-	}
 	qo, err := f.queueFlags.options()
 	if err != nil {
 		return err
+	}
+	cfg := worker.Config{
+		Queues:          f.queues,
+		Concurrency:     f.concurrency,
+		Prefetch:        f.prefetch,
+		HandlerTimeout:  f.handlerTimeout,
+		ShutdownTimeout: f.shutdownTimeout,
+		ConsumerTimeout: f.consumerTimeout,
+		Retry:           retry.Policy{MaxAttempts: f.maxAttempts, Base: f.retryBase, Cap: f.retryCap},
+		QueueOptions:    qo,
+		NoDeclare:       f.noDeclare,
+		Logger:          a.log,
+	}
+	// worker.New checks the same, but only once connected.
+	if err := cfg.Validate(); err != nil {
+		return usage(namingFlags(err))
 	}
 	argv, err := splitCommand(f.exec)
 	if err != nil {
@@ -155,19 +163,8 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 	if ops != nil {
 		ops.metrics.AddConn(conn)
 	}
-	pool, err := worker.New(conn, h, worker.Config{
-		Queues:          f.queues,
-		Concurrency:     f.concurrency,
-		Prefetch:        f.prefetch,
-		HandlerTimeout:  f.handlerTimeout,
-		ShutdownTimeout: f.shutdownTimeout,
-		ConsumerTimeout: f.consumerTimeout,
-		Retry:           policy,
-		QueueOptions:    qo,
-		NoDeclare:       f.noDeclare,
-		Observer:        observer,
-		Logger:          a.log,
-	})
+	cfg.Observer = observer
+	pool, err := worker.New(conn, h, cfg)
 	if err != nil {
 		return usage(err) // New only validates the configuration
 	}
@@ -181,4 +178,32 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 		return err
 	}
 	return nil
+}
+
+// configFlags names the flags behind each worker.Config field that
+// Config.Validate can find at fault.
+var configFlags = map[string]string{
+	"Queues":          "--queue",
+	"Concurrency":     "--concurrency",
+	"Prefetch":        "--prefetch",
+	"HandlerTimeout":  "--handler-timeout, --consumer-timeout",
+	"ShutdownTimeout": "--shutdown-timeout",
+	"Retry":           "--max-attempts, --retry-base, --retry-cap",
+	"QueueOptions":    "--queue-type, --delivery-limit",
+}
+
+// namingFlags prefixes each problem worker.Config.Validate found with the
+// flags behind its field.
+func namingFlags(err error) error {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = slices.Clone(j.Unwrap())
+	}
+	for i, e := range errs {
+		var fe *worker.FieldError
+		if errors.As(e, &fe) && configFlags[fe.Field] != "" {
+			errs[i] = fmt.Errorf("%s: %w", configFlags[fe.Field], e)
+		}
+	}
+	return errors.Join(errs...)
 }

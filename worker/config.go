@@ -1,0 +1,188 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/retry"
+)
+
+// Defaults of a zero Config.
+const (
+	DefaultConcurrency     = 10
+	DefaultHandlerTimeout  = 5 * time.Minute
+	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultConsumerTimeout is RabbitMQ's default consumer_timeout: the
+	// broker closes a channel that holds a delivery unacked for longer.
+	DefaultConsumerTimeout = 30 * time.Minute
+	// consumerTimeoutMargin is kept free between the handler timeout and
+	// the broker's consumer_timeout, for the outcome's publish and ack and
+	// for the broker's once-a-minute check.
+	consumerTimeoutMargin = time.Minute
+)
+
+// DefaultPrefetch is the prefetch a zero Config.Prefetch gets for a
+// concurrency: max(2 × concurrency, 100).
+func DefaultPrefetch(concurrency int) int { return max(2*concurrency, 100) }
+
+// Config tunes a Pool. Queues is required; every other zero value has a default.
+type Config struct {
+	// Queues to consume. Required.
+	Queues []string
+	// Concurrency is how many handlers run at once, across all queues.
+	// 0 means 10.
+	Concurrency int
+	// Prefetch is each queue's AMQP prefetch count: deliveries the broker
+	// sends ahead of the handlers. 0 means max(2 × Concurrency, 100):
+	// quorum queues deliver slowly below about 100. Deliveries waiting in
+	// the prefetch buffer count against the broker's consumer_timeout
+	// too: for long tasks keep Prefetch/Concurrency × typical handler time
+	// well under it (for one-minute tasks at Concurrency 10, Prefetch 100
+	// lets the last buffered task wait about 10 minutes).
+	Prefetch int
+	// HandlerTimeout bounds one handler run; the handler's context ends
+	// then and the run counts as a failure. 0 means 5m. It must stay a
+	// minute under ConsumerTimeout.
+	HandlerTimeout time.Duration
+	// ShutdownTimeout is how long Run waits, once its context ends, for
+	// running handlers to finish before it cancels their contexts. 0 means 30s.
+	ShutdownTimeout time.Duration
+	// ConsumerTimeout is the broker's consumer_timeout. 0 means 30m, the
+	// RabbitMQ default; set it if your broker's setting differs.
+	ConsumerTimeout time.Duration
+	// Retry is the retry policy. The zero Policy uses retry's defaults
+	// (10 attempts, 1s base, 1h cap, full jitter).
+	Retry retry.Policy
+	// RetryByType overrides Retry for some task types.
+	RetryByType map[string]retry.Policy
+	// QueueOptions are used to declare Queues. The zero value is a quorum
+	// queue with broker.DefaultDeliveryLimit.
+	QueueOptions broker.QueueOptions
+	// NoDeclare skips declaring the topology at start and after reconnects.
+	NoDeclare bool
+	// KeepRunningOnDisconnect lets running handlers go on when the
+	// connection (or the channel) that delivered their task is lost. By
+	// default their context is cancelled: the broker has already handed
+	// the task back to the queue, and another worker may be running it.
+	// Either way the outcome of such a run is dropped, not acked.
+	KeepRunningOnDisconnect bool
+	// Hostname is recorded in dead letters. "" means os.Hostname().
+	Hostname string
+	// Middleware wraps the handler for every task, outermost first: for
+	// tracing, metrics or idempotency that must hold whatever the handler.
+	Middleware []Middleware
+	// Observer is told when each task starts and how it ends, for metrics.
+	// nil means none.
+	Observer Observer
+	// ConsumerCheckInterval is how often each queue is checked for a
+	// consumer the broker dropped without telling (see consumer.checkAlive).
+	// 0 means 10s.
+	ConsumerCheckInterval time.Duration
+	// Logger receives the pool's events. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = DefaultPrefetch(c.Concurrency)
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.ConsumerTimeout == 0 {
+		c.ConsumerTimeout = DefaultConsumerTimeout
+	}
+	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+	}
+	if c.ConsumerCheckInterval <= 0 {
+		c.ConsumerCheckInterval = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// FieldError is one problem Config.Validate found, with the Config field
+// at fault: a CLI can name its own flag for it.
+type FieldError struct {
+	// Field is the Config field at fault: "Queues", "Concurrency",
+	// "Prefetch", "HandlerTimeout", "ShutdownTimeout", "Retry",
+	// `RetryByType["T"]` or "QueueOptions".
+	Field string
+	// Err is the problem, in words that name the field.
+	Err error
+}
+
+// Error returns Err's text.
+func (e *FieldError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports every problem with c at once, joined, each a
+// *FieldError. A zero field counts as its default, as in New, which runs
+// the same checks: call Validate to check a configuration before
+// connecting.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
+// validate is Validate on a Config that has its defaults.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(field string, err error) { errs = append(errs, &FieldError{Field: field, Err: err}) }
+	if len(c.Queues) == 0 {
+		bad("Queues", errors.New("worker: Queues: at least one queue is required"))
+	}
+	seen := map[string]bool{}
+	for _, q := range c.Queues {
+		if err := warren.ValidateQueueName(q); err != nil {
+			bad("Queues", fmt.Errorf("worker: Queues: %w", err))
+		}
+		if seen[q] {
+			bad("Queues", fmt.Errorf("worker: Queues: %q listed twice", q))
+		}
+		seen[q] = true
+	}
+	if c.Concurrency < 0 {
+		bad("Concurrency", fmt.Errorf("worker: Concurrency cannot be negative (got %d)", c.Concurrency))
+	}
+	if c.Prefetch < 0 || c.Prefetch > 65535 {
+		bad("Prefetch", fmt.Errorf("worker: Prefetch must be 0 to 65535 (got %d)", c.Prefetch))
+	}
+	if c.HandlerTimeout < 0 {
+		bad("HandlerTimeout", fmt.Errorf("worker: HandlerTimeout cannot be negative (got %s)", c.HandlerTimeout))
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("ShutdownTimeout", fmt.Errorf("worker: ShutdownTimeout cannot be negative (got %s)", c.ShutdownTimeout))
+	}
+	if c.HandlerTimeout > c.ConsumerTimeout-consumerTimeoutMargin {
+		bad("HandlerTimeout", fmt.Errorf("worker: HandlerTimeout %s is too close to the broker's consumer_timeout %s: "+
+			"the broker would close the channel and redeliver the task while it still runs; keep it at most %s, "+
+			"or raise consumer_timeout on the broker and set ConsumerTimeout to match",
+			c.HandlerTimeout, c.ConsumerTimeout, c.ConsumerTimeout-consumerTimeoutMargin))
+	}
+	if err := c.Retry.Validate(); err != nil {
+		bad("Retry", fmt.Errorf("worker: Retry: %w", err))
+	}
+	for typ, p := range c.RetryByType {
+		if err := p.Validate(); err != nil {
+			bad(fmt.Sprintf("RetryByType[%q]", typ), fmt.Errorf("worker: RetryByType[%q]: %w", typ, err))
+		}
+	}
+	if err := c.QueueOptions.Validate(); err != nil {
+		bad("QueueOptions", fmt.Errorf("worker: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,274 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
+)
+
+// process runs one delivery to its outcome: decide says what to do, and
+// carryOut does it.
+func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
+	d := &j.d
+	if d.Redelivered {
+		p.redelivered.Add(1)
+	}
+	t, err := broker.Decode(d, j.queue)
+	// The task lives in the queue it was consumed from: retries and dead
+	// letters go there, whatever a header claims.
+	t.Queue = j.queue
+	ev := Event{Task: t, Redelivered: d.Redelivered}
+	if obs := p.cfg.Observer; obs != nil {
+		defer func() { obs.TaskFinished(ev) }()
+	}
+	if note := broker.HeaderString(d.Headers, warren.HeaderUnreadable); note != "" || err != nil {
+		// Nothing to run: a message that cannot be read or decoded.
+		dec := decide(t, attempt{unreadable: note, malformed: err}, p.cfg.Retry, p.cfg.RetryByType)
+		p.carryOut(hardCtx, pubs, d, t, dec, 0, &ev)
+		return
+	}
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.TaskStarted(t)
+	}
+	p.started.Add(1)
+	p.inFlight.Add(1)
+	start := time.Now()
+	runCtx := hardCtx
+	if !p.cfg.KeepRunningOnDisconnect && j.live != nil {
+		var cancel context.CancelCauseFunc
+		runCtx, cancel = context.WithCancelCause(hardCtx)
+		stopWatch := context.AfterFunc(j.live, func() { cancel(context.Cause(j.live)) })
+		defer stopWatch()
+		defer cancel(nil)
+	}
+	err = p.run(runCtx, t)
+	dur := time.Since(start)
+	p.inFlight.Add(-1)
+	ev.Err, ev.Duration = err, dur
+
+	if j.live != nil && j.live.Err() != nil {
+		// The delivery died with its channel: the broker has requeued it,
+		// and any outcome published now would duplicate the task.
+		p.voided.Add(1)
+		ev.Outcome = Voided
+		p.logTask(slog.LevelWarn, t, "worker: delivery lost with its channel; outcome dropped, the broker delivers the task again", "err", err, "duration", dur)
+		return
+	}
+	dec := decide(t, attempt{err: err, shutdown: hardCtx.Err() != nil}, p.cfg.Retry, p.cfg.RetryByType)
+	p.carryOut(hardCtx, pubs, d, t, dec, dur, &ev)
+}
+
+// carryOut does what dec says with delivery d of t, whose handler ran for
+// dur, and records the outcome in ev.
+func (p *Pool) carryOut(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, dec decision, dur time.Duration, ev *Event) {
+	ev.Err, ev.Reason = dec.err, dec.reason
+	switch dec.action {
+	case actAck, actSkip:
+		if aerr := d.Ack(false); aerr != nil {
+			ev.Outcome = Voided
+			p.logTask(slog.LevelWarn, t, "worker: ack failed; the broker will deliver the task again", "err", aerr)
+			return
+		}
+		if dec.action == actSkip {
+			p.skipped.Add(1)
+			ev.Outcome, ev.Err = Skipped, nil
+			p.logTask(slog.LevelInfo, t, "job skipped: already done", "why", dec.err)
+			return
+		}
+		p.succeeded.Add(1)
+		ev.Outcome = Succeeded
+		p.logTask(slog.LevelInfo, t, "job succeeded", "duration", dur)
+	case actRequeue:
+		ev.Outcome = p.requeue(d, t, "shutdown", false)
+	case actReject:
+		if dec.reason == warren.ReasonUnreadable {
+			p.unreadable.Add(1)
+		}
+		ev.Outcome = p.reject(d, t, dec.reason, dec.err)
+	case actDeadLetter:
+		ev.Outcome = p.deadLetter(ctx, pubs, d, t, dec.reason, dec.err, dur)
+	case actRetry:
+		ev.Delay = dec.delay
+		ev.Outcome = p.retryLater(ctx, pubs, d, t, dec.err, dur, dec.delay)
+		if ev.Outcome == DeadLettered { // the retry could not fit in a frame
+			ev.Reason, ev.Delay = warren.ReasonOversized, 0
+		}
+	}
+}
+
+// logTask logs with the fixed task keys, building nothing when level is off.
+func (p *Pool) logTask(level slog.Level, t *warren.Task, msg string, args ...any) {
+	ctx := context.Background()
+	if !p.log.Enabled(ctx, level) {
+		return
+	}
+	p.log.Log(ctx, level, msg, append([]any{"task_id", t.ID, "type", t.Type, "queue", t.Queue, "attempt", t.Attempt}, args...)...)
+}
+
+// run calls the handler under the handler timeout, turning a panic into a
+// *PanicError and a run past its deadline into a timeout error.
+func (p *Pool) run(hardCtx context.Context, t *warren.Task) (err error) {
+	ctx, cancel := context.WithTimeout(context.WithValue(hardCtx, taskKey{}, t), p.cfg.HandlerTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	err = p.handler.ProcessTask(ctx, t)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && hardCtx.Err() == nil {
+		err = fmt.Errorf("worker: handler timeout after %s: %w", p.cfg.HandlerTimeout, err)
+	}
+	return err
+}
+
+func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, cause error, dur, delay time.Duration) Outcome {
+	now := time.Now()
+	hist := append(t.History, warren.Failure{Attempt: t.Attempt, Error: cause.Error(), FailedAt: now, Worker: p.cfg.Hostname, Duration: dur})
+	set := amqp.Table{
+		warren.HeaderAttempt:   int32(t.Attempt + 1),
+		warren.HeaderLastError: broker.Truncate(cause.Error(), broker.MaxErrorLen),
+		warren.HeaderHistory:   broker.EncodeHistory(hist),
+		warren.HeaderQueue:     t.Queue,
+	}
+	exchange, key, err := broker.DelayRoute(t.Queue, delay)
+	if err != nil { // only for a delay past MaxDelay: clamp
+		exchange, key, _ = broker.DelayRoute(t.Queue, broker.MaxDelay)
+		delay = broker.MaxDelay
+	}
+	set[warren.HeaderDeliverAt] = nil
+	if exchange != "" {
+		set[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
+	}
+	msg := broker.Derive(d, set)
+	budget := broker.HeaderBudget(p.conn.FrameMax())
+	if exchange != "" {
+		budget = broker.DelayedHeaderBudget(p.conn.FrameMax())
+	}
+	if trimmed, err := broker.Fit(&msg, budget); err != nil {
+		p.oversized.Add(1)
+		return p.deadLetter(ctx, pubs, d, t, warren.ReasonOversized, fmt.Errorf("worker: cannot retry: %w (last error: %w)", err, cause), dur)
+	} else if trimmed {
+		p.oversized.Add(1)
+		p.logTask(slog.LevelWarn, t, "worker: retry metadata trimmed to fit the broker's frame size")
+	}
+	if err := pubs.publish(ctx, exchange, key, msg); err != nil {
+		p.logTask(slog.LevelError, t, "worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
+		return p.requeue(d, t, "retry publish failed", true)
+	}
+	if err := d.Ack(false); err != nil {
+		// The retry is stored; the original will come back too: the task
+		// may run twice (at-least-once).
+		p.logTask(slog.LevelWarn, t, "worker: ack after retry failed; the task may run twice", "err", err)
+	}
+	p.retried.Add(1)
+	p.logTask(slog.LevelWarn, t, "job retrying", "err", cause, "delay", time.Duration(broker.DelaySeconds(delay))*time.Second, "next_attempt", t.Attempt+1)
+	return Retried
+}
+
+func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, reason warren.DeadReason, cause error, dur time.Duration) Outcome {
+	now := time.Now()
+	set := amqp.Table{
+		warren.HeaderDeadReason: string(reason),
+		warren.HeaderError:      broker.Truncate(cause.Error(), broker.MaxErrorLen),
+		warren.HeaderFailedAt:   now.UnixMilli(),
+		warren.HeaderWorkerHost: p.cfg.Hostname,
+		warren.HeaderDurationMS: dur.Milliseconds(),
+		warren.HeaderQueue:      t.Queue,
+		warren.HeaderDeliverAt:  nil,
+	}
+	if reason != warren.ReasonMalformed {
+		set[warren.HeaderAttempt] = int32(t.Attempt)
+		set[warren.HeaderHistory] = broker.EncodeHistory(append(t.History,
+			warren.Failure{Attempt: t.Attempt, Error: cause.Error(), FailedAt: now, Worker: p.cfg.Hostname, Duration: dur}))
+		if t.EnqueuedAt.IsZero() {
+			set[warren.HeaderEnqueuedAt] = now.UnixMilli()
+		}
+	}
+	var pe *PanicError
+	if errors.As(cause, &pe) {
+		set[warren.HeaderStack] = broker.Truncate(string(pe.Stack), broker.MaxStackLen)
+	}
+	if warren.IsDeadLetterQueue(t.Queue) {
+		// A dead-letter queue consumed as a queue is its own dead-letter
+		// queue: publishing there would run the task again at once.
+		return p.hold(t, reason, cause)
+	}
+	msg := broker.Derive(d, set)
+	if trimmed, err := broker.Fit(&msg, broker.HeaderBudget(p.conn.FrameMax())); err != nil {
+		// The task's own headers leave no room for a dead letter's
+		// story: the broker dead-letters the original instead.
+		p.oversized.Add(1)
+		return p.reject(d, t, warren.ReasonOversized, fmt.Errorf("%w (dead-lettering: %w)", err, cause))
+	} else if trimmed {
+		p.oversized.Add(1)
+		p.logTask(slog.LevelWarn, t, "worker: dead-letter metadata trimmed to fit the broker's frame size")
+	}
+	if err := pubs.publish(ctx, "", warren.DeadLetterQueue(t.Queue), msg); err != nil {
+		p.logTask(slog.LevelError, t, "worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
+		return p.requeue(d, t, "dead-letter publish failed", true)
+	}
+	if err := d.Ack(false); err != nil {
+		p.logTask(slog.LevelWarn, t, "worker: ack after dead-lettering failed; the task may be dead-lettered twice", "err", err)
+	}
+	p.dead.Add(1)
+	p.logTask(slog.LevelError, t, "job dead-lettered", "reason", string(reason), "err", cause)
+	return DeadLettered
+}
+
+// reject hands a delivery Warren cannot carry on (unreadable, or too
+// large for a dead letter's metadata) to the broker's own dead-lettering:
+// basic.reject without requeue moves the message, exactly as the broker
+// holds it, to the queue's dead-letter target (Q.dlq for a queue Warren
+// declared), with an x-death reason "rejected". A queue Warren did not
+// declare may have no such target, and a reject would drop the message:
+// there the delivery is Held, unacked, until the channel closes.
+func (p *Pool) reject(d *amqp.Delivery, t *warren.Task, reason warren.DeadReason, cause error) Outcome {
+	if p.cfg.NoDeclare || warren.IsDeadLetterQueue(t.Queue) {
+		return p.hold(t, reason, cause)
+	}
+	if err := d.Reject(false); err != nil {
+		p.logTask(slog.LevelWarn, t, "worker: reject failed; the broker will deliver the message again", "err", err)
+		return Voided
+	}
+	p.dead.Add(1)
+	p.logTask(slog.LevelError, t, "job dead-lettered by the broker (rejected)", "reason", string(reason), "err", cause)
+	return DeadLettered
+}
+
+// hold leaves a delivery unacked in place: its queue has nowhere to
+// dead-letter it to. The broker delivers it again once the channel closes.
+func (p *Pool) hold(t *warren.Task, reason warren.DeadReason, cause error) Outcome {
+	p.held.Add(1)
+	p.logTask(slog.LevelError, t, "worker: this task cannot go on and its queue has no dead-letter target; leaving it unacked in place until the worker stops (warren dlq purge or replay moves it)", "reason", string(reason), "err", cause)
+	return Held
+}
+
+// requeue hands a delivery back to the broker. failed says that handling
+// the task failed (its retry or dead letter could not be published): the
+// delivery is then rejected, which RabbitMQ 4.3 and later count toward the
+// queue's delivery limit, as every earlier line counts any hand-back, so a
+// task that can never move on is dead-lettered by the broker in the end.
+// Otherwise (shutdown) it is nacked, which 4.3 does not count
+// (docs/compatibility.md).
+func (p *Pool) requeue(d *amqp.Delivery, t *warren.Task, why string, failed bool) Outcome {
+	p.requeued.Add(1)
+	var err error
+	if failed {
+		err = d.Reject(true)
+	} else {
+		err = d.Nack(false, true)
+	}
+	if err != nil {
+		p.logTask(slog.LevelDebug, t, "worker: hand-back failed; the broker requeues the task when the channel closes", "why", why, "err", err)
+	}
+	return Requeued
+}
