@@ -312,7 +312,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 				}
 				ctx, clearBar := a.withProgress(cmd.Context(), labels)
 				var res admin.ReplayResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
 					res, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec, StripUnreadable: stripUnreadable})
 					return err
 				})
@@ -426,7 +426,7 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Admin) error {
 				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "purged", skipped: "not selected"})
 				var res admin.PurgeResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
 					res, err = adm.Purge(ctx, f.queue, flt)
 					return err
 				})
