@@ -111,7 +111,7 @@ func (a *Admin) tryLock(ctx context.Context, dlq string) (unlock func(), err err
 				"its lock queue %s belongs to another connection; try again when it has finished "+
 				"(a killed command frees the lock when its connection closes)", ErrBusy, dlq, name)
 		}
-		return nil, fmt.Errorf("admin: lock %s: declare lock queue %s: %w", dlq, name, err)
+		return nil, &broker.OpError{Op: broker.OpLock, Err: fmt.Errorf("admin: lock %s: declare lock queue %s: %w", dlq, name, err)}
 	}
 	return func() {
 		if _, err := ch.QueueDelete(name, false, false, false); err != nil {

@@ -212,7 +212,7 @@ func (p *pass) next(ctx context.Context) (amqp.Delivery, bool, error) {
 func (p *pass) get() (amqp.Delivery, bool, error) {
 	d, ok, err := p.ch.Get(p.dlq, false)
 	if err != nil {
-		p.broken = fmt.Errorf("admin: read %s: %w", p.dlq, err)
+		p.broken = &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("admin: read %s: %w", p.dlq, err)}
 		return d, false, p.broken
 	}
 	p.budget, p.unsure, p.since, p.ready0 = settleBudget, 0, 0, 0
