@@ -291,17 +291,27 @@ func (s *scanner) u32() uint32 {
 
 var errTruncated = errors.New("the headers are truncated or malformed")
 
-// table scans a field table at depth (0 for the headers themselves).
-func (s *scanner) table(depth int) error {
+// container takes a table's or an array's bytes (a long length, then the
+// contents) at depth, and returns a scanner over its contents.
+func (s *scanner) container(depth int) (*scanner, error) {
 	if depth > MaxHeaderDepth {
-		return fmt.Errorf("the headers are nested more than %d deep", MaxHeaderDepth)
+		return nil, fmt.Errorf("the headers are nested more than %d deep", MaxHeaderDepth)
 	}
 	n := s.u32()
 	if s.bad || n > 1<<31-1 || int(n) > len(s.b)-s.off {
-		return errTruncated
+		return nil, errTruncated
 	}
-	sub := scanner{b: s.b[s.off : s.off+int(n)]}
+	sub := &scanner{b: s.b[s.off : s.off+int(n)]}
 	s.off += int(n)
+	return sub, nil
+}
+
+// table scans a field table at depth (0 for the headers themselves).
+func (s *scanner) table(depth int) error {
+	sub, err := s.container(depth)
+	if err != nil {
+		return err
+	}
 	entries := 0
 	var keys map[string]struct{}
 	for sub.off < len(sub.b) {
@@ -378,15 +388,10 @@ func (s *scanner) field(depth int) error {
 }
 
 func (s *scanner) array(depth int) error {
-	if depth > MaxHeaderDepth {
-		return fmt.Errorf("the headers are nested more than %d deep", MaxHeaderDepth)
+	sub, err := s.container(depth)
+	if err != nil {
+		return err
 	}
-	n := s.u32()
-	if s.bad || n > 1<<31-1 || int(n) > len(s.b)-s.off {
-		return errTruncated
-	}
-	sub := scanner{b: s.b[s.off : s.off+int(n)]}
-	s.off += int(n)
 	for elems := 0; sub.off < len(sub.b); elems++ {
 		if elems >= MaxHeaderEntries {
 			return fmt.Errorf("a header array holds more than %d elements", MaxHeaderEntries)
