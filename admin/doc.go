@@ -3,7 +3,7 @@
 // reports queue depths. The CLI's `warren dlq` and `warren queues` commands
 // are thin layers over it.
 //
-// An Admin works on one broker.Conn and is safe for concurrent use:
+// An Inspector works on one broker.Conn and is safe for concurrent use:
 //
 //	adm := admin.New(conn, admin.Config{})
 //	dead, err := adm.List(ctx, "emails", admin.Filter{Types: []string{"email:send"}})
@@ -37,7 +37,7 @@
 // would each see only part of it. Each pass therefore takes the queue's
 // lock first: it declares an exclusive, auto-delete queue named
 // "warren.lock.Q.dlq" on the admin's connection. A second declaration from
-// another connection fails with RESOURCE_LOCKED, which the Admin reports
+// another connection fails with RESOURCE_LOCKED, which the Inspector reports
 // as ErrBusy; two operations on one connection exclude each other in the
 // process. The broker deletes an exclusive queue when its connection
 // closes, so a killed CLI frees the lock. The user needs the configure

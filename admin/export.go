@@ -67,7 +67,7 @@ type ExportResult struct {
 // still in the queue. A killed export leaves the same.
 //
 // Export holds the queue's lock, as Replay and Purge do.
-func (a *Admin) Export(ctx context.Context, queue string, f Filter, w io.Writer, o ExportOptions) (ExportResult, error) {
+func (a *Inspector) Export(ctx context.Context, queue string, f Filter, w io.Writer, o ExportOptions) (ExportResult, error) {
 	var res ExportResult
 	if w == nil {
 		return res, errors.New("admin: Export: nil writer")

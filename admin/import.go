@@ -96,7 +96,7 @@ func (e *RecordError) Unwrap() error { return e.Err }
 // route a copy to every queue those name.
 //
 // The target queue must exist; Import never declares it.
-func (a *Admin) Import(ctx context.Context, queue string, r io.Reader, o ImportOptions) (ImportResult, error) {
+func (a *Inspector) Import(ctx context.Context, queue string, r io.Reader, o ImportOptions) (ImportResult, error) {
 	var res ImportResult
 	if r == nil {
 		return res, errors.New("admin: Import: nil reader")
@@ -191,7 +191,7 @@ func (a *Admin) Import(ctx context.Context, queue string, r io.Reader, o ImportO
 
 // contents reads the dead-letter queue dlq (its lock held) and returns the
 // content keys of the dead letters it holds, with their counts.
-func (a *Admin) contents(ctx context.Context, queue, dlq string) (map[[sha256.Size]byte]int, error) {
+func (a *Inspector) contents(ctx context.Context, queue, dlq string) (map[[sha256.Size]byte]int, error) {
 	p, err := a.openPass(ctx, queue, dlq, func() {})
 	if err != nil {
 		return nil, err
@@ -227,7 +227,7 @@ func (a *Admin) contents(ctx context.Context, queue, dlq string) (map[[sha256.Si
 
 // importer publishes records in order, up to importWindow unconfirmed.
 type importer struct {
-	a      *Admin
+	a      *Inspector
 	target string
 	pub    *broker.Publisher
 	res    *ImportResult

@@ -19,7 +19,7 @@ import (
 // it began, all of them even with a Limit, since handing back only some
 // would reorder the queue. It holds every match in memory; use Each to
 // stream.
-func (a *Admin) List(ctx context.Context, queue string, f Filter) ([]DeadLetter, error) {
+func (a *Inspector) List(ctx context.Context, queue string, f Filter) ([]DeadLetter, error) {
 	out := make([]DeadLetter, 0)
 	err := a.Each(ctx, queue, f, func(dl DeadLetter) error {
 		out = append(out, dl)
@@ -36,7 +36,7 @@ func (a *Admin) List(ctx context.Context, queue string, f Filter) ([]DeadLetter,
 // letter stays unacked meanwhile, and RabbitMQ closes a channel that holds
 // a message unacked past its consumer_timeout (30 minutes by default),
 // which requeues the dead letters (nothing is lost) and fails the pass.
-func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLetter) error) error {
+func (a *Inspector) Each(ctx context.Context, queue string, f Filter, fn func(DeadLetter) error) error {
 	m, err := newMatcher(f)
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLe
 // an error wrapping ErrNotFound. If the queue holds several copies of the
 // task (possible after an interrupted replay, see Replay), Get returns the
 // first. Like List, it changes nothing, and reads the whole queue.
-func (a *Admin) Get(ctx context.Context, queue, id string) (DeadLetter, error) {
+func (a *Inspector) Get(ctx context.Context, queue, id string) (DeadLetter, error) {
 	if id == "" {
 		return DeadLetter{}, fmt.Errorf("%w: empty task ID", ErrNotFound)
 	}

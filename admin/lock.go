@@ -50,7 +50,7 @@ func WithLockWait(ctx context.Context, waiting func(dlq string)) context.Context
 
 // lock takes the exclusive lock of dlq. It fails with ErrBusy while
 // another operation holds it, unless ctx says to wait (WithLockWait).
-func (a *Admin) lock(ctx context.Context, dlq string) (unlock func(), err error) {
+func (a *Inspector) lock(ctx context.Context, dlq string) (unlock func(), err error) {
 	waiting, wait := ctx.Value(lockWaitKey{}).(func(string))
 	told := false
 	for {
@@ -77,7 +77,7 @@ func (a *Admin) lock(ctx context.Context, dlq string) (unlock func(), err error)
 // connection: another connection's declaration fails with RESOURCE_LOCKED,
 // and the broker deletes the queue when the connection closes, so a killed
 // process frees it. unlock deletes it.
-func (a *Admin) tryLock(ctx context.Context, dlq string) (unlock func(), err error) {
+func (a *Inspector) tryLock(ctx context.Context, dlq string) (unlock func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ const confirmGrace = 30 * time.Second
 // read holding every kept dead letter until the end, which is exact but
 // slow for large queues.
 type pass struct {
-	a     *Admin
+	a     *Inspector
 	queue string // the Warren queue
 	dlq   string
 	ch    *amqp.Channel // reads and settles
@@ -118,7 +118,7 @@ type item struct {
 }
 
 // begin locks queue's dead-letter queue and opens a pass over it.
-func (a *Admin) begin(ctx context.Context, queue string) (*pass, error) {
+func (a *Inspector) begin(ctx context.Context, queue string) (*pass, error) {
 	if err := checkQueue(queue); err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (a *Admin) begin(ctx context.Context, queue string) (*pass, error) {
 // openPass opens a pass over the quorum queue name (queue's dead-letter
 // queue, or its replay journal) for a caller holding the lock; unlock is
 // called when the pass closes.
-func (a *Admin) openPass(ctx context.Context, queue, name string, unlock func()) (*pass, error) {
+func (a *Inspector) openPass(ctx context.Context, queue, name string, unlock func()) (*pass, error) {
 	p := &pass{a: a, queue: queue, dlq: name, unlock: unlock}
 	if err := p.open(ctx); err != nil {
 		p.close()

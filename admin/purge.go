@@ -22,7 +22,7 @@ type PurgeResult struct {
 // removed, even with All (it never uses queue.purge, which would also take
 // dead letters arriving meanwhile, unseen). Dead letters that do not match
 // stay, in their order. Purge holds the queue's lock, as Replay does.
-func (a *Admin) Purge(ctx context.Context, queue string, f Filter) (PurgeResult, error) {
+func (a *Inspector) Purge(ctx context.Context, queue string, f Filter) (PurgeResult, error) {
 	var res PurgeResult
 	if !f.selects() {
 		return res, ErrNoSelector

@@ -103,7 +103,7 @@ type ReplayResult struct {
 //
 // Replay holds the queue's lock: concurrent replays, purges and lists of
 // the same queue fail with ErrBusy instead of interfering.
-func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOptions) (ReplayResult, error) {
+func (a *Inspector) Replay(ctx context.Context, queue string, f Filter, o ReplayOptions) (ReplayResult, error) {
 	var res ReplayResult
 	if !f.selects() {
 		return res, ErrNoSelector
@@ -249,7 +249,7 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 
 // replayer is the state of one Replay.
 type replayer struct {
-	a       *Admin
+	a       *Inspector
 	p       *pass
 	o       ReplayOptions
 	pub     *broker.Publisher // nil for a dry run

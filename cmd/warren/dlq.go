@@ -118,7 +118,7 @@ import draw a progress bar on stderr when it is a terminal.`,
 	return cmd
 }
 
-func (a *app) withAdmin(ctx context.Context, what string, fn func(*admin.Admin) error) error {
+func (a *app) withAdmin(ctx context.Context, what string, fn func(*admin.Inspector) error) error {
 	conn, err := a.dial(ctx, what, 1)
 	if err != nil {
 		return err
@@ -167,7 +167,7 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 			if groupBy != "" && groupBy != "error" && groupBy != "type" {
 				return usagef("--group-by %q: want error or type", groupBy)
 			}
-			return a.withAdmin(cmd.Context(), "dlq list", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq list", func(adm *admin.Inspector) error {
 				ctx := cmd.Context()
 				switch {
 				case groupBy != "":
@@ -234,7 +234,7 @@ element of "dlq list --output json".`,
 			if err := f.checkOutput(); err != nil {
 				return err
 			}
-			return a.withAdmin(cmd.Context(), "dlq show", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq show", func(adm *admin.Inspector) error {
 				dl, err := adm.Get(cmd.Context(), f.queue, id)
 				if err != nil {
 					return err
@@ -305,7 +305,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 			if err != nil {
 				return err
 			}
-			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Inspector) error {
 				labels := barLabels{done: "replayed", skipped: "not selected", failed: "failed"}
 				if dryRun {
 					labels.done = "would replay"
@@ -423,7 +423,7 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 					return nil
 				}
 			}
-			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Inspector) error {
 				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "purged", skipped: "not selected"})
 				var res admin.PurgeResult
 				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {

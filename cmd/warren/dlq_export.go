@@ -105,7 +105,7 @@ not go to a terminal).`,
 					return usagef("--file: %w", err)
 				}
 			}
-			return a.withAdmin(cmd.Context(), "dlq export", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq export", func(adm *admin.Inspector) error {
 				var (
 					out  io.Writer = a.stdout
 					name           = "stdout"
@@ -242,7 +242,7 @@ progress bar is drawn on stderr when it is a terminal.`,
 			if target == "" {
 				target = warren.DeadLetterQueue(f.queue)
 			}
-			return a.withAdmin(cmd.Context(), "dlq import", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq import", func(adm *admin.Inspector) error {
 				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "imported", skipped: "already there", failed: "failed"})
 				var res admin.ImportResult
 				err := whenFree(ctx, wait, target, a.stderr, func(ctx context.Context) (err error) {
