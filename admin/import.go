@@ -197,28 +197,15 @@ func (a *Inspector) contents(ctx context.Context, queue, dlq string) (map[[sha25
 		return nil, err
 	}
 	present := make(map[[sha256.Size]byte]int)
-	var readErr error
-	for {
-		d, ok, err := p.next(ctx)
+	_, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
+		key, err := contentKey(publishingOf(d))
+		p.keep(d)
 		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
-		key, err := contentKey(publishingOf(&d))
-		p.keep(&d)
-		if err != nil {
-			readErr = fmt.Errorf("admin: dead letter %s of %s: %w", d.MessageId, dlq, err)
-			break
+			return fmt.Errorf("admin: dead letter %s of %s: %w", d.MessageId, dlq, err)
 		}
 		present[key]++
-	}
-	_, finErr := p.finish(ctx)
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
+		return nil
+	})
 	if err := errors.Join(readErr, finErr); err != nil {
 		return nil, fmt.Errorf("admin: import: read %s for duplicates: %w", dlq, err)
 	}

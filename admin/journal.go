@@ -89,26 +89,14 @@ func (a *Inspector) readJournal(ctx context.Context, queue string, declare bool)
 	if err != nil {
 		return nil, 0, err
 	}
-	var readErr error
 	entries := 0
-	for {
-		d, ok, err := p.next(ctx)
-		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
+	_, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
 		n, _ := headerCount(d.Headers, warren.HeaderReplayCount)
 		j.add(d.MessageId, n)
 		entries++
-		p.keep(&d)
-	}
-	_, finErr := p.finish(ctx)
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
+		p.keep(d)
+		return nil
+	})
 	if err := errors.Join(readErr, finErr); err != nil {
 		return nil, 0, fmt.Errorf("admin: read the replay journal %s: %w", name, err)
 	}

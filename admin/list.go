@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warrenq/warren"
 )
 
@@ -45,30 +47,19 @@ func (a *Inspector) Each(ctx context.Context, queue string, f Filter, fn func(De
 	if err != nil {
 		return err
 	}
-	var fnErr, readErr error
+	var fnErr error
 	matched := 0
 	report := progressOf(ctx, "list")
-	for {
-		d, ok, err := p.next(ctx)
-		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
-		if fnErr == nil && !m.full(matched) && m.match(&d) {
+	_, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
+		if fnErr == nil && !m.full(matched) && m.match(d) {
 			matched++
-			fnErr = fn(newDeadLetter(&d, queue))
+			fnErr = fn(newDeadLetter(d, queue))
 		}
-		p.keep(&d)
+		p.keep(d)
 		report(Progress{Total: p.count, Read: p.read, Done: matched, Skipped: p.read - matched})
-	}
-	_, finErr := p.finish(ctx)
+		return nil
+	})
 	report(Progress{Total: p.count, Read: p.read, Done: matched, Skipped: p.read - matched})
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
 	return errors.Join(fnErr, readErr, finErr)
 }
 

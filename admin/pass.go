@@ -93,6 +93,9 @@ type pass struct {
 	// items it holds: an export flushes its output there, so that its
 	// gates open.
 	beforeWait func()
+	// atEnd, if set, runs once walk has read its last dead letter, before
+	// the pass settles what it holds.
+	atEnd func()
 }
 
 // gate is what a pass waits for before it removes a dead letter: the
@@ -206,6 +209,34 @@ func (p *pass) next(ctx context.Context) (amqp.Delivery, bool, error) {
 		return d, false, err
 	}
 	return d, true, nil
+}
+
+// walk is the one read loop of every pass: it reads the dead letters in
+// order and hands each to visit, which settles it (keep, remove or await)
+// and may report progress; an error from visit stops the reading. Then
+// walk runs atEnd, if set, finishes the pass (settling what it holds, in
+// order, even after an error) and returns the reading's error and the
+// finishing's, the latter nil when it is the same error.
+func (p *pass) walk(ctx context.Context, visit func(d *amqp.Delivery) error) (inDoubt int, readErr, finErr error) {
+	for readErr == nil {
+		d, ok, err := p.next(ctx)
+		if err != nil {
+			readErr = err
+			break
+		}
+		if !ok {
+			break
+		}
+		readErr = visit(&d)
+	}
+	if p.atEnd != nil {
+		p.atEnd()
+	}
+	inDoubt, finErr = p.finish(ctx)
+	if errors.Is(readErr, finErr) {
+		finErr = nil
+	}
+	return inDoubt, readErr, finErr
 }
 
 // get reads one message; it is a barrier. An empty queue ends the reading.
