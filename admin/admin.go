@@ -30,7 +30,7 @@ var (
 	ErrInvalidTarget = errors.New("admin: invalid target queue")
 )
 
-// Config tunes an Admin. The zero Config is ready to use.
+// Config tunes an Inspector. The zero Config is ready to use.
 type Config struct {
 	// Logger receives the admin's events. nil means slog.Default().
 	Logger *slog.Logger
@@ -43,10 +43,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Admin inspects and repairs Warren queues: it lists, shows, replays and
-// purges dead letters, and reports queue depths. It is safe for concurrent
-// use; operations on the same dead-letter queue exclude one another (ErrBusy).
-type Admin struct {
+// Inspector inspects and repairs Warren queues: it lists, shows, replays
+// and purges dead letters, and reports queue depths. It is safe for
+// concurrent use; operations on the same dead-letter queue exclude one
+// another (ErrBusy).
+type Inspector struct {
 	conn *broker.Conn
 	log  *slog.Logger
 	// counts reads rabbitmqctl's message counts per queue of vhost; nil
@@ -54,13 +55,18 @@ type Admin struct {
 	counts func(ctx context.Context, vhost string) (map[string]queueCounts, error)
 }
 
-// New returns an Admin working over conn. It panics if conn is nil.
-func New(conn *broker.Conn, cfg Config) *Admin {
+// Admin is Inspector.
+//
+// Deprecated: use Inspector; admin.Admin stutters.
+type Admin = Inspector
+
+// New returns an Inspector working over conn. It panics if conn is nil.
+func New(conn *broker.Conn, cfg Config) *Inspector {
 	if conn == nil {
 		panic("admin: New: nil connection")
 	}
 	cfg = cfg.withDefaults()
-	return &Admin{conn: conn, log: cfg.Logger, counts: rabbitmqctlCounts}
+	return &Inspector{conn: conn, log: cfg.Logger, counts: rabbitmqctlCounts}
 }
 
 // Filter selects dead letters. A dead letter matches when it matches every

@@ -3,7 +3,7 @@
 // reports queue depths. The CLI's `warren dlq` and `warren queues` commands
 // are thin layers over it.
 //
-// An Admin works on one broker.Conn and is safe for concurrent use:
+// An Inspector works on one broker.Conn and is safe for concurrent use:
 //
 //	adm := admin.New(conn, admin.Config{})
 //	dead, err := adm.List(ctx, "emails", admin.Filter{Types: []string{"email:send"}})
@@ -37,7 +37,7 @@
 // would each see only part of it. Each pass therefore takes the queue's
 // lock first: it declares an exclusive, auto-delete queue named
 // "warren.lock.Q.dlq" on the admin's connection. A second declaration from
-// another connection fails with RESOURCE_LOCKED, which the Admin reports
+// another connection fails with RESOURCE_LOCKED, which the Inspector reports
 // as ErrBusy; two operations on one connection exclude each other in the
 // process. The broker deletes an exclusive queue when its connection
 // closes, so a killed CLI frees the lock. The user needs the configure
@@ -47,8 +47,8 @@
 //
 // # Order, and what RabbitMQ 3.10 changes
 //
-// These were measured on the local RabbitMQ 3.10.8, where the integration
-// tests check them:
+// These hold on RabbitMQ 3.10, where the integration tests check them
+// (docs/operations.md has the measurements):
 //
 //   - A quorum queue puts a returned message (nack with requeue, or a
 //     channel closing with messages unacked) at the back of the queue, not
@@ -62,16 +62,14 @@
 //   - Returning many messages at once (closing the channel, a multiple
 //     nack, or more than 32 nacks in flight) scrambles their order, and
 //     acks beyond 32 in flight are stashed in the broker's channel process
-//     and lost if the channel closes first: 5,000 acks sent back to back,
-//     then channel.close, left 2,314 acked messages in the queue. A
-//     multiple-ack does not help (basic.get deliveries are settled one
+//     and lost if the channel closes first. A multiple-ack does not help (basic.get deliveries are settled one
 //     command each). A pass therefore sends at most 16 acks or nacks
 //     between barriers (a basic.get, or a returned message showing in the
 //     queue's ready count), and leaves itself room to settle everything
 //     before it closes its channel.
-//   - basic.get slows down as the messages one channel holds unacked grow
-//     (about 1,500/s with a few thousand held, about 50/s near 100,000), so
-//     a pass hands back as it goes instead of holding the queue.
+//   - basic.get slows down sharply as the messages one channel holds
+//     unacked grow, so a pass hands back as it goes instead of holding the
+//     queue.
 //   - Every return counts as a delivery: each pass raises the
 //     x-delivery-count of every dead letter it hands back
 //     (DeadLetter.DeliveryCount). Warren's dead-letter queues have no
@@ -88,15 +86,10 @@
 //
 // # Scale
 //
-// A pass is bound by one basic.get round trip per dead letter. With
-// 100,000 small dead letters on this 2-core machine, shared with another
-// engineer's RabbitMQ clusters (load average 3 to 5), two runs of the
-// WARREN_BENCH_100K test measured List in 63 and 97s, Export in 118 and
-// 119s, Export with Remove in 161 and 109s, Import into an empty queue in
-// 63 and 45s (bound by decoding, not the broker), Import of the same file
-// again in 132 and 124s, and Replay of all in 113 and 202s, with nothing
-// lost and the order kept (docs/operations.md has the table). List holds
-// its result in memory (about 2.8 KiB per dead letter in that test, most
+// A pass is bound by one basic.get round trip per dead letter, a thousand
+// or two a second: docs/operations.md has the figures for 100,000 dead
+// letters of every operation, with nothing lost and the order kept. List
+// holds its result in memory (about 2.8 KiB per dead letter in that test, most
 // of it the header tables); Each and Export stream. The broker's
 // consumer_timeout (30 minutes by default) applies only to the few dead
 // letters a pass holds at once.

@@ -2,11 +2,13 @@ package admin_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"time"
 
+	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
 	"github.com/warrenq/warren/broker"
 )
@@ -119,4 +121,20 @@ func ExampleAdmin_Queues() {
 		fmt.Printf("%s: %d ready, %s unacked, %d consumers, %d dead, %d delayed (all queues)\n",
 			q.Name, q.Ready, unacked, q.Consumers, q.DeadLetters, q.Delayed)
 	}
+}
+
+// A dead letter's JSON form is the same wherever it is printed: the CLI's
+// --output json, an HTTP API, a web page.
+func ExampleDeadLetter_MarshalJSON() {
+	dl := admin.DeadLetter{
+		ID: "0190a1b2", Type: "email:send", Queue: "emails",
+		Reason: warren.ReasonExhausted, Error: "smtp: 421 try later", Attempts: 3,
+		FailedAt: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC),
+		Payload:  []byte(`{"to":"a@example.com"}`),
+		Headers:  map[string]any{"tenant": "acme", warren.HeaderAttempt: int32(3), "x-death": nil},
+	}
+	b, _ := json.Marshal(dl)
+	fmt.Println(string(b))
+	// Output:
+	// {"id":"0190a1b2","type":"email:send","queue":"emails","reason":"attempts_exhausted","error":"smtp: 421 try later","attempts":3,"failed_at":"2026-12-02T10:00:00Z","payload":{"to":"a@example.com"},"headers":{"tenant":"acme"}}
 }

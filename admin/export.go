@@ -67,7 +67,7 @@ type ExportResult struct {
 // still in the queue. A killed export leaves the same.
 //
 // Export holds the queue's lock, as Replay and Purge do.
-func (a *Admin) Export(ctx context.Context, queue string, f Filter, w io.Writer, o ExportOptions) (ExportResult, error) {
+func (a *Inspector) Export(ctx context.Context, queue string, f Filter, w io.Writer, o ExportOptions) (ExportResult, error) {
 	var res ExportResult
 	if w == nil {
 		return res, errors.New("admin: Export: nil writer")
@@ -89,37 +89,32 @@ func (a *Admin) Export(ctx context.Context, queue string, f Filter, w io.Writer,
 	progress := func() {
 		report(Progress{Total: p.count, Read: p.read, Done: res.Exported, Skipped: res.Skipped})
 	}
-	var readErr error
 	matched := 0
-	for {
-		d, ok, err := p.next(ctx)
-		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
+	p.atEnd = func() {
+		e.sync = true // the end: on disk, remove or not
+		e.flush()
+	}
+	inDoubt, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
 		switch {
 		case e.err != nil || m.full(matched):
-			p.keep(&d)
-		case !m.match(&d):
+			p.keep(d)
+		case !m.match(d):
 			res.Skipped++
-			p.keep(&d)
-		case unreadable(&d):
+			p.keep(d)
+		case unreadable(d):
 			matched++
 			res.Unreadable++
-			p.keep(&d)
+			p.keep(d)
 		default:
 			matched++
-			g := e.write(queue, &d)
+			g := e.write(queue, d)
 			switch {
 			case g == nil:
-				p.keep(&d)
+				p.keep(d)
 			case o.Remove:
 				p.add(&item{tag: d.DeliveryTag, pd: g, acked: func() { res.Removed++ }})
 			default:
-				p.keep(&d)
+				p.keep(d)
 			}
 			if e.n >= exportBatch || e.err != nil {
 				// A failed write opens the batch's gate at once (its dead
@@ -128,14 +123,9 @@ func (a *Admin) Export(ctx context.Context, queue string, f Filter, w io.Writer,
 			}
 		}
 		progress()
-	}
-	e.sync = true // the end: on disk, remove or not
-	e.flush()
-	inDoubt, finErr := p.finish(ctx)
+		return nil
+	})
 	progress()
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
 	var errs []error
 	if readErr != nil {
 		errs = append(errs, fmt.Errorf("admin: export %s stopped after %d exported: %w", queue, res.Exported, readErr))

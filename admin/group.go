@@ -42,7 +42,7 @@ type Group struct {
 // they first appear). It reads the dead-letter queue as List does, in one
 // pass that leaves it as it was, and holds one Group per key, not the dead
 // letters.
-func (a *Admin) Group(ctx context.Context, queue string, f Filter, by GroupBy) ([]Group, error) {
+func (a *Inspector) Group(ctx context.Context, queue string, f Filter, by GroupBy) ([]Group, error) {
 	if by != ByError && by != ByType {
 		return nil, fmt.Errorf("admin: group by %q: want %q or %q", by, ByError, ByType)
 	}

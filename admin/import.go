@@ -96,7 +96,7 @@ func (e *RecordError) Unwrap() error { return e.Err }
 // route a copy to every queue those name.
 //
 // The target queue must exist; Import never declares it.
-func (a *Admin) Import(ctx context.Context, queue string, r io.Reader, o ImportOptions) (ImportResult, error) {
+func (a *Inspector) Import(ctx context.Context, queue string, r io.Reader, o ImportOptions) (ImportResult, error) {
 	var res ImportResult
 	if r == nil {
 		return res, errors.New("admin: Import: nil reader")
@@ -191,34 +191,21 @@ func (a *Admin) Import(ctx context.Context, queue string, r io.Reader, o ImportO
 
 // contents reads the dead-letter queue dlq (its lock held) and returns the
 // content keys of the dead letters it holds, with their counts.
-func (a *Admin) contents(ctx context.Context, queue, dlq string) (map[[sha256.Size]byte]int, error) {
+func (a *Inspector) contents(ctx context.Context, queue, dlq string) (map[[sha256.Size]byte]int, error) {
 	p, err := a.openPass(ctx, queue, dlq, func() {})
 	if err != nil {
 		return nil, err
 	}
 	present := make(map[[sha256.Size]byte]int)
-	var readErr error
-	for {
-		d, ok, err := p.next(ctx)
+	_, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
+		key, err := contentKey(publishingOf(d))
+		p.keep(d)
 		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
-		key, err := contentKey(publishingOf(&d))
-		p.keep(&d)
-		if err != nil {
-			readErr = fmt.Errorf("admin: dead letter %s of %s: %w", d.MessageId, dlq, err)
-			break
+			return fmt.Errorf("admin: dead letter %s of %s: %w", d.MessageId, dlq, err)
 		}
 		present[key]++
-	}
-	_, finErr := p.finish(ctx)
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
+		return nil
+	})
 	if err := errors.Join(readErr, finErr); err != nil {
 		return nil, fmt.Errorf("admin: import: read %s for duplicates: %w", dlq, err)
 	}
@@ -227,7 +214,7 @@ func (a *Admin) contents(ctx context.Context, queue, dlq string) (map[[sha256.Si
 
 // importer publishes records in order, up to importWindow unconfirmed.
 type importer struct {
-	a      *Admin
+	a      *Inspector
 	target string
 	pub    *broker.Publisher
 	res    *ImportResult

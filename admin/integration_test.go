@@ -27,10 +27,10 @@ import (
 	"github.com/warrenq/warren/worker"
 )
 
-// bundle is what most tests need: a connection, a declared queue and an Admin.
+// bundle is what most tests need: a connection, a declared queue and an Inspector.
 type bundle struct {
 	conn *broker.Conn
-	adm  *Admin
+	adm  *Inspector
 	q    string
 	dlq  string
 	ctx  context.Context
@@ -801,7 +801,7 @@ func TestBusy(t *testing.T) {
 		})
 	}()
 	<-holding
-	for name, a := range map[string]*Admin{"same connection": b.adm, "other connection": other} {
+	for name, a := range map[string]*Inspector{"same connection": b.adm, "other connection": other} {
 		if _, err := a.Replay(b.ctx, b.q, Filter{All: true}, ReplayOptions{}); !errors.Is(err, ErrBusy) {
 			t.Errorf("%s: Replay = %v, want ErrBusy", name, err)
 		}
@@ -829,7 +829,7 @@ func TestBusy(t *testing.T) {
 func TestConcurrentReplays(t *testing.T) {
 	b := setup(t, broker.QueueOptions{})
 	all := publishDead(t, b, 200, typeAB)
-	admins := []*Admin{b.adm, New(testbroker.Dial(t), Config{Logger: testLogger(t)})}
+	admins := []*Inspector{b.adm, New(testbroker.Dial(t), Config{Logger: testLogger(t)})}
 	results := make([]ReplayResult, 2)
 	errs := make([]error, 2)
 	var wg sync.WaitGroup

@@ -54,7 +54,7 @@ func (j journal) add(id string, n int) {
 }
 
 // declareJournal declares queue's replay journal: a durable quorum queue.
-func (a *Admin) declareJournal(ctx context.Context, queue string) error {
+func (a *Inspector) declareJournal(ctx context.Context, queue string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func (a *Admin) declareJournal(ctx context.Context, queue string) error {
 // readJournal reads queue's replay journal, handing every entry back. The
 // caller holds the dead-letter queue's lock (replays, the only writers,
 // hold it too). With declare false, a missing journal reads as empty.
-func (a *Admin) readJournal(ctx context.Context, queue string, declare bool) (journal, int, error) {
+func (a *Inspector) readJournal(ctx context.Context, queue string, declare bool) (journal, int, error) {
 	j := make(journal)
 	name := JournalQueue(queue)
 	if declare {
@@ -89,26 +89,14 @@ func (a *Admin) readJournal(ctx context.Context, queue string, declare bool) (jo
 	if err != nil {
 		return nil, 0, err
 	}
-	var readErr error
 	entries := 0
-	for {
-		d, ok, err := p.next(ctx)
-		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
+	_, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
 		n, _ := headerCount(d.Headers, warren.HeaderReplayCount)
 		j.add(d.MessageId, n)
 		entries++
-		p.keep(&d)
-	}
-	_, finErr := p.finish(ctx)
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
+		p.keep(d)
+		return nil
+	})
 	if err := errors.Join(readErr, finErr); err != nil {
 		return nil, 0, fmt.Errorf("admin: read the replay journal %s: %w", name, err)
 	}
@@ -117,7 +105,7 @@ func (a *Admin) readJournal(ctx context.Context, queue string, declare bool) (jo
 
 // dropJournal deletes queue's replay journal, once a completed replay has
 // resolved every entry: no dead letter it refers to is left.
-func (a *Admin) dropJournal(ctx context.Context, queue string) error {
+func (a *Inspector) dropJournal(ctx context.Context, queue string) error {
 	name := JournalQueue(queue)
 	ch, err := a.conn.Channel()
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warrenq/warren"
 )
 
@@ -19,7 +21,7 @@ import (
 // it began, all of them even with a Limit, since handing back only some
 // would reorder the queue. It holds every match in memory; use Each to
 // stream.
-func (a *Admin) List(ctx context.Context, queue string, f Filter) ([]DeadLetter, error) {
+func (a *Inspector) List(ctx context.Context, queue string, f Filter) ([]DeadLetter, error) {
 	out := make([]DeadLetter, 0)
 	err := a.Each(ctx, queue, f, func(dl DeadLetter) error {
 		out = append(out, dl)
@@ -36,7 +38,7 @@ func (a *Admin) List(ctx context.Context, queue string, f Filter) ([]DeadLetter,
 // letter stays unacked meanwhile, and RabbitMQ closes a channel that holds
 // a message unacked past its consumer_timeout (30 minutes by default),
 // which requeues the dead letters (nothing is lost) and fails the pass.
-func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLetter) error) error {
+func (a *Inspector) Each(ctx context.Context, queue string, f Filter, fn func(DeadLetter) error) error {
 	m, err := newMatcher(f)
 	if err != nil {
 		return err
@@ -45,30 +47,19 @@ func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLe
 	if err != nil {
 		return err
 	}
-	var fnErr, readErr error
+	var fnErr error
 	matched := 0
 	report := progressOf(ctx, "list")
-	for {
-		d, ok, err := p.next(ctx)
-		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
-		if fnErr == nil && !m.full(matched) && m.match(&d) {
+	_, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
+		if fnErr == nil && !m.full(matched) && m.match(d) {
 			matched++
-			fnErr = fn(newDeadLetter(&d, queue))
+			fnErr = fn(newDeadLetter(d, queue))
 		}
-		p.keep(&d)
+		p.keep(d)
 		report(Progress{Total: p.count, Read: p.read, Done: matched, Skipped: p.read - matched})
-	}
-	_, finErr := p.finish(ctx)
+		return nil
+	})
 	report(Progress{Total: p.count, Read: p.read, Done: matched, Skipped: p.read - matched})
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
 	return errors.Join(fnErr, readErr, finErr)
 }
 
@@ -76,7 +67,7 @@ func (a *Admin) Each(ctx context.Context, queue string, f Filter, fn func(DeadLe
 // an error wrapping ErrNotFound. If the queue holds several copies of the
 // task (possible after an interrupted replay, see Replay), Get returns the
 // first. Like List, it changes nothing, and reads the whole queue.
-func (a *Admin) Get(ctx context.Context, queue, id string) (DeadLetter, error) {
+func (a *Inspector) Get(ctx context.Context, queue, id string) (DeadLetter, error) {
 	if id == "" {
 		return DeadLetter{}, fmt.Errorf("%w: empty task ID", ErrNotFound)
 	}

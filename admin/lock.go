@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -30,12 +31,53 @@ type lockKey struct {
 	dlq  string
 }
 
-// lock takes the exclusive lock of dlq, or fails with ErrBusy. The lock is
+// lockPoll is how often an operation waiting for a lock tries again.
+const lockPoll = 500 * time.Millisecond
+
+type lockWaitKey struct{}
+
+// WithLockWait returns a context under which an operation that finds its
+// dead-letter queue busy (another replay, purge, list or export holds its
+// lock) waits for the lock, trying again every half second until ctx
+// ends, instead of failing with ErrBusy. waiting, if not nil, is called
+// once, with the dead-letter queue's name, when the wait begins.
+func WithLockWait(ctx context.Context, waiting func(dlq string)) context.Context {
+	if waiting == nil {
+		waiting = func(string) {}
+	}
+	return context.WithValue(ctx, lockWaitKey{}, waiting)
+}
+
+// lock takes the exclusive lock of dlq. It fails with ErrBusy while
+// another operation holds it, unless ctx says to wait (WithLockWait).
+func (a *Inspector) lock(ctx context.Context, dlq string) (unlock func(), err error) {
+	waiting, wait := ctx.Value(lockWaitKey{}).(func(string))
+	told := false
+	for {
+		unlock, err := a.tryLock(ctx, dlq)
+		if !wait || !errors.Is(err, ErrBusy) {
+			return unlock, err
+		}
+		if !told {
+			waiting(dlq)
+			told = true
+		}
+		t := time.NewTimer(lockPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("admin: gave up waiting for %s: %w", dlq, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// tryLock takes the exclusive lock of dlq, or fails with ErrBusy. The lock is
 // an exclusive, auto-delete, non-durable queue declared on the admin's
 // connection: another connection's declaration fails with RESOURCE_LOCKED,
 // and the broker deletes the queue when the connection closes, so a killed
 // process frees it. unlock deletes it.
-func (a *Admin) lock(ctx context.Context, dlq string) (unlock func(), err error) {
+func (a *Inspector) tryLock(ctx context.Context, dlq string) (unlock func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -69,7 +111,7 @@ func (a *Admin) lock(ctx context.Context, dlq string) (unlock func(), err error)
 				"its lock queue %s belongs to another connection; try again when it has finished "+
 				"(a killed command frees the lock when its connection closes)", ErrBusy, dlq, name)
 		}
-		return nil, fmt.Errorf("admin: lock %s: declare lock queue %s: %w", dlq, name, err)
+		return nil, &broker.OpError{Op: broker.OpLock, Err: fmt.Errorf("admin: lock %s: declare lock queue %s: %w", dlq, name, err)}
 	}
 	return func() {
 		if _, err := ch.QueueDelete(name, false, false, false); err != nil {

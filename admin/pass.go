@@ -69,7 +69,7 @@ const confirmGrace = 30 * time.Second
 // read holding every kept dead letter until the end, which is exact but
 // slow for large queues.
 type pass struct {
-	a     *Admin
+	a     *Inspector
 	queue string // the Warren queue
 	dlq   string
 	ch    *amqp.Channel // reads and settles
@@ -93,6 +93,9 @@ type pass struct {
 	// items it holds: an export flushes its output there, so that its
 	// gates open.
 	beforeWait func()
+	// atEnd, if set, runs once walk has read its last dead letter, before
+	// the pass settles what it holds.
+	atEnd func()
 }
 
 // gate is what a pass waits for before it removes a dead letter: the
@@ -118,7 +121,7 @@ type item struct {
 }
 
 // begin locks queue's dead-letter queue and opens a pass over it.
-func (a *Admin) begin(ctx context.Context, queue string) (*pass, error) {
+func (a *Inspector) begin(ctx context.Context, queue string) (*pass, error) {
 	if err := checkQueue(queue); err != nil {
 		return nil, err
 	}
@@ -133,7 +136,7 @@ func (a *Admin) begin(ctx context.Context, queue string) (*pass, error) {
 // openPass opens a pass over the quorum queue name (queue's dead-letter
 // queue, or its replay journal) for a caller holding the lock; unlock is
 // called when the pass closes.
-func (a *Admin) openPass(ctx context.Context, queue, name string, unlock func()) (*pass, error) {
+func (a *Inspector) openPass(ctx context.Context, queue, name string, unlock func()) (*pass, error) {
 	p := &pass{a: a, queue: queue, dlq: name, unlock: unlock}
 	if err := p.open(ctx); err != nil {
 		p.close()
@@ -208,11 +211,39 @@ func (p *pass) next(ctx context.Context) (amqp.Delivery, bool, error) {
 	return d, true, nil
 }
 
+// walk is the one read loop of every pass: it reads the dead letters in
+// order and hands each to visit, which settles it (keep, remove or await)
+// and may report progress; an error from visit stops the reading. Then
+// walk runs atEnd, if set, finishes the pass (settling what it holds, in
+// order, even after an error) and returns the reading's error and the
+// finishing's, the latter nil when it is the same error.
+func (p *pass) walk(ctx context.Context, visit func(d *amqp.Delivery) error) (inDoubt int, readErr, finErr error) {
+	for readErr == nil {
+		d, ok, err := p.next(ctx)
+		if err != nil {
+			readErr = err
+			break
+		}
+		if !ok {
+			break
+		}
+		readErr = visit(&d)
+	}
+	if p.atEnd != nil {
+		p.atEnd()
+	}
+	inDoubt, finErr = p.finish(ctx)
+	if errors.Is(readErr, finErr) {
+		finErr = nil
+	}
+	return inDoubt, readErr, finErr
+}
+
 // get reads one message; it is a barrier. An empty queue ends the reading.
 func (p *pass) get() (amqp.Delivery, bool, error) {
 	d, ok, err := p.ch.Get(p.dlq, false)
 	if err != nil {
-		p.broken = fmt.Errorf("admin: read %s: %w", p.dlq, err)
+		p.broken = &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("admin: read %s: %w", p.dlq, err)}
 		return d, false, p.broken
 	}
 	p.budget, p.unsure, p.since, p.ready0 = settleBudget, 0, 0, 0

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // PurgeResult says what a Purge removed.
@@ -22,7 +24,7 @@ type PurgeResult struct {
 // removed, even with All (it never uses queue.purge, which would also take
 // dead letters arriving meanwhile, unseen). Dead letters that do not match
 // stay, in their order. Purge holds the queue's lock, as Replay does.
-func (a *Admin) Purge(ctx context.Context, queue string, f Filter) (PurgeResult, error) {
+func (a *Inspector) Purge(ctx context.Context, queue string, f Filter) (PurgeResult, error) {
 	var res PurgeResult
 	if !f.selects() {
 		return res, ErrNoSelector
@@ -35,35 +37,23 @@ func (a *Admin) Purge(ctx context.Context, queue string, f Filter) (PurgeResult,
 	if err != nil {
 		return res, err
 	}
-	var readErr error
 	matched := 0
 	report := progressOf(ctx, "purge")
-	for {
-		d, ok, err := p.next(ctx)
-		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
-		if m.full(matched) || !m.match(&d) {
-			p.keep(&d)
+	inDoubt, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
+		if m.full(matched) || !m.match(d) {
+			p.keep(d)
 		} else {
 			matched++
 			id := d.MessageId
-			p.remove(&d, func() {
+			p.remove(d, func() {
 				res.Purged++
 				res.IDs = append(res.IDs, id)
 			})
 		}
 		report(Progress{Total: p.count, Read: p.read, Done: res.Purged, Skipped: p.read - matched})
-	}
-	inDoubt, finErr := p.finish(ctx)
+		return nil
+	})
 	report(Progress{Total: p.count, Read: p.read, Done: res.Purged, Skipped: p.read - matched})
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
 	if readErr != nil {
 		readErr = fmt.Errorf("admin: purge %s stopped after %d purged: %w", queue, res.Purged, readErr)
 	}

@@ -56,7 +56,7 @@ type QueueInfo struct {
 // to the local node's default listener (localhost, 127.0.0.1 or ::1, port
 // 5672) and `rabbitmqctl list_queues` runs there within 5s; any failure to
 // run it just leaves -1.
-func (a *Admin) Queues(ctx context.Context, names []string) ([]QueueInfo, error) {
+func (a *Inspector) Queues(ctx context.Context, names []string) ([]QueueInfo, error) {
 	out := make([]QueueInfo, 0, len(names))
 	for _, name := range names {
 		if err := checkQueue(name); err != nil {
@@ -113,7 +113,7 @@ func (a *Admin) Queues(ctx context.Context, names []string) ([]QueueInfo, error)
 }
 
 // delayed sums the messages ready in the delay levels, skipping missing ones.
-func (a *Admin) delayed(ctx context.Context) (int, error) {
+func (a *Inspector) delayed(ctx context.Context) (int, error) {
 	total := 0
 	for k := range broker.DelayLevels {
 		st, err := broker.Inspect(ctx, a.conn, broker.DelayExchange(k))

@@ -103,7 +103,7 @@ type ReplayResult struct {
 //
 // Replay holds the queue's lock: concurrent replays, purges and lists of
 // the same queue fail with ErrBusy instead of interfering.
-func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOptions) (ReplayResult, error) {
+func (a *Inspector) Replay(ctx context.Context, queue string, f Filter, o ReplayOptions) (ReplayResult, error) {
 	var res ReplayResult
 	if !f.selects() {
 		return res, ErrNoSelector
@@ -162,44 +162,35 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 	progress := func() {
 		report(Progress{Total: p.count, Read: p.read, Done: r.res.Replayed, Skipped: r.res.Skipped, Failed: r.res.Failed})
 	}
-	for {
-		d, ok, err := p.next(ctx)
-		if err != nil {
-			readErr = err
-			break
-		}
-		if !ok {
-			break
-		}
+	inDoubt, readErr, finErr := p.walk(ctx, func(d *amqp.Delivery) error {
 		switch n, _ := headerCount(d.Headers, warren.HeaderReplayCount); {
 		case r.stop != nil:
-			p.keep(&d)
+			p.keep(d)
 		case j.covers(d.MessageId, n):
-			r.resume(&d)
+			r.resume(d)
 		case m.full(matched):
-			p.keep(&d)
-		case !m.match(&d):
+			p.keep(d)
+		case !m.match(d):
 			r.res.Skipped++
-			p.keep(&d)
-		case unreadable(&d) && !o.StripUnreadable:
+			p.keep(d)
+		case unreadable(d) && !o.StripUnreadable:
 			matched++
 			r.res.Unreadable++
-			p.keep(&d)
+			p.keep(d)
 		default:
 			matched++
-			r.replay(ctx, &d)
+			r.replay(ctx, d)
 		}
 		progress()
-	}
-	inDoubt, finErr := p.finish(ctx)
+		return nil
+	})
 	progress()
 	if r.pub != nil {
 		_ = r.pub.Close()
 	}
-	settled := finErr == nil && r.inDoubt == 0
-	if errors.Is(readErr, finErr) {
-		finErr = nil
-	}
+	// A broken channel fails both the reading and the finishing: then
+	// not everything read is settled.
+	settled := finErr == nil && p.broken == nil && r.inDoubt == 0
 	res = r.res
 
 	var errs []error
@@ -249,7 +240,7 @@ func (a *Admin) Replay(ctx context.Context, queue string, f Filter, o ReplayOpti
 
 // replayer is the state of one Replay.
 type replayer struct {
-	a       *Admin
+	a       *Inspector
 	p       *pass
 	o       ReplayOptions
 	pub     *broker.Publisher // nil for a dry run

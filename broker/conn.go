@@ -498,7 +498,7 @@ func (c *Conn) Channel() (*amqp.Channel, error) {
 			}
 			return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
 		}
-		return nil, classify(err, "open channel")
+		return nil, classify(err, OpChannel, "open channel")
 	}
 	return ch, nil
 }

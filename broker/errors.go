@@ -68,9 +68,50 @@ type scrubbed struct {
 func (s *scrubbed) Error() string { return s.msg }
 func (s *scrubbed) Unwrap() error { return s.err }
 
-// classify maps an *amqp.Error to one of our sentinels where one fits, wrapped
-// around the broker's own text.
-func classify(err error, what string) error {
+// Op names what Warren was doing with the broker when an operation
+// failed, so that a caller (the CLI explaining a refused permission, say)
+// can branch on it without reading the error's text.
+type Op string
+
+// The operations an OpError names.
+const (
+	OpChannel Op = "channel" // opening a channel, enabling confirms
+	OpDeclare Op = "declare" // declaring a queue or exchange
+	OpBind    Op = "bind"    // binding a queue or exchange
+	OpInspect Op = "inspect" // a passive declare: does it exist, how many messages
+	OpPublish Op = "publish" // publishing
+	OpConsume Op = "consume" // consuming, or reading with basic.get
+	OpLock    Op = "lock"    // taking a dead-letter queue's lock
+)
+
+// OpError is a broker operation that failed: Op says which, and Err why
+// (match it with errors.Is against ErrQueueNotFound, ErrAccessRefused and
+// the other sentinels, or errors.As against *amqp.Error). Its text is
+// Err's.
+type OpError struct {
+	Op  Op
+	Err error
+}
+
+func (e *OpError) Error() string { return e.Err.Error() }
+func (e *OpError) Unwrap() error { return e.Err }
+
+// OpOf returns the operation of the first OpError in err's chain, or "".
+func OpOf(err error) Op {
+	var oe *OpError
+	if errors.As(err, &oe) {
+		return oe.Op
+	}
+	return ""
+}
+
+// classify maps an *amqp.Error to one of our sentinels where one fits,
+// wrapped around the broker's own text, in an OpError naming op.
+func classify(err error, op Op, what string) error {
+	return &OpError{Op: op, Err: classifyText(err, what)}
+}
+
+func classifyText(err error, what string) error {
 	err = unnest(err)
 	var ae *amqp.Error
 	if !errors.As(err, &ae) {

@@ -181,7 +181,7 @@ func (g *guardConn) check(payload []byte) string {
 	if fm := int(g.frameMax.Load()); fm > 0 && len(payload) > fm-frameOverhead {
 		return fmt.Sprintf("the message's properties and headers take %d bytes, more than the negotiated frame_max of %d allows", len(payload)+frameOverhead, fm)
 	}
-	if _, _, _, err := splitProperties(payload); err != nil {
+	if _, _, _, _, err := splitProperties(payload); err != nil {
 		return err.Error()
 	}
 	return ""
@@ -196,10 +196,11 @@ const (
 
 // splitProperties checks a content header payload the way amqp091-go
 // reads it. It returns the offsets of the headers table (start, end; equal
-// when there is none) whenever the properties can be told apart, even if
-// the table's contents cannot be read (ok), and why the client could not
-// read the payload (err).
-func splitProperties(p []byte) (start, end int, ok bool, err error) {
+// when there is none) and of the end of the properties (last: bytes after
+// it are padding, which the client skips) whenever the properties can be
+// told apart, even if the table's contents cannot be read (ok), and why
+// the client could not read the payload (err).
+func splitProperties(p []byte) (start, end, last int, ok bool, err error) {
 	s := scanner{b: p}
 	s.skip(12) // class, weight, body size
 	flags := s.u16()
@@ -210,13 +211,13 @@ func splitProperties(p []byte) (start, end int, ok bool, err error) {
 		s.skip(int(s.u8()))
 	}
 	if s.bad {
-		return 0, 0, false, errors.New("the message's properties are truncated or malformed")
+		return 0, 0, 0, false, errors.New("the message's properties are truncated or malformed")
 	}
 	start, end = s.off, s.off
 	if flags&flagHeaders != 0 {
 		n := s.u32()
 		if s.bad || n > 1<<31-1 || int(n) > len(p)-s.off {
-			return 0, 0, false, errTruncated
+			return 0, 0, 0, false, errTruncated
 		}
 		s.off -= 4
 		err = s.table(0)
@@ -244,9 +245,9 @@ func splitProperties(p []byte) (start, end int, ok bool, err error) {
 		}
 	}
 	if s.bad {
-		return 0, 0, false, errors.New("the message's properties are truncated or malformed")
+		return 0, 0, 0, false, errors.New("the message's properties are truncated or malformed")
 	}
-	return start, end, true, err
+	return start, end, s.off, true, err
 }
 
 // scanner reads AMQP field values without building them.
@@ -291,17 +292,27 @@ func (s *scanner) u32() uint32 {
 
 var errTruncated = errors.New("the headers are truncated or malformed")
 
-// table scans a field table at depth (0 for the headers themselves).
-func (s *scanner) table(depth int) error {
+// container takes a table's or an array's bytes (a long length, then the
+// contents) at depth, and returns a scanner over its contents.
+func (s *scanner) container(depth int) (*scanner, error) {
 	if depth > MaxHeaderDepth {
-		return fmt.Errorf("the headers are nested more than %d deep", MaxHeaderDepth)
+		return nil, fmt.Errorf("the headers are nested more than %d deep", MaxHeaderDepth)
 	}
 	n := s.u32()
 	if s.bad || n > 1<<31-1 || int(n) > len(s.b)-s.off {
-		return errTruncated
+		return nil, errTruncated
 	}
-	sub := scanner{b: s.b[s.off : s.off+int(n)]}
+	sub := &scanner{b: s.b[s.off : s.off+int(n)]}
 	s.off += int(n)
+	return sub, nil
+}
+
+// table scans a field table at depth (0 for the headers themselves).
+func (s *scanner) table(depth int) error {
+	sub, err := s.container(depth)
+	if err != nil {
+		return err
+	}
 	entries := 0
 	var keys map[string]struct{}
 	for sub.off < len(sub.b) {
@@ -378,15 +389,10 @@ func (s *scanner) field(depth int) error {
 }
 
 func (s *scanner) array(depth int) error {
-	if depth > MaxHeaderDepth {
-		return fmt.Errorf("the headers are nested more than %d deep", MaxHeaderDepth)
+	sub, err := s.container(depth)
+	if err != nil {
+		return err
 	}
-	n := s.u32()
-	if s.bad || n > 1<<31-1 || int(n) > len(s.b)-s.off {
-		return errTruncated
-	}
-	sub := scanner{b: s.b[s.off : s.off+int(n)]}
-	s.off += int(n)
 	for elems := 0; sub.off < len(sub.b); elems++ {
 		if elems >= MaxHeaderEntries {
 			return fmt.Errorf("a header array holds more than %d elements", MaxHeaderEntries)
@@ -410,14 +416,14 @@ func rewriteHeader(hdr7, payload []byte, reason string) []byte {
 	table = append(table, reason...)
 
 	var props []byte
-	start, end, ok, _ := splitProperties(payload)
+	start, end, last, ok, _ := splitProperties(payload)
 	if ok {
 		props = append(props, payload[:start]...)
 		flags := binary.BigEndian.Uint16(payload[12:14]) | flagHeaders
 		binary.BigEndian.PutUint16(props[12:14], flags)
 		props = binary.BigEndian.AppendUint32(props, uint32(len(table)))
 		props = append(props, table...)
-		props = append(props, payload[end:]...)
+		props = append(props, payload[end:last]...) // padding dropped
 	} else {
 		// The properties around the headers cannot be told apart:
 		// keep the class, weight and body size, and the note alone.

@@ -92,7 +92,7 @@ func TestSplitPropertiesVerdicts(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, _, ok, err := splitProperties(headerPayload(c.headers))
+			_, _, _, ok, err := splitProperties(headerPayload(c.headers))
 			if !ok {
 				t.Fatalf("properties not told apart: %v", err)
 			}
@@ -157,7 +157,7 @@ func TestGuardRewritesOnlyWhatTheClientWouldRefuse(t *testing.T) {
 		}
 		for i, want := range map[int]string{4: "nested more than 32 deep", 6: "more than the negotiated frame_max of 4096"} {
 			p := frames[i][7 : len(frames[i])-1]
-			start, end, ok, err := splitProperties(p)
+			start, end, _, ok, err := splitProperties(p)
 			if !ok || err != nil {
 				t.Fatalf("frame %d: rewritten header unreadable: %v", i, err)
 			}

@@ -48,7 +48,7 @@ func ExchangeExists(ctx context.Context, c *Conn, exchange string) (bool, error)
 		if err == nil {
 			return nil
 		}
-		if err = classify(err, "exchange "+exchange); errors.Is(err, ErrQueueNotFound) { // NOT_FOUND
+		if err = classify(err, OpInspect, "exchange "+exchange); errors.Is(err, ErrQueueNotFound) { // NOT_FOUND
 			exists = false
 			return nil
 		}

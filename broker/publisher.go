@@ -55,7 +55,7 @@ func NewPublisher(c *Conn, window int) (*Publisher, error) {
 	}
 	if err := ch.Confirm(false); err != nil {
 		ch.Close()
-		return nil, classify(err, "enable publisher confirms")
+		return nil, classify(err, OpChannel, "enable publisher confirms")
 	}
 	p := &Publisher{
 		conn:     c,
@@ -108,7 +108,7 @@ func (p *Publisher) track(returns <-chan amqp.Return, confirms <-chan amqp.Confi
 				break
 			}
 			if e != nil {
-				p.fail(fmt.Errorf("%w: channel closed: %w", ErrConfirmLost, classify(e, "channel closed by the broker")))
+				p.fail(fmt.Errorf("%w: channel closed: %w", ErrConfirmLost, classify(e, OpPublish, "channel closed by the broker")))
 			} else {
 				p.fail(fmt.Errorf("%w: channel closed", ErrConfirmLost))
 			}
@@ -204,7 +204,7 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 		if errors.Is(err, amqp.ErrClosed) {
 			return nil, fmt.Errorf("%w: publish: %w", ErrClosed, err)
 		}
-		return nil, classify(err, "publish")
+		return nil, classify(err, OpPublish, "publish")
 	}
 	return pd, nil
 }

@@ -83,17 +83,17 @@ func QueueArgs(name string, o QueueOptions) amqp.Table {
 func DeclareShared(ctx context.Context, c *Conn) error {
 	return c.withChannel(ctx, "declare shared topology", func(ch *amqp.Channel) error {
 		if err := ch.ExchangeDeclare(UnroutableExchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
-			return classify(err, "declare exchange "+UnroutableExchange)
+			return classify(err, OpDeclare, "declare exchange "+UnroutableExchange)
 		}
 		if _, err := ch.QueueDeclare(UnroutableQueue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-			return classify(err, "declare queue "+UnroutableQueue)
+			return classify(err, OpDeclare, "declare queue "+UnroutableQueue)
 		}
 		if err := ch.QueueBind(UnroutableQueue, "", UnroutableExchange, false, nil); err != nil {
-			return classify(err, "bind "+UnroutableQueue)
+			return classify(err, OpBind, "bind "+UnroutableQueue)
 		}
 		if err := ch.ExchangeDeclare(DeliveryExchange, amqp.ExchangeTopic, true, false, false, false,
 			amqp.Table{"alternate-exchange": UnroutableExchange}); err != nil {
-			return classify(err, "declare exchange "+DeliveryExchange)
+			return classify(err, OpDeclare, "declare exchange "+DeliveryExchange)
 		}
 		for k := 0; k < DelayLevels; k++ {
 			if err := ctx.Err(); err != nil {
@@ -101,16 +101,16 @@ func DeclareShared(ctx context.Context, c *Conn) error {
 			}
 			name, next := DelayExchange(k), DelayNext(k)
 			if err := ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-				return classify(err, "declare exchange "+name)
+				return classify(err, OpDeclare, "declare exchange "+name)
 			}
 			if _, err := ch.QueueDeclare(name, true, false, false, false, DelayQueueArgs(k)); err != nil {
-				return classify(err, "declare queue "+name)
+				return classify(err, OpDeclare, "declare queue "+name)
 			}
 			if err := ch.QueueBind(name, levelPattern(k, '1'), name, false, nil); err != nil {
-				return classify(err, "bind "+name)
+				return classify(err, OpBind, "bind "+name)
 			}
 			if err := ch.ExchangeBind(next, levelPattern(k, '0'), name, false, nil); err != nil {
-				return classify(err, "bind "+name+" to "+next)
+				return classify(err, OpBind, "bind "+name+" to "+next)
 			}
 		}
 		return nil
@@ -133,18 +133,18 @@ func DeclareQueue(ctx context.Context, c *Conn, name string, o QueueOptions) err
 	dlq := warren.DeadLetterQueue(name)
 	return c.withChannel(ctx, "declare queue "+name, func(ch *amqp.Channel) error {
 		if _, err := ch.QueueDeclare(dlq, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-			return mismatchHint(classify(err, "declare queue "+dlq))
+			return mismatchHint(classify(err, OpDeclare, "declare queue "+dlq))
 		}
 		if dlq != name {
 			if _, err := ch.QueueDeclare(name, true, false, false, false, QueueArgs(name, o)); err != nil {
-				return mismatchHint(classify(err, "declare queue "+name))
+				return mismatchHint(classify(err, OpDeclare, "declare queue "+name))
 			}
 		}
 		if err := ch.QueueBind(name, deliveryPattern(name), DeliveryExchange, false, nil); err != nil {
-			if errors.Is(classify(err, ""), ErrQueueNotFound) {
-				return fmt.Errorf("broker: bind %s: the shared topology is missing; run warren topology declare: %w", name, classify(err, "bind"))
+			if errors.Is(classify(err, OpBind, ""), ErrQueueNotFound) {
+				return fmt.Errorf("broker: bind %s: the shared topology is missing; run warren topology declare: %w", name, classify(err, OpBind, "bind"))
 			}
-			return classify(err, "bind "+name)
+			return classify(err, OpBind, "bind "+name)
 		}
 		return nil
 	})
@@ -183,7 +183,7 @@ func Inspect(ctx context.Context, c *Conn, queue string) (QueueStats, error) {
 	err := c.withChannel(ctx, "inspect queue "+queue, func(ch *amqp.Channel) error {
 		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 		if err != nil {
-			return classify(err, "queue "+queue)
+			return classify(err, OpInspect, "queue "+queue)
 		}
 		st = QueueStats{Name: q.Name, Ready: q.Messages, Consumers: q.Consumers}
 		return nil

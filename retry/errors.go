@@ -47,11 +47,16 @@ func (e *AfterError) Unwrap() error { return e.Err }
 // task is dead-lettered.
 func After(d time.Duration, err error) error { return &AfterError{Delay: d, Err: err} }
 
-// RetryAfter returns the delay asked for with After, if err carries one.
-func RetryAfter(err error) (time.Duration, bool) {
+// DelayOf returns the delay asked for with After, if err carries one.
+func DelayOf(err error) (time.Duration, bool) {
 	var a *AfterError
 	if errors.As(err, &a) {
 		return a.Delay, true
 	}
 	return 0, false
 }
+
+// RetryAfter is DelayOf.
+//
+// Deprecated: use DelayOf; retry.RetryAfter stutters.
+func RetryAfter(err error) (time.Duration, bool) { return DelayOf(err) }

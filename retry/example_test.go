@@ -66,7 +66,7 @@ func ExamplePermanent() {
 // Retry-After, instead of the policy's backoff.
 func ExampleAfter() {
 	err := fmt.Errorf("call API: %w", retry.After(90*time.Second, errors.New("429 Too Many Requests")))
-	if d, ok := retry.RetryAfter(err); ok {
+	if d, ok := retry.DelayOf(err); ok {
 		fmt.Println("retry in", d)
 	}
 	// Output:

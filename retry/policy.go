@@ -123,7 +123,7 @@ func (p Policy) Decide(attempt, maxAttempts int, err error) Decision {
 	if attempt >= limit {
 		return Decision{}
 	}
-	if d, ok := RetryAfter(err); ok {
+	if d, ok := DelayOf(err); ok {
 		return Decision{Retry: true, Delay: max(d, 0)}
 	}
 	return Decision{Retry: true, Delay: p.Backoff(attempt)}

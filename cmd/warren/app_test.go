@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/warrenq/warren/broker"
 )
 
 // deadURL points at a port where no broker listens: a command that gets as
@@ -404,5 +407,28 @@ func TestProgress(t *testing.T) {
 	off.clear()
 	if b.Len() != 0 {
 		t.Fatalf("a progress bar off a terminal wrote %q", b.String())
+	}
+}
+
+// The permission hint follows the operation the error carries, not words
+// in its text.
+func TestAccessHintFollowsTheOperation(t *testing.T) {
+	refused := func(op broker.Op, text string) error {
+		return &broker.OpError{Op: op, Err: fmt.Errorf("%w: %s", broker.ErrAccessRefused, text)}
+	}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{refused(broker.OpLock, "x"), "configure permission on warren.lock."},
+		{refused(broker.OpConsume, "x"), "read permission on the queue"},
+		{refused(broker.OpDeclare, "publish"), "declaring needs the configure permission"},
+		{refused(broker.OpBind, "x"), "declaring needs the configure permission"},
+		{refused(broker.OpPublish, "declare"), "write permission on the exchange"},
+		{fmt.Errorf("%w: declare lock queue consume publish", broker.ErrAccessRefused), ""},
+	} {
+		if got := accessHint(c.err); (c.want == "" && got != "") || !strings.Contains(got, c.want) {
+			t.Errorf("%v: hint %q, want %q", c.err, got, c.want)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -120,7 +118,7 @@ import draw a progress bar on stderr when it is a terminal.`,
 	return cmd
 }
 
-func (a *app) withAdmin(ctx context.Context, what string, fn func(*admin.Admin) error) error {
+func (a *app) withAdmin(ctx context.Context, what string, fn func(*admin.Inspector) error) error {
 	conn, err := a.dial(ctx, what, 1)
 	if err != nil {
 		return err
@@ -169,7 +167,7 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 			if groupBy != "" && groupBy != "error" && groupBy != "type" {
 				return usagef("--group-by %q: want error or type", groupBy)
 			}
-			return a.withAdmin(cmd.Context(), "dlq list", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq list", func(adm *admin.Inspector) error {
 				ctx := cmd.Context()
 				switch {
 				case groupBy != "":
@@ -180,7 +178,7 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 					return writeGroups(a.stdout, f.output, groupBy, groupsJSON(groups))
 				case f.output == "ndjson":
 					enc := json.NewEncoder(a.stdout)
-					return adm.Each(ctx, f.queue, flt, func(dl admin.DeadLetter) error { return enc.Encode(newDeadLetterJSON(dl)) })
+					return adm.Each(ctx, f.queue, flt, func(dl admin.DeadLetter) error { return enc.Encode(dl) })
 				}
 				dls, err := adm.List(ctx, f.queue, flt)
 				if err != nil {
@@ -236,13 +234,13 @@ element of "dlq list --output json".`,
 			if err := f.checkOutput(); err != nil {
 				return err
 			}
-			return a.withAdmin(cmd.Context(), "dlq show", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq show", func(adm *admin.Inspector) error {
 				dl, err := adm.Get(cmd.Context(), f.queue, id)
 				if err != nil {
 					return err
 				}
 				if f.output != "table" {
-					return f.writeResult(a.stdout, newDeadLetterJSON(dl))
+					return f.writeResult(a.stdout, dl)
 				}
 				writeDeadLetter(a.stdout, dl, time.Now())
 				return nil
@@ -307,14 +305,14 @@ The task keeps its ID, payload and headers (trace context included).`,
 			if err != nil {
 				return err
 			}
-			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq replay", func(adm *admin.Inspector) error {
 				labels := barLabels{done: "replayed", skipped: "not selected", failed: "failed"}
 				if dryRun {
 					labels.done = "would replay"
 				}
 				ctx, clearBar := a.withProgress(cmd.Context(), labels)
 				var res admin.ReplayResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
 					res, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec, StripUnreadable: stripUnreadable})
 					return err
 				})
@@ -425,10 +423,10 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 					return nil
 				}
 			}
-			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Inspector) error {
 				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "purged", skipped: "not selected"})
 				var res admin.PurgeResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
 					res, err = adm.Purge(ctx, f.queue, flt)
 					return err
 				})
@@ -616,7 +614,7 @@ func writeDeadLetter(w io.Writer, dl admin.DeadLetter, now time.Time) {
 	if dl.Stack != "" {
 		fmt.Fprintf(w, "\nStack:\n%s\n", indent(termText(dl.Stack)))
 	}
-	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(termText(printable(dl.Payload))))
+	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(termText(admin.Printable(dl.Payload))))
 }
 
 func attempts(dl admin.DeadLetter) string {
@@ -686,116 +684,9 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
 }
 
-func printable(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
+func deadLettersJSON(dls []admin.DeadLetter) []admin.DeadLetter {
+	if dls == nil {
+		return []admin.DeadLetter{}
 	}
-	return "base64:" + base64.StdEncoding.EncodeToString(b)
-}
-
-// deadLetterJSON is the JSON form of a dead letter.
-type deadLetterJSON struct {
-	ID            string          `json:"id"`
-	Type          string          `json:"type"`
-	Queue         string          `json:"queue"`
-	Reason        string          `json:"reason,omitempty"`
-	Error         string          `json:"error,omitempty"`
-	Unreadable    bool            `json:"unreadable,omitempty"`
-	Attempts      int             `json:"attempts"`
-	MaxAttempts   int             `json:"max_attempts,omitempty"`
-	EnqueuedAt    *time.Time      `json:"enqueued_at,omitempty"`
-	FailedAt      *time.Time      `json:"failed_at,omitempty"`
-	WorkerHost    string          `json:"worker_host,omitempty"`
-	DurationMS    int64           `json:"duration_ms,omitempty"`
-	ReplayCount   int             `json:"replay_count,omitempty"`
-	DeliveryCount int             `json:"delivery_count,omitempty"`
-	ContentType   string          `json:"content_type,omitempty"`
-	Payload       json.RawMessage `json:"payload,omitempty"`        // when it is JSON
-	PayloadText   *string         `json:"payload_text,omitempty"`   // when it is other UTF-8 text
-	PayloadBase64 string          `json:"payload_base64,omitempty"` // otherwise
-	History       []failureJSON   `json:"history,omitempty"`
-	Stack         string          `json:"stack,omitempty"`
-	Headers       map[string]any  `json:"headers,omitempty"` // the caller's own headers
-}
-
-type failureJSON struct {
-	Attempt    int       `json:"attempt"`
-	Error      string    `json:"error"`
-	FailedAt   time.Time `json:"failed_at"`
-	Worker     string    `json:"worker,omitempty"`
-	DurationMS int64     `json:"duration_ms"`
-}
-
-func deadLettersJSON(dls []admin.DeadLetter) []deadLetterJSON {
-	out := make([]deadLetterJSON, 0, len(dls))
-	for _, dl := range dls {
-		out = append(out, newDeadLetterJSON(dl))
-	}
-	return out
-}
-
-func newDeadLetterJSON(dl admin.DeadLetter) deadLetterJSON {
-	j := deadLetterJSON{
-		ID: dl.ID, Type: dl.Type, Queue: dl.Queue, Reason: string(dl.Reason), Error: dl.Error,
-		Attempts: dl.Attempts, MaxAttempts: dl.MaxAttempts, WorkerHost: dl.WorkerHost,
-		DurationMS: dl.Duration.Milliseconds(), ReplayCount: dl.ReplayCount, DeliveryCount: dl.DeliveryCount,
-		ContentType: dl.ContentType, Stack: dl.Stack, Unreadable: dl.Unreadable,
-	}
-	if !dl.EnqueuedAt.IsZero() {
-		t := dl.EnqueuedAt.UTC()
-		j.EnqueuedAt = &t
-	}
-	if !dl.FailedAt.IsZero() {
-		t := dl.FailedAt.UTC()
-		j.FailedAt = &t
-	}
-	switch {
-	case len(dl.Payload) > 0 && json.Valid(dl.Payload):
-		j.Payload = json.RawMessage(dl.Payload)
-	case utf8.Valid(dl.Payload):
-		s := string(dl.Payload)
-		j.PayloadText = &s
-	default:
-		j.PayloadBase64 = base64.StdEncoding.EncodeToString(dl.Payload)
-	}
-	for _, h := range dl.History {
-		j.History = append(j.History, failureJSON{Attempt: h.Attempt, Error: h.Error, FailedAt: h.FailedAt.UTC(), Worker: h.Worker, DurationMS: h.Duration.Milliseconds()})
-	}
-	for k, v := range dl.Headers {
-		if strings.HasPrefix(k, "x-") || strings.HasPrefix(k, warren.HeaderPrefix) {
-			continue
-		}
-		if j.Headers == nil {
-			j.Headers = make(map[string]any)
-		}
-		j.Headers[k] = jsonable(v)
-	}
-	return j
-}
-
-// jsonable turns an AMQP header value into something encoding/json writes.
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case []byte:
-		return printable(x)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339)
-	case amqp.Table:
-		return jsonable(map[string]any(x))
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = jsonable(e)
-		}
-		return m
-	case []any:
-		s := make([]any, len(x))
-		for i, e := range x {
-			s[i] = jsonable(e)
-		}
-		return s
-	case string, bool, nil, int8, int16, int32, int64, int, uint8, uint16, uint32, uint64, float32, float64:
-		return x
-	}
-	return fmt.Sprint(v)
+	return dls
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -104,7 +105,7 @@ not go to a terminal).`,
 					return usagef("--file: %w", err)
 				}
 			}
-			return a.withAdmin(cmd.Context(), "dlq export", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq export", func(adm *admin.Inspector) error {
 				var (
 					out  io.Writer = a.stdout
 					name           = "stdout"
@@ -121,7 +122,7 @@ not go to a terminal).`,
 					ctx, clearBar = a.withProgress(ctx, barLabels{done: "exported", skipped: "not selected"})
 				}
 				var res admin.ExportResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func() (err error) {
+				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
 					res, err = adm.Export(ctx, f.queue, flt, out, admin.ExportOptions{Remove: remove})
 					return err
 				})
@@ -241,10 +242,10 @@ progress bar is drawn on stderr when it is a terminal.`,
 			if target == "" {
 				target = warren.DeadLetterQueue(f.queue)
 			}
-			return a.withAdmin(cmd.Context(), "dlq import", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "dlq import", func(adm *admin.Inspector) error {
 				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "imported", skipped: "already there", failed: "failed"})
 				var res admin.ImportResult
-				err := whenFree(ctx, wait, target, a.stderr, func() (err error) {
+				err := whenFree(ctx, wait, target, a.stderr, func(ctx context.Context) (err error) {
 					res, err = adm.Import(ctx, f.queue, in, admin.ImportOptions{ToQueue: toQueue})
 					return err
 				})

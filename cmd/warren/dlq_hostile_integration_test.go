@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/admin"
 	"github.com/warrenq/warren/internal/testbroker"
 )
 
@@ -52,7 +53,7 @@ func TestEveryDLQCommandWorksOnUnreadableDeadLetters(t *testing.T) {
 		t.Errorf("dlq list does not report the unreadable ones: %s", r.stderr)
 	}
 	r = ok("dlq", "list", "--queue", q, "--unreadable", "--output", "json")
-	var listed []deadLetterJSON
+	var listed []admin.DeadLetterJSON
 	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil {
 		t.Fatalf("dlq list --output json: %v\n%s", err, r.stdout)
 	}

@@ -190,31 +190,18 @@ func (e *busyError) Error() string {
 }
 func (e *busyError) Unwrap() error { return e.err }
 
-// busyPoll is how often --wait tries the lock again.
-const busyPoll = 500 * time.Millisecond
-
-// whenFree runs fn; if the dead-letter queue is busy, it fails with a clear
-// message, or with wait, tries again until fn gets the lock or ctx ends.
-func whenFree(ctx context.Context, wait bool, dlq string, stderr io.Writer, fn func() error) error {
-	told := false
-	for {
-		err := fn()
-		if !errors.Is(err, admin.ErrBusy) {
-			return err
-		}
-		if !wait {
-			return &busyError{dlq: dlq, err: err}
-		}
-		if !told {
+// whenFree runs fn with ctx; if the dead-letter queue is busy, it fails
+// with a clear message, or with wait, admin waits for the lock
+// (admin.WithLockWait) until ctx ends.
+func whenFree(ctx context.Context, wait bool, dlq string, stderr io.Writer, fn func(ctx context.Context) error) error {
+	if wait {
+		ctx = admin.WithLockWait(ctx, func(dlq string) {
 			fmt.Fprintf(stderr, "waiting for the operation running on %s to end…\n", dlq)
-			told = true
-		}
-		t := time.NewTimer(busyPoll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("gave up waiting for %s: %w", dlq, ctx.Err())
-		case <-t.C:
-		}
+		})
 	}
+	err := fn(ctx)
+	if errors.Is(err, admin.ErrBusy) {
+		return &busyError{dlq: dlq, err: err}
+	}
+	return err
 }

@@ -80,7 +80,7 @@ func explain(err error) error {
 	if m := refusedRE.FindStringSubmatch(msg); m != nil {
 		fmt.Fprintf(&b, ": user '%s' may not use %s '%s' in vhost '%s' for this", m[4], m[1], m[2], m[3])
 	}
-	if hint := accessHint(msg); hint != "" {
+	if hint := accessHint(err); hint != "" {
 		b.WriteString("; " + hint)
 	}
 	fmt.Fprintf(&b, " (%s)\n  cause: %s", permissionsHint, msg)
@@ -92,18 +92,17 @@ func explain(err error) error {
 var refusedRE = regexp.MustCompile(`access to (queue|exchange) '([^']*)' in vhost '([^']*)' refused for user '([^']*)'`)
 
 // accessHint names the permission the refused operation needs, from the
-// operation the error describes.
-func accessHint(msg string) string {
-	m := strings.ToLower(msg)
-	switch {
-	case strings.Contains(m, "lock queue"):
+// operation the error carries (broker.OpError).
+func accessHint(err error) string {
+	switch broker.OpOf(err) {
+	case broker.OpLock:
 		return "dlq commands need the configure permission on warren.lock.<queue>.dlq and <queue>.dlq, and read on <queue>.dlq"
-	case strings.Contains(m, "consume"):
+	case broker.OpConsume:
 		return "consuming needs the read permission on the queue"
-	case strings.Contains(m, "declare") || strings.Contains(m, "bind"):
+	case broker.OpDeclare, broker.OpBind:
 		return "declaring needs the configure permission (and write and read on the exchanges involved); " +
 			"a producer or worker without it runs with --no-declare once an operator has run warren topology declare"
-	case strings.Contains(m, "publish") || strings.Contains(m, "enqueue") || strings.Contains(m, "replay"):
+	case broker.OpPublish:
 		return "publishing needs the write permission on the exchange (amq.default for the default exchange)"
 	}
 	return ""

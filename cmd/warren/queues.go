@@ -36,7 +36,7 @@ default listener (localhost:5672) and rabbitmqctl runs here.`,
 			if output != "table" && output != "json" {
 				return usagef("--output %q: want table or json", output)
 			}
-			return a.withAdmin(cmd.Context(), "queues", func(adm *admin.Admin) error {
+			return a.withAdmin(cmd.Context(), "queues", func(adm *admin.Inspector) error {
 				infos, err := adm.Queues(cmd.Context(), queues)
 				if err != nil {
 					return err
