@@ -63,12 +63,12 @@ func (p *Pool) consume(queue string) (*consumer, error) {
 		ch.Close()
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return nil, fmt.Errorf("%w: consume %s: %s", broker.ErrQueueNotFound, queue, ae.Reason)
+			return nil, &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("%w: consume %s: %s", broker.ErrQueueNotFound, queue, ae.Reason)}
 		}
 		if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
-			return nil, fmt.Errorf("%w: consume %s: %s", broker.ErrAccessRefused, queue, ae.Reason)
+			return nil, &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("%w: consume %s: %s", broker.ErrAccessRefused, queue, ae.Reason)}
 		}
-		return nil, fmt.Errorf("consume %s: %w", queue, err)
+		return nil, &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("consume %s: %w", queue, err)}
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	live, cancel := context.WithCancelCause(context.Background())
