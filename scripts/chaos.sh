@@ -3,8 +3,8 @@
 # print its ledger. It starts RabbitMQ nodes of its own from the installed
 # rabbitmq-server; it never touches the shared node on 5672.
 #
-#   scripts/chaos.sh                                      bounded run (about 5 minutes)
-#   CHAOS_JOBS=50000 CHAOS_DURATION=10m scripts/chaos.sh  full run (about 25 minutes)
+#   scripts/chaos.sh                                      bounded run (about 7 minutes)
+#   CHAOS_JOBS=100002 CHAOS_DURATION=10m scripts/chaos.sh full run (about 40 minutes)
 #
 # Environment:
 #   CHAOS_JOBS      healthy jobs over all scenarios (default 2000)
