@@ -228,7 +228,7 @@ func (r *runner) minorityPaused(ctx context.Context, t time.Time, n *Node) Metri
 
 // thawWait is how long the suite waits for a resumed node's cluster to be
 // whole by itself before it restarts the node's app, as an operator must.
-const thawWait = time.Minute
+const thawWait = 30 * time.Second
 
 // wholeAfterFreeze waits for the cluster to be whole after node n was
 // resumed. A node frozen past net_ticktime did not see the others go: when
