@@ -48,8 +48,8 @@ test: ensure-rabbitmq ensure-test-deps vet vet-integration docs-check
 	$(MAKE) chaos
 
 # chaos: the chaos suite on private RabbitMQ nodes. Bounded by default
-# (about 5 minutes; part of make test); scale it with
-# CHAOS_JOBS=50000 CHAOS_DURATION=10m make chaos (docs/reliability.md).
+# (about 7 minutes; part of make test); scale it with
+# CHAOS_JOBS=100002 CHAOS_DURATION=10m make chaos (docs/reliability.md).
 chaos:
 	$(GO) vet -tags chaos ./internal/chaos/...
 	bash scripts/chaos.sh

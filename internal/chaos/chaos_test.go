@@ -24,14 +24,15 @@ import (
 //
 //	CHAOS_JOBS        healthy jobs over all scenarios (default 2000)
 //	CHAOS_DURATION    how long each scenario enqueues and injects faults (default 45s)
-//	CHAOS_SCENARIOS   comma-separated: single,cluster (default), or poison (the
-//	                  blast radius of a poison job under the library's defaults)
+//	CHAOS_SCENARIOS   comma-separated: single,cluster,partition (default), or
+//	                  poison (the blast radius of a poison job under the
+//	                  library's defaults); partition needs root (network namespaces)
 //	CHAOS_REPORT      also write the ledger to this file
 //	CHAOS_KEEP=1      keep the run directory (ledgers, agent and node logs) even on success
 func TestChaos(t *testing.T) {
 	jobs := envInt(t, "CHAOS_JOBS", 2000)
 	dur := envDuration(t, "CHAOS_DURATION", 45*time.Second)
-	names := strings.Split(envString("CHAOS_SCENARIOS", "single,cluster"), ",")
+	names := strings.Split(envString("CHAOS_SCENARIOS", "single,cluster,partition"), ",")
 
 	for _, bin := range []string{chaos.RabbitMQServer, chaos.RabbitMQCtl} {
 		if _, err := os.Stat(bin); err != nil {
@@ -54,6 +55,7 @@ func TestChaos(t *testing.T) {
 	defer stop()
 
 	chaos.SweepStale(t.Logf)
+	chaos.SweepNets(t.Logf)
 	dir, err := os.MkdirTemp("", chaos.DirPrefix)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +70,14 @@ func TestChaos(t *testing.T) {
 	for _, name := range names {
 		sc, ok := scenario(strings.TrimSpace(name), perScenario, dur)
 		if !ok {
-			t.Fatalf("CHAOS_SCENARIOS: unknown scenario %q (want single, cluster or poison)", name)
+			t.Fatalf("CHAOS_SCENARIOS: unknown scenario %q (want single, cluster, partition or poison)", name)
+		}
+		if sc.Partitions && os.Geteuid() != 0 {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("scenario %s needs root (network namespaces)", sc.Name)
+			}
+			t.Logf("scenario %s skipped: it needs root (network namespaces)", sc.Name)
+			continue
 		}
 		sdir := filepath.Join(dir, sc.Name)
 		if err := os.MkdirAll(sdir, 0o755); err != nil {
@@ -137,6 +146,20 @@ func scenario(name string, jobs int, dur time.Duration) (chaos.Scenario, bool) {
 		sc.Faults = []string{
 			chaos.FaultStopNode, chaos.FaultKillNode, chaos.FaultStopMajority, chaos.FaultMixedConns,
 			chaos.FaultKillWorker, chaos.FaultMixedLeader,
+		}
+	case "partition":
+		// Each node in a network namespace of its own, agents on every
+		// side, cluster_partition_handling = pause_minority; a cut
+		// outlasts net_ticktime (10s).
+		sc.Nodes = 3
+		sc.Producers = 3
+		sc.Partitions = true
+		sc.Hold = 20 * time.Second
+		// One cycle of these faults takes about 110s: producers enqueue
+		// through all of it.
+		sc.Duration = max(dur, 2*time.Minute)
+		sc.Faults = []string{
+			chaos.FaultPartitionLeader, chaos.FaultPartitionFollower, chaos.FaultFlapLink, chaos.FaultFreezeNode,
 		}
 	case "poison":
 		// No scheduled fault: one poison job per producer among healthy

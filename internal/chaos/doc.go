@@ -6,6 +6,11 @@
 // by the broker, a broker node killed and restarted, a cluster node stopped
 // for a while, and a poison job that kills its own worker each time.
 //
+// The partition scenario puts each node of a 3-node cluster in a network
+// namespace of its own (Net), with cluster_partition_handling set to
+// pause_minority and producers and workers on every side, and cuts, flaps
+// and freezes the queue leader's node: real partitions. It needs root.
+//
 // Every job carries a unique key. Producers write a ledger line for each
 // job the broker confirmed; workers write one when a job starts and when it
 // completes. At the end the suite drains the dead-letter queue and prints a

@@ -391,3 +391,19 @@ func (x *Index) Records() []Record {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
 	return out
 }
+
+// CountBetween counts event lines written by the processes in pids in
+// (from, to].
+func (x *Index) CountBetween(pids map[int]bool, event string, from, to time.Time) int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := 0
+	for pid := range pids {
+		for _, r := range x.files[x.pidFile[pid]] {
+			if r.PID == pid && r.Event == event && r.At.After(from) && !r.At.After(to) {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -54,8 +54,10 @@ type Node struct {
 	set      *Nodes
 	Index    int // 1-based
 	Name     string
-	Port     int // AMQP, on 127.0.0.1
+	Port     int    // AMQP
+	Host     string // the address it listens on: 127.0.0.1, or its IP on a Net
 	DistPort int
+	net      *Net // nil, or the network whose namespace it runs in
 	dir      string
 	pidFile  string
 	env      []string
@@ -76,6 +78,25 @@ var DefaultAdvancedConfig = fmt.Sprintf("[{rabbit, [{dead_letter_worker_publishe
 // free ports) without starting them. tag makes the node names unique to
 // the run ("single", "cluster").
 func NewNodes(dir, tag string, n int, logf func(string, ...any)) (*Nodes, error) {
+	return newNodes(dir, tag, n, nil, logf)
+}
+
+// PartitionHandling is the cluster_partition_handling of nodes on a Net.
+// A node that finds itself on the minority side of a partition pauses
+// (closes its client listeners) until the partition heals, then restarts
+// and rejoins by itself: clients on its side stop instead of working
+// against a minority, and no manual restart is needed. It is the mode
+// RabbitMQ recommends for quorum queues.
+const PartitionHandling = "pause_minority"
+
+// NewNodesOnNet prepares one node per namespace of nw, each listening on
+// its own address with a long Erlang name (name@IP), and
+// cluster_partition_handling set to PartitionHandling.
+func NewNodesOnNet(dir, tag string, nw *Net, logf func(string, ...any)) (*Nodes, error) {
+	return newNodes(dir, tag, nw.n, nw, logf)
+}
+
+func newNodes(dir, tag string, n int, nw *Net, logf func(string, ...any)) (*Nodes, error) {
 	host, err := os.Hostname()
 	if err != nil {
 		return nil, fmt.Errorf("chaos: hostname: %w", err)
@@ -109,14 +130,27 @@ func NewNodes(dir, tag string, n int, logf func(string, ...any)) (*Nodes, error)
 			Index:    i,
 			Name:     fmt.Sprintf("chaos%s%d_%d@%s", tag, i, os.Getpid(), host),
 			Port:     port,
+			Host:     "127.0.0.1",
 			DistPort: port + 20000,
 			dir:      filepath.Join(dir, fmt.Sprintf("%s%d", tag, i)),
+			net:      nw,
+		}
+		iface := "{127,0,0,1}"
+		if nw != nil {
+			nd.Host = nw.IPOf(i)
+			nd.Name = fmt.Sprintf("chaos%s%d_%d@%s", tag, i, os.Getpid(), nd.Host)
+			iface = "{" + strings.ReplaceAll(nd.Host, ".", ",") + "}"
 		}
 		nd.pidFile = filepath.Join(nd.dir, "rabbit.pid")
 		if err := os.MkdirAll(nd.dir, 0o755); err != nil {
 			return nil, err
 		}
-		conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nnet_ticktime = 10\n", port)
+		conf := fmt.Sprintf("listeners.tcp.1 = %s:%d\nnet_ticktime = 10\n", nd.Host, port)
+		if nw != nil {
+			// guest may log in over the namespaces' private addresses,
+			// not only over loopback.
+			conf += "cluster_partition_handling = " + PartitionHandling + "\nloopback_users = none\n"
+		}
 		if lvl := os.Getenv("CHAOS_NODE_LOG_LEVEL"); lvl != "" {
 			conf += "log.file.level = " + lvl + "\n"
 		}
@@ -148,8 +182,11 @@ func NewNodes(dir, tag string, n int, logf func(string, ...any)) (*Nodes, error)
 			"RABBITMQ_PLUGINS_EXPAND_DIR="+filepath.Join(nd.dir, "plugins-expand"),
 			"RABBITMQ_CTL_DIST_PORT_MIN="+strconv.Itoa(s.ctlMin),
 			"RABBITMQ_CTL_DIST_PORT_MAX="+strconv.Itoa(s.ctlMin+19),
-			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface "+iface,
 		)
+		if nw != nil {
+			nd.env = append(nd.env, "RABBITMQ_USE_LONGNAME=true")
+		}
 		s.Nodes = append(s.Nodes, nd)
 	}
 	return s, nil
@@ -233,7 +270,7 @@ func (n *Node) Configure(conf, advanced string) error {
 }
 
 // URL is the node's AMQP URL.
-func (n *Node) URL() string { return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", n.Port) }
+func (n *Node) URL() string { return fmt.Sprintf("amqp://guest:guest@%s:%d/", n.Host, n.Port) }
 
 // URLs is every node's URL, comma-separated.
 func (s *Nodes) URLs() string {
@@ -254,8 +291,17 @@ func (n *Node) Queues(ctx context.Context, args ...string) (string, error) {
 	return n.run(ctx, RabbitMQQueues, append([]string{"-n", n.Name}, args...)...)
 }
 
+// command is bin args..., inside the node's namespace if it has one.
+func (n *Node) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	if n.net != nil {
+		argv := n.net.Exec(n.Index, append([]string{bin}, args...)...)
+		return exec.CommandContext(ctx, argv[0], argv[1:]...)
+	}
+	return exec.CommandContext(ctx, bin, args...)
+}
+
 func (n *Node) run(ctx context.Context, bin string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := n.command(ctx, bin, args...)
 	cmd.Env = n.env
 	cmd.Dir = n.dir
 	cmd.WaitDelay = 5 * time.Second
@@ -279,7 +325,7 @@ func tail(s string, n int) string {
 func (n *Node) Start(ctx context.Context) error {
 	_ = os.Remove(n.pidFile) // a stale pid file (after SIGKILL) would fool `wait`
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, RabbitMQServer, "-detached")
+	cmd := n.command(ctx, RabbitMQServer, "-detached")
 	cmd.Env = n.env
 	cmd.Dir = n.dir
 	cmd.WaitDelay = 5 * time.Second
@@ -400,6 +446,31 @@ func (n *Node) Stop(ctx context.Context) {
 	}
 }
 
+// Freeze stops the node's Erlang VM with SIGSTOP, as a long GC pause or a
+// stalled host would: its sockets stay open and nothing answers.
+func (n *Node) Freeze() error {
+	pid, err := n.PID()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("chaos: freeze node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// Thaw resumes a node Freeze stopped (a running node ignores it).
+func (n *Node) Thaw() error {
+	pid, err := n.PID()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		return fmt.Errorf("chaos: thaw node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
 // CloseAllConnections has the node close every client connection.
 func (n *Node) CloseAllConnections(ctx context.Context, reason string) error {
 	_, err := n.Ctl(ctx, "close_all_connections", reason)
@@ -491,10 +562,12 @@ func (s *Nodes) inCluster(ctx context.Context, n *Node) bool {
 	return false
 }
 
-// Close stops every node and removes nothing: the caller owns the directory.
+// Close stops every node (thawing a frozen one first) and removes nothing:
+// the caller owns the directory.
 func (s *Nodes) Close() {
 	var wg sync.WaitGroup
 	for _, n := range s.Nodes {
+		_ = n.Thaw()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

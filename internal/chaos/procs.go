@@ -28,6 +28,9 @@ type Agent struct {
 	LogFile string
 	PID     int
 	Started time.Time
+	// Side is the node whose network namespace the agent runs in (0: the
+	// root namespace, which reaches every node).
+	Side int
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -41,8 +44,9 @@ type Agent struct {
 	waitErr  error
 }
 
-// startAgent runs bin role args... with its ledger and log in dir.
-func startAgent(bin, dir, role, name string, args []string) (*Agent, error) {
+// startAgent runs bin role args... with its ledger and log in dir; with a
+// prefix (ip netns exec NS), inside that command.
+func startAgent(prefix []string, bin, dir, role, name string, args []string) (*Agent, error) {
 	a := &Agent{
 		Role:    role,
 		Name:    name,
@@ -55,7 +59,8 @@ func startAgent(bin, dir, role, name string, args []string) (*Agent, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	a.cmd = exec.Command(bin, append(append([]string{role}, args...), "--ledger", a.Ledger)...)
+	argv := append(append(append(append([]string(nil), prefix...), bin, role), args...), "--ledger", a.Ledger)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	a.cmd.Env = append(cleanEnv(), "GORACE=halt_on_error=0")
 	// The agent dies with the suite, whatever kills the suite.

@@ -33,6 +33,12 @@ const (
 	FaultMixedLeader  = "kill-node+close-connections"    // cluster: leader killed, the survivors drop every client
 	FaultStopMajority = "stop-majority"                  // cluster: stop_app two of three nodes for a while
 	FaultPoison       = "poison (producers, throughout)" // not scheduled: producers enqueue poison jobs
+
+	// Partitions (Scenario.Partitions: each node in a network namespace of its own).
+	FaultPartitionLeader   = "partition-leader"   // cut the leader's link: it is alone, with the clients on its side
+	FaultPartitionFollower = "partition-follower" // cut a follower's link: a 1 | 2 split that keeps the leader in the majority
+	FaultFlapLink          = "flap-link"          // the leader's link goes down and up, slow and lossy while up
+	FaultFreezeNode        = "freeze-node"        // SIGSTOP the leader's VM for Hold (> net_ticktime), then SIGCONT
 )
 
 // Scenario describes one run of the suite against one broker setup.
@@ -59,6 +65,12 @@ type Scenario struct {
 	// Settle bounds the wait, after the producers finish, for every job
 	// to be completed or dead-lettered.
 	Settle time.Duration
+	// Partitions puts each node in a network namespace of its own (Net,
+	// root only) with cluster_partition_handling = PartitionHandling, and
+	// spreads the agents over the namespaces: producer i and worker slot i
+	// run next to node (i-1)%Nodes+1, so that a cut link leaves clients on
+	// both sides.
+	Partitions bool
 }
 
 // Env is what a scenario runs with.
@@ -117,6 +129,7 @@ type runner struct {
 	sc    Scenario
 	env   Env
 	nodes *Nodes
+	net   *Net // nil unless Scenario.Partitions
 	idx   *Index
 	mon   *broker.Conn
 	start time.Time
@@ -165,7 +178,19 @@ func Run(ctx context.Context, sc Scenario, env Env) (*Result, error) {
 	res := &Result{Scenario: sc}
 	defer func() { res.Wall = time.Since(r.start) }()
 
-	nodes, err := NewNodes(env.Dir, sc.Name, sc.Nodes, r.logf)
+	var nodes *Nodes
+	var err error
+	if sc.Partitions {
+		nw, nerr := NewNet(ctx, sc.Nodes, r.logf)
+		if nerr != nil {
+			return nil, nerr
+		}
+		defer nw.Close() // after nodes.Close, deferred below
+		r.net = nw
+		nodes, err = NewNodesOnNet(env.Dir, sc.Name, nw, r.logf)
+	} else {
+		nodes, err = NewNodes(env.Dir, sc.Name, sc.Nodes, r.logf)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +234,7 @@ func Run(ctx context.Context, sc Scenario, env Env) (*Result, error) {
 			jobs = sc.Jobs - per*(sc.Producers-1)
 		}
 		name := fmt.Sprintf("producer%d", i)
-		a, err := startAgent(env.AgentBin, env.Dir, "producer", name, []string{
+		a, err := startAgent(r.placeAgent(i), env.AgentBin, env.Dir, "producer", name, []string{
 			"--url", r.urls, "--queue", r.queue, "--delivery-limit", strconv.Itoa(sc.DeliveryLimit),
 			"--prefix", sc.Name + "p" + strconv.Itoa(i), "--jobs", strconv.Itoa(jobs), "--poison", strconv.Itoa(sc.Poison),
 			"--flaky-every", strconv.Itoa(sc.FlakyEvery),
@@ -220,6 +245,7 @@ func Run(ctx context.Context, sc Scenario, env Env) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		a.Side = r.side(i)
 		r.mu.Lock()
 		r.producers = append(r.producers, a)
 		r.all = append(r.all, a)
@@ -272,11 +298,12 @@ func (r *runner) startWorker(s *slot) error {
 		"--min-sleep", r.sc.MinSleep.String(), "--max-sleep", r.sc.MaxSleep.String(),
 		"--lifetime", (r.sc.Duration + r.sc.Settle + 10*time.Minute).String(),
 	}
-	a, err := startAgent(r.env.AgentBin, r.env.Dir, "worker", name, args)
+	a, err := startAgent(r.placeAgent(s.n), r.env.AgentBin, r.env.Dir, "worker", name, args)
 	if err != nil {
 		return err
 	}
 	a.slot = s
+	a.Side = r.side(s.n)
 	r.mu.Lock()
 	s.cur = a
 	s.agents = append(s.agents, a)
@@ -529,6 +556,8 @@ func (r *runner) inject(ctx context.Context, kind string) FaultResult {
 		r.killLeaderAndClose(ctx, &f)
 	case FaultStopMajority:
 		r.stopMajority(ctx, &f)
+	case FaultPartitionLeader, FaultPartitionFollower, FaultFlapLink, FaultFreezeNode:
+		r.partition(ctx, &f, kind)
 	default:
 		r.problem("unknown fault %q", kind)
 	}
@@ -1293,7 +1322,7 @@ func (r *runner) drain(ctx context.Context) (map[string]DeadLetter, map[string]i
 	r.logf("dead-letter queue: %d jobs %v; left on the queue: %d", len(dead), reasons, len(queued))
 	for k, dl := range dead {
 		if !IsPoison(k) {
-			r.note("healthy job %s dead-lettered (reason %q, %d copies): its workers died while holding it more often than the delivery limit allows", k, dl.Reason, dl.Copies)
+			r.note("healthy job %s dead-lettered (reason %q, %d copies): it was delivered more often than the delivery limit allows (its workers died, or were cut off, while holding it)", k, dl.Reason, dl.Copies)
 		}
 	}
 	return dead, queued, err
