@@ -127,14 +127,11 @@ func Fit(msg *amqp.Publishing, budget int) (trimmed bool, err error) {
 	if budget <= 0 {
 		return false, nil
 	}
-	size := PropertiesSize(msg)
-	if size <= budget {
-		return false, nil
+	if err := CheckSize(msg, budget); err == nil || msg.Headers == nil {
+		return false, err
 	}
 	h := msg.Headers
-	if h == nil {
-		return false, oversized(size, budget)
-	}
+	var size int
 	cut := func(key string) {
 		if _, ok := h[key]; ok {
 			delete(h, key)

@@ -496,15 +496,11 @@ func unreadableNote(w io.Writer, n int, queue, verb, more string) {
 	if n == 0 {
 		return
 	}
-	fmt.Fprintf(w, "%s whose headers Warren cannot read not %s: they stay in %s (dlq list --queue %s --unreadable shows them; dlq purge --queue %s --unreadable --yes removes them%s)\n",
-		plural(n, "dead letter", "dead letters"), verb, warren.DeadLetterQueue(queue), queue, queue, cmpJoin(more))
-}
-
-func cmpJoin(more string) string {
-	if more == "" {
-		return ""
+	if more != "" {
+		more = "; " + more
 	}
-	return "; " + more
+	fmt.Fprintf(w, "%s whose headers Warren cannot read not %s: they stay in %s (dlq list --queue %s --unreadable shows them; dlq purge --queue %s --unreadable --yes removes them%s)\n",
+		plural(n, "dead letter", "dead letters"), verb, warren.DeadLetterQueue(queue), queue, queue, more)
 }
 
 // purgeJSON is the --output json of dlq purge.
