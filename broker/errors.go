@@ -82,6 +82,7 @@ const (
 	OpPublish Op = "publish" // publishing
 	OpConsume Op = "consume" // consuming, or reading with basic.get
 	OpLock    Op = "lock"    // taking a dead-letter queue's lock
+	OpDelete  Op = "delete"  // deleting a queue
 )
 
 // OpError is a broker operation that failed: Op says which, and Err why

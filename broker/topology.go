@@ -170,6 +170,29 @@ func mismatchHint(err error) error {
 	return err
 }
 
+// DeleteOptions are the conditions of DeleteQueue. The zero value deletes
+// the queue whatever it holds.
+type DeleteOptions struct {
+	// IfUnused deletes the queue only if it has no consumers.
+	IfUnused bool
+	// IfEmpty deletes the queue only if it holds no messages.
+	IfEmpty bool
+}
+
+// DeleteQueue deletes queue and returns how many messages it held. A queue
+// that does not exist is no error (RabbitMQ answers delete-ok with 0).
+func DeleteQueue(ctx context.Context, c *Conn, queue string, o DeleteOptions) (int, error) {
+	var n int
+	err := c.withChannel(ctx, "delete queue "+queue, func(ch *amqp.Channel) error {
+		var err error
+		if n, err = ch.QueueDelete(queue, o.IfUnused, o.IfEmpty, false); err != nil {
+			return classify(err, OpDelete, "delete queue "+queue)
+		}
+		return nil
+	})
+	return n, err
+}
+
 // QueueStats is what the broker reports for a queue over AMQP.
 type QueueStats struct {
 	Name      string
