@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -58,30 +59,16 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Name == "" {
-		c.Name = fmt.Sprintf("warren %s (pid %d)", progName(), os.Getpid())
-	}
-	if c.Heartbeat == 0 {
-		c.Heartbeat = 5 * time.Second
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = 10 * time.Second
-	}
-	if c.DialRetries == 0 {
-		c.DialRetries = 3
-	}
+	c.Name = cmp.Or(c.Name, fmt.Sprintf("warren %s (pid %d)", progName(), os.Getpid()))
+	c.Heartbeat = cmp.Or(c.Heartbeat, 5*time.Second)
+	c.DialTimeout = cmp.Or(c.DialTimeout, 10*time.Second)
+	c.DialRetries = cmp.Or(c.DialRetries, 3)
 	if c.DialRetries < 0 {
 		c.DialRetries = 0
 	}
-	if c.ReconnectMin == 0 {
-		c.ReconnectMin = 100 * time.Millisecond
-	}
-	if c.ReconnectMax == 0 {
-		c.ReconnectMax = 5 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.ReconnectMin = cmp.Or(c.ReconnectMin, 100*time.Millisecond)
+	c.ReconnectMax = cmp.Or(c.ReconnectMax, 5*time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 
@@ -318,9 +305,7 @@ func tlsConfig(base *tls.Config, uri amqp.URI) (*tls.Config, error) {
 		}
 		cfg.ServerName = uri.ServerName
 	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = uri.Host
-	}
+	cfg.ServerName = cmp.Or(cfg.ServerName, uri.Host)
 	return cfg, nil
 }
 
@@ -556,9 +541,7 @@ func (c *Conn) setBlocked(active bool, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if active {
-		if reason == "" {
-			reason = "blocked"
-		}
+		reason = cmp.Or(reason, "blocked")
 		c.blocked = reason
 		if c.unblock == nil {
 			c.unblock = make(chan struct{})

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,12 +41,8 @@ type QueueOptions struct {
 }
 
 func (o QueueOptions) withDefaults() QueueOptions {
-	if o.Type == "" {
-		o.Type = Quorum
-	}
-	if o.DeliveryLimit == 0 {
-		o.DeliveryLimit = DefaultDeliveryLimit
-	}
+	o.Type = cmp.Or(o.Type, Quorum)
+	o.DeliveryLimit = cmp.Or(o.DeliveryLimit, DefaultDeliveryLimit)
 	return o
 }
 

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,15 +54,9 @@ type Config struct {
 const defaultHandlerTimeout = 5 * time.Minute
 
 func (c Config) withDefaults() Config {
-	if c.HandlerTimeout == 0 {
-		c.HandlerTimeout = defaultHandlerTimeout
-	}
-	if c.CtlTimeout == 0 {
-		c.CtlTimeout = 10 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, defaultHandlerTimeout)
+	c.CtlTimeout = cmp.Or(c.CtlTimeout, 10*time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,15 +54,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Registerer == nil {
-		c.Registerer = prometheus.DefaultRegisterer
-	}
-	if c.MaxTaskTypes == 0 {
-		c.MaxTaskTypes = DefaultMaxTaskTypes
-	}
-	if c.MaxQueues == 0 {
-		c.MaxQueues = DefaultMaxQueues
-	}
+	c.Registerer = cmp.Or(c.Registerer, prometheus.DefaultRegisterer)
+	c.MaxTaskTypes = cmp.Or(c.MaxTaskTypes, DefaultMaxTaskTypes)
+	c.MaxQueues = cmp.Or(c.MaxQueues, DefaultMaxQueues)
 	if c.HandlerBuckets == nil {
 		c.HandlerBuckets = DefaultHandlerBuckets
 	}

@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -34,23 +35,13 @@ type Policy struct {
 	Rand func() float64
 }
 
-// WithDefaults returns p with each zero field set to its default.
+// WithDefaults returns p with each zero field set to its default. It is
+// idempotent: a negative Min (no floor) stays negative.
 func (p Policy) WithDefaults() Policy {
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = DefaultMaxAttempts
-	}
-	if p.Base == 0 {
-		p.Base = DefaultBase
-	}
-	if p.Cap == 0 {
-		p.Cap = DefaultCap
-	}
-	if p.Min == 0 {
-		p.Min = DefaultMin
-	}
-	if p.Min < 0 {
-		p.Min = 0
-	}
+	p.MaxAttempts = cmp.Or(p.MaxAttempts, DefaultMaxAttempts)
+	p.Base = cmp.Or(p.Base, DefaultBase)
+	p.Cap = cmp.Or(p.Cap, DefaultCap)
+	p.Min = cmp.Or(p.Min, DefaultMin)
 	if p.Rand == nil {
 		p.Rand = rand.Float64
 	}
@@ -95,7 +86,7 @@ func (p Policy) Ceiling(attempt int) time.Duration {
 func (p Policy) Backoff(attempt int) time.Duration {
 	p = p.WithDefaults()
 	hi := p.Ceiling(attempt)
-	lo := min(p.Min, hi)
+	lo := min(max(p.Min, 0), hi)
 	return lo + time.Duration(p.Rand()*float64(hi-lo))
 }
 

@@ -152,3 +152,23 @@ func TestBreakerOpensAfterFailures(t *testing.T) {
 		t.Errorf("after 2 failures Run = %v, want ErrBreakerOpen", err)
 	}
 }
+
+// A negative Min means no floor, through every method: WithDefaults must
+// not turn it into 0, which a second WithDefaults (Backoff calls Ceiling)
+// would read as "use DefaultMin" and put a 1 s floor back.
+func TestNegativeMinMeansNoFloor(t *testing.T) {
+	p := Policy{Base: 10 * time.Millisecond, Min: -1, Rand: func() float64 { return 0.5 }}
+	if got := p.Ceiling(1); got != 10*time.Millisecond {
+		t.Errorf("Ceiling(1) = %s, want 10ms", got)
+	}
+	if got := p.Backoff(1); got != 5*time.Millisecond {
+		t.Errorf("Backoff(1) = %s, want 5ms (half of the 10ms ceiling, no floor)", got)
+	}
+	d := p.Decide(1, 3, errors.New("boom"))
+	if !d.Retry || d.Delay != 5*time.Millisecond {
+		t.Errorf("Decide = %+v, want a retry after 5ms", d)
+	}
+	if once, twice := p.WithDefaults(), p.WithDefaults().WithDefaults(); once.Min != twice.Min || once.Base != twice.Base {
+		t.Errorf("WithDefaults is not idempotent: %+v then %+v", once, twice)
+	}
+}

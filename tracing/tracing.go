@@ -20,6 +20,7 @@
 package tracing
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -71,9 +72,7 @@ func (c Config) propagator() propagation.TextMapPropagator {
 
 func (c Config) tracer() trace.Tracer {
 	tp := c.TracerProvider
-	if tp == nil {
-		tp = otel.GetTracerProvider()
-	}
+	tp = cmp.Or(tp, otel.GetTracerProvider())
 	return tp.Tracer(ScopeName)
 }
 

@@ -4,6 +4,7 @@ package worker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,15 +89,9 @@ func (c ExecConfig) withDefaults() ExecConfig {
 	if c.Env == nil {
 		c.Env = os.Environ()
 	}
-	if c.StderrTail == 0 {
-		c.StderrTail = DefaultStderrTail
-	}
-	if c.WaitDelay == 0 {
-		c.WaitDelay = DefaultExecWaitDelay
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.StderrTail = cmp.Or(c.StderrTail, DefaultStderrTail)
+	c.WaitDelay = cmp.Or(c.WaitDelay, DefaultExecWaitDelay)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 
