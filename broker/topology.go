@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/internal/check"
 )
 
 // QueueType is the RabbitMQ queue type of a Warren queue.
@@ -52,9 +53,7 @@ func (o QueueOptions) Validate() error {
 	if o.Type != "" && o.Type != Quorum && o.Type != Classic {
 		errs = append(errs, fmt.Errorf("broker: queue type %q: want quorum or classic", o.Type))
 	}
-	if o.DeliveryLimit < 0 {
-		errs = append(errs, fmt.Errorf("broker: DeliveryLimit cannot be negative (got %d)", o.DeliveryLimit))
-	}
+	errs = append(errs, check.NotNegative("broker: DeliveryLimit", o.DeliveryLimit))
 	return errors.Join(errs...)
 }
 

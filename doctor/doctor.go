@@ -16,6 +16,7 @@ import (
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/internal/check"
 	"github.com/warrenq/warren/internal/rabbitmqctl"
 )
 
@@ -62,12 +63,9 @@ func (c Config) withDefaults() Config {
 
 // Validate reports every problem with c.
 func (c Config) Validate() error {
-	var errs []error
-	if c.HandlerTimeout < 0 {
-		errs = append(errs, fmt.Errorf("doctor: HandlerTimeout cannot be negative (got %s)", c.HandlerTimeout))
-	}
-	if c.CtlTimeout < 0 {
-		errs = append(errs, fmt.Errorf("doctor: CtlTimeout cannot be negative (got %s)", c.CtlTimeout))
+	errs := []error{
+		check.NotNegative("doctor: HandlerTimeout", c.HandlerTimeout),
+		check.NotNegative("doctor: CtlTimeout", c.CtlTimeout),
 	}
 	switch c.Role {
 	case "", Producer, Worker, Operator:

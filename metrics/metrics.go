@@ -13,6 +13,7 @@ import (
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/internal/check"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/worker"
 )
@@ -67,14 +68,10 @@ func (c Config) withDefaults() Config {
 }
 
 func (c Config) validate() error {
-	var errs []error
-	if c.MaxTaskTypes < 0 {
-		errs = append(errs, fmt.Errorf("metrics: MaxTaskTypes cannot be negative (got %d)", c.MaxTaskTypes))
-	}
-	if c.MaxQueues < 0 {
-		errs = append(errs, fmt.Errorf("metrics: MaxQueues cannot be negative (got %d)", c.MaxQueues))
-	}
-	return errors.Join(errs...)
+	return errors.Join(
+		check.NotNegative("metrics: MaxTaskTypes", c.MaxTaskTypes),
+		check.NotNegative("metrics: MaxQueues", c.MaxQueues),
+	)
 }
 
 // Metrics records Warren's metrics. It implements worker.Observer and

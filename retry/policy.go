@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/warrenq/warren/internal/check"
 )
 
 // Defaults for a zero Policy.
@@ -50,15 +52,10 @@ func (p Policy) WithDefaults() Policy {
 
 // Validate reports every problem with p at once.
 func (p Policy) Validate() error {
-	var errs []error
-	if p.MaxAttempts < 0 {
-		errs = append(errs, fmt.Errorf("retry: MaxAttempts cannot be negative (got %d)", p.MaxAttempts))
-	}
-	if p.Base < 0 {
-		errs = append(errs, fmt.Errorf("retry: Base cannot be negative (got %s)", p.Base))
-	}
-	if p.Cap < 0 {
-		errs = append(errs, fmt.Errorf("retry: Cap cannot be negative (got %s)", p.Cap))
+	errs := []error{
+		check.NotNegative("retry: MaxAttempts", p.MaxAttempts),
+		check.NotNegative("retry: Base", p.Base),
+		check.NotNegative("retry: Cap", p.Cap),
 	}
 	if p.Cap > 0 && p.Base > p.Cap {
 		errs = append(errs, fmt.Errorf("retry: Base (%s) cannot exceed Cap (%s)", p.Base, p.Cap))

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/internal/check"
 	"github.com/warrenq/warren/retry"
 )
 
@@ -96,14 +97,10 @@ func (c ExecConfig) withDefaults() ExecConfig {
 }
 
 func (c ExecConfig) validate() error {
-	var errs []error
-	if c.StderrTail < 0 {
-		errs = append(errs, fmt.Errorf("worker: ExecConfig.StderrTail cannot be negative (got %d)", c.StderrTail))
-	}
-	if c.WaitDelay < 0 {
-		errs = append(errs, fmt.Errorf("worker: ExecConfig.WaitDelay cannot be negative (got %s)", c.WaitDelay))
-	}
-	return errors.Join(errs...)
+	return errors.Join(
+		check.NotNegative("worker: ExecConfig.StderrTail", c.StderrTail),
+		check.NotNegative("worker: ExecConfig.WaitDelay", c.WaitDelay),
+	)
 }
 
 // ExecError is the failure of one run of an external command.
