@@ -27,22 +27,18 @@ type stateCollector struct {
 	producers []*producer.Producer
 }
 
-func (s *stateCollector) addConn(c *broker.Conn) {
-	if c == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.conns = append(s.conns, c)
-}
+func (s *stateCollector) addConn(c *broker.Conn) { add(s, &s.conns, c) }
 
-func (s *stateCollector) addProducer(p *producer.Producer) {
-	if p == nil {
+func (s *stateCollector) addProducer(p *producer.Producer) { add(s, &s.producers, p) }
+
+// add appends v (unless nil) to the list under s's lock.
+func add[T any](s *stateCollector, list *[]*T, v *T) {
+	if v == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.producers = append(s.producers, p)
+	*list = append(*list, v)
 }
 
 // Describe implements prometheus.Collector.
