@@ -378,17 +378,17 @@ func (c *Conn) supervise(conn *amqp.Connection) {
 }
 
 // reconnect dials until it succeeds and the hooks pass, or Close is
-// called. Every attempt, the first too, comes after a jittered wait of
-// ReconnectMin to ReconnectMin+backoff, so a restarting broker is not
-// hammered by every client at once.
+// called. Every attempt, the first too, comes after a wait drawn by
+// retry.Policy (full jitter from ReconnectMin up to a ceiling that doubles
+// to ReconnectMax), so a restarting broker is not hammered by every client
+// at once.
 func (c *Conn) reconnect() *amqp.Connection {
-	delay := c.cfg.ReconnectMin
+	backoff := retry.Policy{Base: c.cfg.ReconnectMin, Cap: c.cfg.ReconnectMax, Min: c.cfg.ReconnectMin}
 	for attempt := 1; ; attempt++ {
-		wait := time.Duration(rand.Int64N(int64(delay))) + c.cfg.ReconnectMin
 		select {
 		case <-c.closing:
 			return nil
-		case <-time.After(wait):
+		case <-time.After(backoff.Backoff(attempt)):
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
@@ -413,7 +413,6 @@ func (c *Conn) reconnect() *amqp.Connection {
 			return conn
 		}
 		c.cfg.Logger.Warn("broker: reconnect failed", "attempt", attempt, "err", err)
-		delay = min(2*delay, c.cfg.ReconnectMax)
 	}
 }
 
