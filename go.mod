@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/eapache/go-resiliency v1.7.0
+	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rabbitmq/amqp091-go v1.16.0
