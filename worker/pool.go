@@ -154,8 +154,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	// the broker; it happens only after the handlers are done.
 	defer func() {
 		for _, c := range open {
-			c.acker.close()
-			_ = c.ch.Close()
+			c.close()
 		}
 	}()
 	lost := make(chan error, len(p.cfg.Queues))
@@ -261,7 +260,7 @@ func (p *Pool) startOnce(ctx context.Context) (*publishers, []*consumer, error) 
 	}
 	var cs []*consumer
 	for _, q := range p.cfg.Queues {
-		c, err := p.consume(q)
+		c, err := p.consume(ctx, q)
 		if err != nil {
 			for _, c := range cs {
 				c.close()

@@ -1,53 +1,59 @@
 package worker
 
 import (
+	"fmt"
 	"log/slog"
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/broker"
 )
 
-// recordingAcker records how a delivery was settled.
-type recordingAcker struct{ calls []string }
+// recordingSettler records how deliveries were settled, as "verb tag".
+type recordingSettler struct{ calls []string }
 
-func (r *recordingAcker) Ack(uint64, bool) error { r.calls = append(r.calls, "ack"); return nil }
-func (r *recordingAcker) Nack(_ uint64, multiple, requeue bool) error {
-	if !multiple && requeue {
-		r.calls = append(r.calls, "nack requeue")
-	} else {
-		r.calls = append(r.calls, "nack other")
-	}
-	return nil
-}
-func (r *recordingAcker) Reject(_ uint64, requeue bool) error {
-	if requeue {
-		r.calls = append(r.calls, "reject requeue")
-	} else {
-		r.calls = append(r.calls, "reject drop")
-	}
+func (r *recordingSettler) Ack(tag uint64) error {
+	r.calls = append(r.calls, fmt.Sprint("ack ", tag))
 	return nil
 }
 
-// TestRequeueRejectsFailuresAndNacksTheRest: a task handed back because
-// its retry or dead letter could not be published is rejected (RabbitMQ
-// 4.3 counts that toward the delivery limit); one handed back on shutdown
-// is nacked (4.3 does not count it).
-func TestRequeueRejectsFailuresAndNacksTheRest(t *testing.T) {
+func (r *recordingSettler) Reject(tag uint64) error {
+	r.calls = append(r.calls, fmt.Sprint("reject ", tag))
+	return nil
+}
+
+func (r *recordingSettler) Requeue(tag uint64, o broker.RequeueOptions) error {
+	if o.Counted {
+		r.calls = append(r.calls, fmt.Sprint("requeue counted ", tag))
+	} else {
+		r.calls = append(r.calls, fmt.Sprint("requeue ", tag))
+	}
+	return nil
+}
+
+// TestRequeueCountsFailuresOnly: a task handed back because its retry or
+// dead letter could not be published is requeued counted (basic.reject:
+// RabbitMQ 4.3 counts it toward the delivery limit); one handed back on
+// shutdown is requeued uncounted (basic.nack: 4.3 does not count it).
+func TestRequeueCountsFailuresOnly(t *testing.T) {
 	p := &Pool{log: slog.New(slog.DiscardHandler)}
 	task := &warren.Task{ID: "t1", Type: "x", Queue: "q"}
 	for _, c := range []struct {
-		failed bool
-		want   string
-	}{{true, "reject requeue"}, {false, "nack requeue"}} {
-		ack := &recordingAcker{}
-		d := &amqp.Delivery{Acknowledger: ack, DeliveryTag: 1}
-		if got := p.requeue(d, task, "test", c.failed); got != Requeued {
-			t.Errorf("failed=%v: outcome %v, want Requeued", c.failed, got)
+		o    broker.RequeueOptions
+		want string
+	}{{broker.RequeueOptions{Counted: true}, "requeue counted 7"}, {broker.RequeueOptions{}, "requeue 7"}} {
+		rec := &recordingSettler{}
+		j := &job{d: amqp.Delivery{DeliveryTag: 7}, queue: "q", from: rec}
+		if got := p.requeue(j, task, "test", c.o); got != Requeued {
+			t.Errorf("%+v: outcome %v, want Requeued", c.o, got)
 		}
-		if len(ack.calls) != 1 || ack.calls[0] != c.want {
-			t.Errorf("failed=%v: settled with %v, want %s", c.failed, ack.calls, c.want)
+		if len(rec.calls) != 1 || rec.calls[0] != c.want {
+			t.Errorf("%+v: settled with %v, want %s", c.o, rec.calls, c.want)
 		}
+	}
+	if n := p.requeued.Load(); n != 2 {
+		t.Errorf("Requeued counter %d, want 2", n)
 	}
 }
