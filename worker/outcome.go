@@ -31,7 +31,7 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	}
 	if note := broker.HeaderString(d.Headers, warren.HeaderUnreadable); note != "" || err != nil {
 		// Nothing to run: a message that cannot be read or decoded.
-		dec := decide(t, attempt{unreadable: note, malformed: err}, p.cfg.Retry, p.cfg.RetryByType)
+		dec := decide(t, attempt{unreadable: note, malformed: err}, &p.rules)
 		p.carryOut(hardCtx, pubs, &j, t, dec, 0, &ev)
 		return
 	}
@@ -62,7 +62,7 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 		p.logTask(slog.LevelWarn, t, "worker: delivery lost with its channel; outcome dropped, the broker delivers the task again", "err", err, "duration", dur)
 		return
 	}
-	dec := decide(t, attempt{err: err, shutdown: hardCtx.Err() != nil}, p.cfg.Retry, p.cfg.RetryByType)
+	dec := decide(t, attempt{err: err, shutdown: hardCtx.Err() != nil}, &p.rules)
 	p.carryOut(hardCtx, pubs, &j, t, dec, dur, &ev)
 }
 
@@ -91,9 +91,13 @@ func (p *Pool) carryOut(ctx context.Context, pubs *publishers, j *job, t *warren
 		p.logTask(slog.LevelInfo, t, "job succeeded", "duration", dur)
 	case actRequeue:
 		ev.Outcome = p.requeue(j, t, "shutdown", broker.RequeueOptions{})
-	case actReject:
+	case actReject, actHold:
 		if dec.reason == warren.ReasonUnreadable {
 			p.unreadable.Add(1)
+		}
+		if dec.action == actHold {
+			ev.Outcome = p.hold(t, dec.reason, dec.err)
+			return
 		}
 		ev.Outcome = p.reject(j, t, dec.reason, dec.err)
 	case actDeadLetter:
@@ -178,6 +182,9 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, j *job, t *warr
 }
 
 func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, j *job, t *warren.Task, reason warren.DeadReason, cause error, dur time.Duration) Outcome {
+	if holds(t.Queue, actDeadLetter, p.cfg.NoDeclare) {
+		return p.hold(t, reason, cause)
+	}
 	now := time.Now()
 	set := amqp.Table{
 		warren.HeaderDeadReason: string(reason),
@@ -199,11 +206,6 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, j *job, t *warr
 	var pe *PanicError
 	if errors.As(cause, &pe) {
 		set[warren.HeaderStack] = broker.Truncate(string(pe.Stack), broker.MaxStackLen)
-	}
-	if warren.IsDeadLetterQueue(t.Queue) {
-		// A dead-letter queue consumed as a queue is its own dead-letter
-		// queue: publishing there would run the task again at once.
-		return p.hold(t, reason, cause)
 	}
 	msg := broker.Derive(&j.d, set)
 	if trimmed, err := broker.Fit(&msg, broker.HeaderBudget(p.conn.FrameMax())); err != nil {
@@ -235,7 +237,7 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, j *job, t *warr
 // declare may have no such target, and a reject would drop the message:
 // there the delivery is Held, unacked, until the channel closes.
 func (p *Pool) reject(j *job, t *warren.Task, reason warren.DeadReason, cause error) Outcome {
-	if p.cfg.NoDeclare || warren.IsDeadLetterQueue(t.Queue) {
+	if holds(t.Queue, actReject, p.cfg.NoDeclare) {
 		return p.hold(t, reason, cause)
 	}
 	if err := j.from.Reject(j.d.DeliveryTag); err != nil {

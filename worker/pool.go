@@ -40,6 +40,7 @@ type Pool struct {
 	conn    *broker.Conn
 	handler Handler
 	cfg     Config
+	rules   rules // what decide applies, from cfg
 	log     *slog.Logger
 
 	started, succeeded, skipped, retried, dead, requeued, redelivered, voided atomic.Uint64
@@ -89,7 +90,8 @@ func New(conn *broker.Conn, h Handler, cfg Config) (*Pool, error) {
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
-	return &Pool{conn: conn, handler: h, cfg: cfg, log: cfg.Logger}, nil
+	return &Pool{conn: conn, handler: h, cfg: cfg, log: cfg.Logger,
+		rules: rules{retry: cfg.Retry, byType: cfg.RetryByType, noDeclare: cfg.NoDeclare}}, nil
 }
 
 // Stats returns the pool's counters.
