@@ -161,3 +161,30 @@ func TestAckerUnsticksAcksBehindAHeldDelivery(t *testing.T) {
 		t.Errorf("frame after 4 %q, want ack 4+ (2 and 3 must not be acked twice)", got)
 	}
 }
+
+// TestConsumerSettlementFrames: each of Consumer's settle methods sends
+// the frame its documentation names. A counted requeue that went out as
+// basic.nack would not count toward the delivery limit on RabbitMQ 4.3
+// (a task that can never move on would loop); an uncounted one sent as
+// basic.reject would cost a task an attempt at every shutdown; a Reject
+// that requeued would loop an unreadable message forever.
+func TestConsumerSettlementFrames(t *testing.T) {
+	f := make(frames, 100)
+	c := &Consumer{acker: newAcker(f, 10, never)}
+	if err := errors.Join(
+		c.Requeue(1, RequeueOptions{Counted: true}),
+		c.Requeue(2, RequeueOptions{}),
+		c.Reject(3),
+		c.Ack(4),
+	); err != nil {
+		t.Fatal(err)
+	}
+	c.acker.close()
+	want := []string{"reject 1 requeue", "nack 2 requeue", "reject 3", "ack 4+"}
+	if got := f.drain(); !slices.Equal(got, want) {
+		t.Errorf("frames %q, want %q", got, want)
+	}
+	if n := c.Settled(); n != 4 {
+		t.Errorf("Settled = %d, want 4", n)
+	}
+}
