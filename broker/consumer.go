@@ -38,7 +38,8 @@ type ConsumeOptions struct {
 // after a few milliseconds instead of waiting for it. Once the channel
 // closes (Close, a channel error, the connection dropping, the broker's
 // consumer_timeout), every delivery still unsettled goes back to the
-// queue, Done is closed, and settling returns ErrClosed.
+// queue, Done is closed, and settling returns ErrClosed: the consumer is
+// not reopened, the caller consumes again. It is safe for concurrent use.
 type Consumer struct {
 	ch    *amqp.Channel
 	queue string
