@@ -20,69 +20,54 @@ var errChannelLost = errors.New("worker: the channel that delivered the task was
 type job struct {
 	d     amqp.Delivery
 	queue string
+	// from is the consumer that delivered d: d is settled there.
+	from settler
 	// live ends when the channel that delivered d closes: d can then no
 	// longer be acked, and the broker has requeued it.
 	live context.Context
 }
 
-// consumer is one queue's channel and its deliveries.
+// settler settles deliveries on the channel they came from: a
+// *broker.Consumer, or a fake in tests.
+type settler interface {
+	Ack(tag uint64) error
+	Reject(tag uint64) error
+	Requeue(tag uint64, o broker.RequeueOptions) error
+}
+
+// consumer is one queue's consumer, consuming again when it is lost.
 type consumer struct {
 	p     *Pool
 	queue string
-	ch    *amqp.Channel
-	tag   string
-	in    <-chan amqp.Delivery
+	bc    *broker.Consumer
 	live  context.Context
-	acker *batchAcker
 
-	delivered atomic.Int64 // deliveries received on this channel
+	delivered atomic.Int64 // deliveries received from bc
 	lastSeen  int64        // delivered at the last checkAlive
 }
 
 var consumerSeq atomic.Uint64
 
-// close ends a consumer that never forwarded anything: its channel goes,
-// and with it any delivery the broker had already sent.
-func (c *consumer) close() {
-	c.acker.close()
-	_ = c.ch.Close()
-}
+// close ends a consumer: its channel goes, and with it any delivery the
+// broker had sent and no handler settled.
+func (c *consumer) close() { _ = c.bc.Close() }
 
-func (p *Pool) consume(queue string) (*consumer, error) {
-	ch, err := p.conn.Channel()
+func (p *Pool) consume(ctx context.Context, queue string) (*consumer, error) {
+	bc, err := broker.Consume(ctx, p.conn, queue, broker.ConsumeOptions{
+		Prefetch: p.cfg.Prefetch,
+		Tag:      fmt.Sprintf("warren-%s-%d-%d", p.cfg.Hostname, os.Getpid(), consumerSeq.Add(1)),
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := ch.Qos(p.cfg.Prefetch, 0, false); err != nil {
-		ch.Close()
-		return nil, fmt.Errorf("set prefetch on %s: %w", queue, err)
-	}
-	tag := fmt.Sprintf("warren-%s-%d-%d", p.cfg.Hostname, os.Getpid(), consumerSeq.Add(1))
-	in, err := ch.Consume(queue, tag, false, false, false, false, nil)
-	if err != nil {
-		ch.Close()
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return nil, &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("%w: consume %s: %s", broker.ErrQueueNotFound, queue, ae.Reason)}
-		}
-		if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
-			return nil, &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("%w: consume %s: %s", broker.ErrAccessRefused, queue, ae.Reason)}
-		}
-		return nil, &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("consume %s: %w", queue, err)}
-	}
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	live, cancel := context.WithCancelCause(context.Background())
 	p.active.Add(1)
 	go func() {
 		defer p.active.Add(-1)
-		e := <-closed
-		if e != nil {
-			cancel(fmt.Errorf("%w: %w", errChannelLost, e))
-		} else {
-			cancel(errChannelLost)
-		}
+		<-bc.Done()
+		cancel(fmt.Errorf("%w: %w", errChannelLost, bc.Err()))
 	}()
-	return &consumer{p: p, queue: queue, ch: ch, tag: tag, in: in, live: live, acker: newBatchAcker(ch, p.cfg.Prefetch)}, nil
+	return &consumer{p: p, queue: queue, bc: bc, live: live}, nil
 }
 
 // forward hands deliveries to the handlers until stop is closed. When the
@@ -98,24 +83,23 @@ func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 		case <-check.C:
 			c.checkAlive()
 		case <-stop:
-			_ = c.ch.Cancel(c.tag, false)
+			_ = c.bc.Cancel()
 			// Deliveries still buffered go back to the broker when the
 			// pool closes the channel (after the handlers finish).
 			return nil
-		case d, ok := <-c.in:
+		case d, ok := <-c.bc.Deliveries():
 			if !ok {
 				if err := c.reopen(stop); err != nil {
 					return err
 				}
 				continue
 			}
-			d.Acknowledger = c.acker
 			c.delivered.Add(1)
 			select {
-			case jobs <- job{d: d, queue: c.queue, live: c.live}:
+			case jobs <- job{d: d, queue: c.queue, from: c.bc, live: c.live}:
 			case <-stop:
 				// Not started: leave it unacked for the broker to requeue.
-				_ = c.ch.Cancel(c.tag, false)
+				_ = c.bc.Cancel()
 				return nil
 			}
 		}
@@ -145,11 +129,11 @@ func (c *consumer) checkAlive() {
 	case errors.Is(err, broker.ErrQueueNotFound):
 	case err != nil:
 		return // the connection's own trouble is handled elsewhere
-	case st.Ready == 0 || !idle || got-c.acker.settled.Load() >= int64(c.p.cfg.Prefetch):
+	case st.Ready == 0 || !idle || got-c.bc.Settled() >= int64(c.p.cfg.Prefetch):
 		return
 	}
 	c.p.log.Warn("worker: the consumer gets no deliveries from the broker; consuming again", "queue", c.queue, "ready", st.Ready, "err", err)
-	_ = c.ch.Close() // the forward loop sees its deliveries end and reopens
+	_ = c.bc.Close() // the forward loop sees its deliveries end and reopens
 }
 
 func (c *consumer) reopen(stop <-chan struct{}) error {
@@ -161,7 +145,7 @@ func (c *consumer) reopen(stop <-chan struct{}) error {
 	case <-c.live.Done():
 	default:
 		c.p.log.Warn("worker: the broker cancelled the consumer", "queue", c.queue)
-		_ = c.ch.Close()
+		_ = c.bc.Close()
 		select {
 		case <-c.live.Done():
 		case <-stop:
@@ -186,11 +170,10 @@ func (c *consumer) reopen(stop <-chan struct{}) error {
 			}
 			return err // closed for good
 		}
-		nc, err := c.p.consume(c.queue)
+		nc, err := c.p.consume(ctx, c.queue)
 		if err == nil {
-			_ = c.ch.Close()
-			go c.acker.close()
-			c.ch, c.tag, c.in, c.live, c.acker = nc.ch, nc.tag, nc.in, nc.live, nc.acker
+			_ = c.bc.Close()
+			c.bc, c.live = nc.bc, nc.live
 			c.delivered.Store(0)
 			c.lastSeen = 0
 			c.p.log.Info("worker: consuming again", "queue", c.queue)
@@ -198,6 +181,9 @@ func (c *consumer) reopen(stop <-chan struct{}) error {
 		}
 		if errors.Is(err, broker.ErrClosed) {
 			return err
+		}
+		if ctx.Err() != nil {
+			return nil // stopping
 		}
 		if errors.Is(err, broker.ErrQueueNotFound) && !c.p.cfg.NoDeclare {
 			if derr := broker.DeclareQueue(ctx, c.p.conn, c.queue, c.p.cfg.QueueOptions); derr == nil {

@@ -26,11 +26,14 @@ const (
 	// actDeadLetter publishes the task to its queue's dead-letter queue.
 	actDeadLetter
 	// actReject hands the delivery, exactly as the broker holds it, to the
-	// broker's own dead-lettering (or holds it: see Pool.reject).
+	// broker's own dead-lettering.
 	actReject
+	// actHold leaves the delivery unsettled in place: it cannot go on,
+	// and its queue has nowhere to dead-letter it to (see holds).
+	actHold
 )
 
-var actionNames = [...]string{"ack", "skip", "requeue", "retry", "dead-letter", "reject"}
+var actionNames = [...]string{"ack", "skip", "requeue", "retry", "dead-letter", "reject", "hold"}
 
 func (a action) String() string {
 	if int(a) < len(actionNames) {
@@ -54,10 +57,19 @@ type attempt struct {
 	shutdown bool
 }
 
+// rules are the parts of the pool's Config that decide applies.
+type rules struct {
+	retry  retry.Policy            // Config.Retry
+	byType map[string]retry.Policy // Config.RetryByType: over retry for its types
+	// noDeclare is Config.NoDeclare: the queues were declared by someone
+	// else and may have no dead-letter target.
+	noDeclare bool
+}
+
 // decision is decide's verdict on a delivery.
 type decision struct {
 	action action
-	// reason says why, for actDeadLetter and actReject.
+	// reason says why, for actDeadLetter, actReject and actHold.
 	reason warren.DeadReason
 	// delay is the wait before the next attempt, for actRetry.
 	delay time.Duration
@@ -66,11 +78,37 @@ type decision struct {
 	err error
 }
 
-// decide says what to do with a delivery of t after a: it is pure, and the
-// pool carries the decision out (see Pool.carryOut). policy applies unless
-// byType holds one for t.Type. The checks that need the broker (a retry or
-// a dead letter too large for a frame) happen while carrying it out.
-func decide(t *warren.Task, a attempt, policy retry.Policy, byType map[string]retry.Policy) decision {
+// decide says what to do with a delivery of t, consumed from t.Queue,
+// after a: it is pure, and the pool carries the decision out (see
+// Pool.carryOut). r.retry applies unless r.byType holds a policy for
+// t.Type. The checks that need the broker (a retry or a dead letter too
+// large for a frame) happen while carrying it out.
+func decide(t *warren.Task, a attempt, r *rules) decision {
+	dec := verdict(t, a, r)
+	if holds(t.Queue, dec.action, r.noDeclare) {
+		dec.action = actHold
+	}
+	return dec
+}
+
+// holds reports whether a delivery of queue that act would dead-letter
+// has nowhere to go, and must be held instead. A dead-letter queue
+// consumed as a queue is its own dead-letter queue: publishing there
+// would run the task again at once, and rejecting it drops it. A queue
+// Warren did not declare (noDeclare) may have no dead-letter target, and
+// a reject would drop the message.
+func holds(queue string, act action, noDeclare bool) bool {
+	switch act {
+	case actDeadLetter:
+		return warren.IsDeadLetterQueue(queue)
+	case actReject:
+		return noDeclare || warren.IsDeadLetterQueue(queue)
+	}
+	return false
+}
+
+// verdict is decide's answer before holds applies.
+func verdict(t *warren.Task, a attempt, r *rules) decision {
 	switch {
 	case a.unreadable != "":
 		// The guard under the client replaced headers it could not read:
@@ -88,7 +126,8 @@ func decide(t *warren.Task, a attempt, policy retry.Policy, byType map[string]re
 	case errors.Is(a.err, ErrUnknownType):
 		return decision{action: actDeadLetter, reason: warren.ReasonUnknownType, err: a.err}
 	}
-	if tp, ok := byType[t.Type]; ok {
+	policy := r.retry
+	if tp, ok := r.byType[t.Type]; ok {
 		policy = tp
 	}
 	dec := policy.Decide(t.Attempt, t.MaxAttempts, a.err)

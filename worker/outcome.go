@@ -31,8 +31,8 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	}
 	if note := broker.HeaderString(d.Headers, warren.HeaderUnreadable); note != "" || err != nil {
 		// Nothing to run: a message that cannot be read or decoded.
-		dec := decide(t, attempt{unreadable: note, malformed: err}, p.cfg.Retry, p.cfg.RetryByType)
-		p.carryOut(hardCtx, pubs, d, t, dec, 0, &ev)
+		dec := decide(t, attempt{unreadable: note, malformed: err}, &p.rules)
+		p.carryOut(hardCtx, pubs, &j, t, dec, 0, &ev)
 		return
 	}
 	if p.cfg.Observer != nil {
@@ -62,17 +62,20 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 		p.logTask(slog.LevelWarn, t, "worker: delivery lost with its channel; outcome dropped, the broker delivers the task again", "err", err, "duration", dur)
 		return
 	}
-	dec := decide(t, attempt{err: err, shutdown: hardCtx.Err() != nil}, p.cfg.Retry, p.cfg.RetryByType)
-	p.carryOut(hardCtx, pubs, d, t, dec, dur, &ev)
+	dec := decide(t, attempt{err: err, shutdown: hardCtx.Err() != nil}, &p.rules)
+	p.carryOut(hardCtx, pubs, &j, t, dec, dur, &ev)
 }
 
-// carryOut does what dec says with delivery d of t, whose handler ran for
-// dur, and records the outcome in ev.
-func (p *Pool) carryOut(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, dec decision, dur time.Duration, ev *Event) {
+// ack settles j's delivery positively.
+func (j *job) ack() error { return j.from.Ack(j.d.DeliveryTag) }
+
+// carryOut does what dec says with j's delivery of t, whose handler ran
+// for dur, and records the outcome in ev.
+func (p *Pool) carryOut(ctx context.Context, pubs *publishers, j *job, t *warren.Task, dec decision, dur time.Duration, ev *Event) {
 	ev.Err, ev.Reason = dec.err, dec.reason
 	switch dec.action {
 	case actAck, actSkip:
-		if aerr := d.Ack(false); aerr != nil {
+		if aerr := j.ack(); aerr != nil {
 			ev.Outcome = Voided
 			p.logTask(slog.LevelWarn, t, "worker: ack failed; the broker will deliver the task again", "err", aerr)
 			return
@@ -87,17 +90,21 @@ func (p *Pool) carryOut(ctx context.Context, pubs *publishers, d *amqp.Delivery,
 		ev.Outcome = Succeeded
 		p.logTask(slog.LevelInfo, t, "job succeeded", "duration", dur)
 	case actRequeue:
-		ev.Outcome = p.requeue(d, t, "shutdown", false)
-	case actReject:
+		ev.Outcome = p.requeue(j, t, "shutdown", broker.RequeueOptions{})
+	case actReject, actHold:
 		if dec.reason == warren.ReasonUnreadable {
 			p.unreadable.Add(1)
 		}
-		ev.Outcome = p.reject(d, t, dec.reason, dec.err)
+		if dec.action == actHold {
+			ev.Outcome = p.hold(t, dec.reason, dec.err)
+			return
+		}
+		ev.Outcome = p.reject(j, t, dec.reason, dec.err)
 	case actDeadLetter:
-		ev.Outcome = p.deadLetter(ctx, pubs, d, t, dec.reason, dec.err, dur)
+		ev.Outcome = p.deadLetter(ctx, pubs, j, t, dec.reason, dec.err, dur)
 	case actRetry:
 		ev.Delay = dec.delay
-		ev.Outcome = p.retryLater(ctx, pubs, d, t, dec.err, dur, dec.delay)
+		ev.Outcome = p.retryLater(ctx, pubs, j, t, dec.err, dur, dec.delay)
 		if ev.Outcome == DeadLettered { // the retry could not fit in a frame
 			ev.Reason, ev.Delay = warren.ReasonOversized, 0
 		}
@@ -130,7 +137,7 @@ func (p *Pool) run(hardCtx context.Context, t *warren.Task) (err error) {
 	return err
 }
 
-func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, cause error, dur, delay time.Duration) Outcome {
+func (p *Pool) retryLater(ctx context.Context, pubs *publishers, j *job, t *warren.Task, cause error, dur, delay time.Duration) Outcome {
 	now := time.Now()
 	hist := append(t.History, warren.Failure{Attempt: t.Attempt, Error: cause.Error(), FailedAt: now, Worker: p.cfg.Hostname, Duration: dur})
 	set := amqp.Table{
@@ -148,23 +155,23 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	if exchange != "" {
 		set[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
 	}
-	msg := broker.Derive(d, set)
+	msg := broker.Derive(&j.d, set)
 	budget := broker.HeaderBudget(p.conn.FrameMax())
 	if exchange != "" {
 		budget = broker.DelayedHeaderBudget(p.conn.FrameMax())
 	}
 	if trimmed, err := broker.Fit(&msg, budget); err != nil {
 		p.oversized.Add(1)
-		return p.deadLetter(ctx, pubs, d, t, warren.ReasonOversized, fmt.Errorf("worker: cannot retry: %w (last error: %w)", err, cause), dur)
+		return p.deadLetter(ctx, pubs, j, t, warren.ReasonOversized, fmt.Errorf("worker: cannot retry: %w (last error: %w)", err, cause), dur)
 	} else if trimmed {
 		p.oversized.Add(1)
 		p.logTask(slog.LevelWarn, t, "worker: retry metadata trimmed to fit the broker's frame size")
 	}
 	if err := pubs.publish(ctx, exchange, key, msg); err != nil {
 		p.logTask(slog.LevelError, t, "worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
-		return p.requeue(d, t, "retry publish failed", true)
+		return p.requeue(j, t, "retry publish failed", broker.RequeueOptions{Counted: true})
 	}
-	if err := d.Ack(false); err != nil {
+	if err := j.ack(); err != nil {
 		// The retry is stored; the original will come back too: the task
 		// may run twice (at-least-once).
 		p.logTask(slog.LevelWarn, t, "worker: ack after retry failed; the task may run twice", "err", err)
@@ -174,7 +181,10 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	return Retried
 }
 
-func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Delivery, t *warren.Task, reason warren.DeadReason, cause error, dur time.Duration) Outcome {
+func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, j *job, t *warren.Task, reason warren.DeadReason, cause error, dur time.Duration) Outcome {
+	if holds(t.Queue, actDeadLetter, p.cfg.NoDeclare) {
+		return p.hold(t, reason, cause)
+	}
 	now := time.Now()
 	set := amqp.Table{
 		warren.HeaderDeadReason: string(reason),
@@ -197,26 +207,21 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 	if errors.As(cause, &pe) {
 		set[warren.HeaderStack] = broker.Truncate(string(pe.Stack), broker.MaxStackLen)
 	}
-	if warren.IsDeadLetterQueue(t.Queue) {
-		// A dead-letter queue consumed as a queue is its own dead-letter
-		// queue: publishing there would run the task again at once.
-		return p.hold(t, reason, cause)
-	}
-	msg := broker.Derive(d, set)
+	msg := broker.Derive(&j.d, set)
 	if trimmed, err := broker.Fit(&msg, broker.HeaderBudget(p.conn.FrameMax())); err != nil {
 		// The task's own headers leave no room for a dead letter's
 		// story: the broker dead-letters the original instead.
 		p.oversized.Add(1)
-		return p.reject(d, t, warren.ReasonOversized, fmt.Errorf("%w (dead-lettering: %w)", err, cause))
+		return p.reject(j, t, warren.ReasonOversized, fmt.Errorf("%w (dead-lettering: %w)", err, cause))
 	} else if trimmed {
 		p.oversized.Add(1)
 		p.logTask(slog.LevelWarn, t, "worker: dead-letter metadata trimmed to fit the broker's frame size")
 	}
 	if err := pubs.publish(ctx, "", warren.DeadLetterQueue(t.Queue), msg); err != nil {
 		p.logTask(slog.LevelError, t, "worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
-		return p.requeue(d, t, "dead-letter publish failed", true)
+		return p.requeue(j, t, "dead-letter publish failed", broker.RequeueOptions{Counted: true})
 	}
-	if err := d.Ack(false); err != nil {
+	if err := j.ack(); err != nil {
 		p.logTask(slog.LevelWarn, t, "worker: ack after dead-lettering failed; the task may be dead-lettered twice", "err", err)
 	}
 	p.dead.Add(1)
@@ -231,11 +236,11 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, d *amqp.Deliver
 // declared), with an x-death reason "rejected". A queue Warren did not
 // declare may have no such target, and a reject would drop the message:
 // there the delivery is Held, unacked, until the channel closes.
-func (p *Pool) reject(d *amqp.Delivery, t *warren.Task, reason warren.DeadReason, cause error) Outcome {
-	if p.cfg.NoDeclare || warren.IsDeadLetterQueue(t.Queue) {
+func (p *Pool) reject(j *job, t *warren.Task, reason warren.DeadReason, cause error) Outcome {
+	if holds(t.Queue, actReject, p.cfg.NoDeclare) {
 		return p.hold(t, reason, cause)
 	}
-	if err := d.Reject(false); err != nil {
+	if err := j.from.Reject(j.d.DeliveryTag); err != nil {
 		p.logTask(slog.LevelWarn, t, "worker: reject failed; the broker will deliver the message again", "err", err)
 		return Voided
 	}
@@ -252,22 +257,15 @@ func (p *Pool) hold(t *warren.Task, reason warren.DeadReason, cause error) Outco
 	return Held
 }
 
-// requeue hands a delivery back to the broker. failed says that handling
-// the task failed (its retry or dead letter could not be published): the
-// delivery is then rejected, which RabbitMQ 4.3 and later count toward the
+// requeue hands a delivery back to the broker. o.Counted says that
+// handling the task failed (its retry or dead letter could not be
+// published): RabbitMQ 4.3 and later then count the hand-back toward the
 // queue's delivery limit, as every earlier line counts any hand-back, so a
 // task that can never move on is dead-lettered by the broker in the end.
-// Otherwise (shutdown) it is nacked, which 4.3 does not count
-// (docs/compatibility.md).
-func (p *Pool) requeue(d *amqp.Delivery, t *warren.Task, why string, failed bool) Outcome {
+// A hand-back on shutdown is not counted (docs/compatibility.md).
+func (p *Pool) requeue(j *job, t *warren.Task, why string, o broker.RequeueOptions) Outcome {
 	p.requeued.Add(1)
-	var err error
-	if failed {
-		err = d.Reject(true)
-	} else {
-		err = d.Nack(false, true)
-	}
-	if err != nil {
+	if err := j.from.Requeue(j.d.DeliveryTag, o); err != nil {
 		p.logTask(slog.LevelDebug, t, "worker: hand-back failed; the broker requeues the task when the channel closes", "why", why, "err", err)
 	}
 	return Requeued

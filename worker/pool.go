@@ -40,6 +40,7 @@ type Pool struct {
 	conn    *broker.Conn
 	handler Handler
 	cfg     Config
+	rules   rules // what decide applies, from cfg
 	log     *slog.Logger
 
 	started, succeeded, skipped, retried, dead, requeued, redelivered, voided atomic.Uint64
@@ -89,7 +90,8 @@ func New(conn *broker.Conn, h Handler, cfg Config) (*Pool, error) {
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
-	return &Pool{conn: conn, handler: h, cfg: cfg, log: cfg.Logger}, nil
+	return &Pool{conn: conn, handler: h, cfg: cfg, log: cfg.Logger,
+		rules: rules{retry: cfg.Retry, byType: cfg.RetryByType, noDeclare: cfg.NoDeclare}}, nil
 }
 
 // Stats returns the pool's counters.
@@ -154,8 +156,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	// the broker; it happens only after the handlers are done.
 	defer func() {
 		for _, c := range open {
-			c.acker.close()
-			_ = c.ch.Close()
+			c.close()
 		}
 	}()
 	lost := make(chan error, len(p.cfg.Queues))
@@ -261,7 +262,7 @@ func (p *Pool) startOnce(ctx context.Context) (*publishers, []*consumer, error) 
 	}
 	var cs []*consumer
 	for _, q := range p.cfg.Queues {
-		c, err := p.consume(q)
+		c, err := p.consume(ctx, q)
 		if err != nil {
 			for _, c := range cs {
 				c.close()

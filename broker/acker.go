@@ -1,6 +1,7 @@
-package worker
+package broker
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -8,21 +9,26 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// batchAcker is the amqp.Acknowledger of one consumer channel's
-// deliveries. It settles them on the channel from one goroutine, acking
-// with multiple=true up to the highest tag below which every delivery is
-// settled: one frame for many tasks. Quorum queues drain far faster so.
+// errSettleClosed is returned by a settle on a consumer whose channel is
+// closed (or closing): the broker delivers the message again.
+var errSettleClosed = fmt.Errorf("%w: the consumer's channel is closed; the broker delivers its unsettled messages again", ErrClosed)
+
+// acker settles one consumer channel's deliveries from one goroutine. It
+// acks with multiple=true up to the highest tag below which every
+// delivery is settled: one frame for many deliveries. Quorum queues drain
+// far faster so.
 //
-// Ack and Nack return before the frame is sent. A delivery whose ack is
+// A settle returns before its frame is sent. A delivery whose ack is
 // still queued when its channel dies is delivered again: at-least-once.
-type batchAcker struct {
-	ch      *amqp.Channel
+type acker struct {
+	ch      amqp.Acknowledger // the channel: *amqp.Channel, or a fake in tests
 	reqs    chan ackReq
-	every   int
+	every   int           // acks to gather before a multiple ack goes out
+	flush   time.Duration // how long a settled ack may wait for its batch
 	closing chan struct{}
 	done    chan struct{}
 	once    sync.Once
-	settled atomic.Int64 // deliveries acked or nacked
+	settled atomic.Int64 // deliveries settled
 }
 
 type ackReq struct {
@@ -36,11 +42,18 @@ type ackReq struct {
 // batch's ack frame.
 const ackFlushInterval = 5 * time.Millisecond
 
-func newBatchAcker(ch *amqp.Channel, prefetch int) *batchAcker {
-	a := &batchAcker{
+// ackStuckTicks is how many flush intervals acks may wait behind an
+// unsettled delivery before they are sent one by one.
+const ackStuckTicks = 10
+
+// newAcker settles on ch the deliveries of a channel with prefetch,
+// flushing acks at least every flush (ackFlushInterval but in tests).
+func newAcker(ch amqp.Acknowledger, prefetch int, flush time.Duration) *acker {
+	a := &acker{
 		ch:      ch,
 		reqs:    make(chan ackReq, max(prefetch, 1)),
 		every:   max(1, prefetch/10),
+		flush:   flush,
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -48,10 +61,10 @@ func newBatchAcker(ch *amqp.Channel, prefetch int) *batchAcker {
 	return a
 }
 
-func (a *batchAcker) settle(r ackReq) error {
+func (a *acker) settle(r ackReq) error {
 	select {
 	case <-a.closing:
-		return amqp.ErrClosed
+		return errSettleClosed
 	default:
 	}
 	select {
@@ -59,40 +72,24 @@ func (a *batchAcker) settle(r ackReq) error {
 		a.settled.Add(1)
 		return nil
 	case <-a.closing:
-		return amqp.ErrClosed
+		return errSettleClosed
 	}
 }
 
-// Ack settles tag positively; multiple is ignored (each delivery is acked
-// on its own by the pool).
-func (a *batchAcker) Ack(tag uint64, _ bool) error { return a.settle(ackReq{tag: tag, ack: true}) }
-
-// Nack settles tag negatively at once.
-func (a *batchAcker) Nack(tag uint64, _ bool, requeue bool) error {
-	return a.settle(ackReq{tag: tag, requeue: requeue})
-}
-
-// Reject settles tag negatively at once with basic.reject: RabbitMQ 4.3
-// and later count a requeued reject toward a quorum queue's delivery
-// limit, and a requeued nack not.
-func (a *batchAcker) Reject(tag uint64, requeue bool) error {
-	return a.settle(ackReq{tag: tag, requeue: requeue, reject: true})
-}
-
 // close sends what is settled and stops. Call it before closing the
-// channel, once no handler settles any more.
-func (a *batchAcker) close() {
+// channel; a settle after it returns errSettleClosed.
+func (a *acker) close() {
 	a.once.Do(func() { close(a.closing) })
 	<-a.done
 }
 
-func (a *batchAcker) loop() {
+func (a *acker) loop() {
 	defer close(a.done)
 	next := uint64(1)            // lowest tag not yet settled
 	settled := map[uint64]bool{} // settled tags above next: true = still to ack
 	var high uint64              // highest tag of the contiguous run to ack
 	pending := 0                 // acks in that run not sent yet
-	flush := func() {
+	send := func() {
 		if pending > 0 {
 			_ = a.ch.Ack(high, true)
 			pending = 0
@@ -122,10 +119,10 @@ func (a *batchAcker) loop() {
 			next++
 		}
 		if pending >= a.every {
-			flush()
+			send()
 		}
 	}
-	tick := time.NewTicker(ackFlushInterval)
+	tick := time.NewTicker(a.flush)
 	defer tick.Stop()
 	stuck := 0
 	for {
@@ -142,7 +139,7 @@ func (a *batchAcker) loop() {
 				}
 				break
 			}
-			flush()
+			send()
 			for tag, ack := range settled {
 				if ack {
 					_ = a.ch.Ack(tag, false)
@@ -150,14 +147,15 @@ func (a *batchAcker) loop() {
 			}
 			return
 		case <-tick.C:
-			flush()
+			send()
 			if len(settled) == 0 {
 				stuck = 0
 				continue
 			}
-			// Acks held behind a long-running task: after a while send
-			// them one by one, so they do not hold the prefetch window.
-			if stuck++; stuck >= 10 {
+			// Acks held behind a delivery still unsettled (a long task,
+			// or one held back): after a while send them one by one, so
+			// they do not hold the prefetch window.
+			if stuck++; stuck >= ackStuckTicks {
 				for tag, ack := range settled {
 					if ack {
 						_ = a.ch.Ack(tag, false)
