@@ -162,8 +162,7 @@ func (c *consumer) reopen(stop <-chan struct{}) error {
 		case <-ctx.Done():
 		}
 	}()
-	backoff := 100 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		if err := c.p.conn.Await(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil // stopping
@@ -190,12 +189,12 @@ func (c *consumer) reopen(stop <-chan struct{}) error {
 				continue
 			}
 		}
+		backoff := infraBackoff.Backoff(attempt)
 		c.p.log.Warn("worker: consume again failed", "queue", c.queue, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }

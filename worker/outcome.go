@@ -8,8 +8,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 )
@@ -101,10 +99,10 @@ func (p *Pool) carryOut(ctx context.Context, pubs *publishers, j *job, t *warren
 		}
 		ev.Outcome = p.reject(j, t, dec.reason, dec.err)
 	case actDeadLetter:
-		ev.Outcome = p.deadLetter(ctx, pubs, j, t, dec.reason, dec.err, dur)
+		ev.Outcome = p.deadLetter(ctx, pubs, j, p.failed(t, dec.err, dur), dec.reason)
 	case actRetry:
 		ev.Delay = dec.delay
-		ev.Outcome = p.retryLater(ctx, pubs, j, t, dec.err, dur, dec.delay)
+		ev.Outcome = p.retryLater(ctx, pubs, j, p.failed(t, dec.err, dur), dec.delay)
 		if ev.Outcome == DeadLettered { // the retry could not fit in a frame
 			ev.Reason, ev.Delay = warren.ReasonOversized, 0
 		}
@@ -137,37 +135,29 @@ func (p *Pool) run(hardCtx context.Context, t *warren.Task) (err error) {
 	return err
 }
 
-func (p *Pool) retryLater(ctx context.Context, pubs *publishers, j *job, t *warren.Task, cause error, dur, delay time.Duration) Outcome {
-	now := time.Now()
-	hist := append(t.History, warren.Failure{Attempt: t.Attempt, Error: cause.Error(), FailedAt: now, Worker: p.cfg.Hostname, Duration: dur})
-	set := amqp.Table{
-		warren.HeaderAttempt:   int32(t.Attempt + 1),
-		warren.HeaderLastError: broker.Truncate(cause.Error(), broker.MaxErrorLen),
-		warren.HeaderHistory:   broker.EncodeHistory(hist),
-		warren.HeaderQueue:     t.Queue,
+// failed describes the run of t that failed with cause after dur, for
+// broker's retry and dead-letter encoders.
+func (p *Pool) failed(t *warren.Task, cause error, dur time.Duration) broker.Failed {
+	f := broker.Failed{Task: t, Err: cause, Worker: p.cfg.Hostname, Duration: dur, FrameMax: p.conn.FrameMax()}
+	var pe *PanicError
+	if errors.As(cause, &pe) {
+		f.Stack = pe.Stack
 	}
-	exchange, key, err := broker.DelayRoute(t.Queue, delay)
-	if err != nil { // only for a delay past MaxDelay: clamp
-		exchange, key, _ = broker.DelayRoute(t.Queue, broker.MaxDelay)
-		delay = broker.MaxDelay
-	}
-	set[warren.HeaderDeliverAt] = nil
-	if exchange != "" {
-		set[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
-	}
-	msg := broker.Derive(&j.d, set)
-	budget := broker.HeaderBudget(p.conn.FrameMax())
-	if exchange != "" {
-		budget = broker.DelayedHeaderBudget(p.conn.FrameMax())
-	}
-	if trimmed, err := broker.Fit(&msg, budget); err != nil {
+	return f
+}
+
+func (p *Pool) retryLater(ctx context.Context, pubs *publishers, j *job, f broker.Failed, delay time.Duration) Outcome {
+	t, cause := f.Task, f.Err
+	l, err := broker.EncodeRetry(&j.d, f, delay)
+	if err != nil {
 		p.oversized.Add(1)
-		return p.deadLetter(ctx, pubs, j, t, warren.ReasonOversized, fmt.Errorf("worker: cannot retry: %w (last error: %w)", err, cause), dur)
-	} else if trimmed {
+		f.Err = fmt.Errorf("worker: cannot retry: %w (last error: %w)", err, cause)
+		return p.deadLetter(ctx, pubs, j, f, warren.ReasonOversized)
+	} else if l.Trimmed {
 		p.oversized.Add(1)
 		p.logTask(slog.LevelWarn, t, "worker: retry metadata trimmed to fit the broker's frame size")
 	}
-	if err := pubs.publish(ctx, exchange, key, msg); err != nil {
+	if err := pubs.publish(ctx, l.Exchange, l.Key, l.Msg); err != nil {
 		p.logTask(slog.LevelError, t, "worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
 		return p.requeue(j, t, "retry publish failed", broker.RequeueOptions{Counted: true})
 	}
@@ -177,47 +167,26 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, j *job, t *warr
 		p.logTask(slog.LevelWarn, t, "worker: ack after retry failed; the task may run twice", "err", err)
 	}
 	p.retried.Add(1)
-	p.logTask(slog.LevelWarn, t, "job retrying", "err", cause, "delay", time.Duration(broker.DelaySeconds(delay))*time.Second, "next_attempt", t.Attempt+1)
+	p.logTask(slog.LevelWarn, t, "job retrying", "err", cause, "delay", time.Duration(broker.DelaySeconds(l.Delay))*time.Second, "next_attempt", t.Attempt+1)
 	return Retried
 }
 
-func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, j *job, t *warren.Task, reason warren.DeadReason, cause error, dur time.Duration) Outcome {
+func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, j *job, f broker.Failed, reason warren.DeadReason) Outcome {
+	t, cause := f.Task, f.Err
 	if holds(t.Queue, actDeadLetter, p.cfg.NoDeclare) {
 		return p.hold(t, reason, cause)
 	}
-	now := time.Now()
-	set := amqp.Table{
-		warren.HeaderDeadReason: string(reason),
-		warren.HeaderError:      broker.Truncate(cause.Error(), broker.MaxErrorLen),
-		warren.HeaderFailedAt:   now.UnixMilli(),
-		warren.HeaderWorkerHost: p.cfg.Hostname,
-		warren.HeaderDurationMS: dur.Milliseconds(),
-		warren.HeaderQueue:      t.Queue,
-		warren.HeaderDeliverAt:  nil,
-	}
-	if reason != warren.ReasonMalformed {
-		set[warren.HeaderAttempt] = int32(t.Attempt)
-		set[warren.HeaderHistory] = broker.EncodeHistory(append(t.History,
-			warren.Failure{Attempt: t.Attempt, Error: cause.Error(), FailedAt: now, Worker: p.cfg.Hostname, Duration: dur}))
-		if t.EnqueuedAt.IsZero() {
-			set[warren.HeaderEnqueuedAt] = now.UnixMilli()
-		}
-	}
-	var pe *PanicError
-	if errors.As(cause, &pe) {
-		set[warren.HeaderStack] = broker.Truncate(string(pe.Stack), broker.MaxStackLen)
-	}
-	msg := broker.Derive(&j.d, set)
-	if trimmed, err := broker.Fit(&msg, broker.HeaderBudget(p.conn.FrameMax())); err != nil {
+	l, err := broker.EncodeDeadLetter(&j.d, f, reason)
+	if err != nil {
 		// The task's own headers leave no room for a dead letter's
 		// story: the broker dead-letters the original instead.
 		p.oversized.Add(1)
 		return p.reject(j, t, warren.ReasonOversized, fmt.Errorf("%w (dead-lettering: %w)", err, cause))
-	} else if trimmed {
+	} else if l.Trimmed {
 		p.oversized.Add(1)
 		p.logTask(slog.LevelWarn, t, "worker: dead-letter metadata trimmed to fit the broker's frame size")
 	}
-	if err := pubs.publish(ctx, "", warren.DeadLetterQueue(t.Queue), msg); err != nil {
+	if err := pubs.publish(ctx, l.Exchange, l.Key, l.Msg); err != nil {
 		p.logTask(slog.LevelError, t, "worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
 		return p.requeue(j, t, "dead-letter publish failed", broker.RequeueOptions{Counted: true})
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/retry"
 )
 
 // ErrConnectionLost is returned (wrapped) by Run when the connection to the
@@ -222,7 +223,6 @@ func (p *Pool) Run(ctx context.Context) error {
 // connection and tries again, with backoff, until ctx ends; other errors
 // (access refused, a missing or mismatched queue) it returns at once.
 func (p *Pool) start(ctx context.Context) (*publishers, []*consumer, error) {
-	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		pubs, cs, err := p.startOnce(ctx)
 		if err == nil {
@@ -234,6 +234,7 @@ func (p *Pool) start(ctx context.Context) (*publishers, []*consumer, error) {
 		if errors.Is(err, broker.ErrClosed) || !broker.Transient(err) || ctx.Err() != nil {
 			return nil, nil, err
 		}
+		backoff := infraBackoff.Backoff(attempt)
 		p.log.Warn("worker: could not start; trying again once the broker is back", "err", err, "attempt", attempt, "retry_in", backoff)
 		if werr := p.conn.Await(ctx); werr != nil {
 			if ctx.Err() != nil {
@@ -246,9 +247,12 @@ func (p *Pool) start(ctx context.Context) (*publishers, []*consumer, error) {
 			return nil, nil, fmt.Errorf("%w (gave up waiting: %w)", err, ctx.Err())
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// infraBackoff spaces the pool's own tries while the broker is away
+// (starting, consuming again): 100 ms doubling to 5 s, with full jitter.
+var infraBackoff = retry.Policy{Base: 100 * time.Millisecond, Cap: 5 * time.Second, Min: 100 * time.Millisecond}
 
 func (p *Pool) startOnce(ctx context.Context) (*publishers, []*consumer, error) {
 	if !p.cfg.NoDeclare {
