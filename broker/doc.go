@@ -1,5 +1,9 @@
 // Package broker is Warren's only contact with RabbitMQ: it dials, declares
-// the topology, encodes and decodes tasks, and publishes with confirms.
+// the topology, encodes and decodes tasks, publishes with confirms,
+// consumes with batched acks, and reads queues for admin's passes. No
+// other package of Warren calls a method of amqp091-go's Channel or
+// Connection, nor acknowledges a Delivery (internal/boundary's test checks
+// it); they use amqp091-go's data types at most.
 //
 // # Topology
 //
@@ -27,4 +31,24 @@
 // Wait reports the broker's confirm; many goroutines may publish at once and
 // their confirms are pipelined. Every publish is mandatory: a message the
 // broker cannot route is reported as ErrUnroutable, never dropped.
+//
+// EncodeRetry and EncodeDeadLetter derive, from a delivery and a Failed
+// run, the message of a task's next attempt and its dead letter, trimmed
+// to the connection's frame size; Decode reads either back.
+//
+// # Consuming
+//
+// Consume opens a channel with a prefetch window and consumes a queue. The
+// consumer's Deliveries are settled by tag: Ack, Reject (the broker
+// dead-letters the message) or Requeue. Acks of contiguous tags go out as
+// one multiple-ack; a delivery may stay unsettled while later ones are
+// acked (they are then acked one by one), so a caller can hold a task back
+// and settle it later while its channel lives. Done and Err report the
+// channel's loss; the broker then delivers again whatever was unsettled.
+//
+// # Errors
+//
+// A failed operation is an *OpError whose Op names what was being done
+// (declare, consume, publish, lock…) and whose Err matches the sentinels
+// (ErrQueueNotFound, ErrAccessRefused, …) with errors.Is.
 package broker
