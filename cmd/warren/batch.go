@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/internal/termtext"
 	"github.com/warrenq/warren/producer"
 )
 
@@ -265,12 +266,12 @@ func (a *app) collect(pending <-chan *batch, f *enqueueFlags, prog *progress) ba
 			if err != nil {
 				tot.failed++
 				prog.clear()
-				fmt.Fprintf(a.stderr, "warren: line %d: %s\n", it.line, termText(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
+				fmt.Fprintf(a.stderr, "warren: line %d: %s\n", it.line, termtext.Text(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
 				continue
 			}
 			tot.ok++
 			if f.printIDs {
-				fmt.Fprintln(out, termString(id))
+				fmt.Fprintln(out, termtext.Line(id))
 			}
 		}
 		tot.bytes += b.size

@@ -17,6 +17,7 @@ import (
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
+	"github.com/warrenq/warren/internal/termtext"
 )
 
 // maxErrorColumn bounds the ERROR column of dlq list.
@@ -329,7 +330,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 					return missingIDs(f.ids, res.IDs, f.queue)
 				}
 				for _, id := range res.IDs {
-					fmt.Fprintln(a.stdout, termString(id))
+					fmt.Fprintln(a.stdout, termtext.Line(id))
 				}
 				verb := "replayed"
 				if dryRun {
@@ -442,7 +443,7 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 					return missingIDs(f.ids, res.IDs, f.queue)
 				}
 				for _, id := range res.IDs {
-					fmt.Fprintln(a.stdout, termString(id))
+					fmt.Fprintln(a.stdout, termtext.Line(id))
 				}
 				if err != nil && res.Purged == 0 {
 					return err // nothing was done: the error says it all
@@ -566,8 +567,8 @@ func writeDeadLetterTable(w io.Writer, dls []admin.DeadLetter, now time.Time) {
 	fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tAGE\tFAILED-AT\tREASON\tERROR")
 	for _, dl := range dls {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			cell(termString(dl.ID)), cell(termString(dl.Type)), attempts(dl), age(dl.EnqueuedAt, now), timestamp(dl.FailedAt),
-			cell(termString(string(dl.Reason))), cell(termString(firstLine(strings.TrimPrefix(dl.Error, "worker: "), maxErrorColumn))))
+			cell(termtext.Line(dl.ID)), cell(termtext.Line(dl.Type)), attempts(dl), age(dl.EnqueuedAt, now), timestamp(dl.FailedAt),
+			cell(termtext.Line(string(dl.Reason))), cell(termtext.Line(firstLine(strings.TrimPrefix(dl.Error, "worker: "), maxErrorColumn))))
 	}
 	_ = tw.Flush()
 }
@@ -577,7 +578,7 @@ func writeDeadLetter(w io.Writer, dl admin.DeadLetter, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, termString(v))
+			fmt.Fprintf(tw, "%s:\t%s\n", k, termtext.Line(v))
 		}
 	}
 	row("ID", dl.ID)
@@ -599,18 +600,18 @@ func writeDeadLetter(w io.Writer, dl admin.DeadLetter, now time.Time) {
 	row("Content type", dl.ContentType)
 	_ = tw.Flush()
 	if dl.Error != "" {
-		fmt.Fprintf(w, "\nError:\n%s\n", indent(termText(dl.Error)))
+		fmt.Fprintf(w, "\nError:\n%s\n", indent(termtext.Text(dl.Error)))
 	}
 	if len(dl.History) > 0 {
 		fmt.Fprintln(w, "\nHistory:")
 		for _, h := range dl.History {
-			fmt.Fprintf(w, "  attempt %d at %s on %s (%s): %s\n", h.Attempt, timestamp(h.FailedAt), termString(h.Worker), h.Duration, termString(firstLine(h.Error, 200)))
+			fmt.Fprintf(w, "  attempt %d at %s on %s (%s): %s\n", h.Attempt, timestamp(h.FailedAt), termtext.Line(h.Worker), h.Duration, termtext.Line(firstLine(h.Error, 200)))
 		}
 	}
 	if dl.Stack != "" {
-		fmt.Fprintf(w, "\nStack:\n%s\n", indent(termText(dl.Stack)))
+		fmt.Fprintf(w, "\nStack:\n%s\n", indent(termtext.Text(dl.Stack)))
 	}
-	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(termText(admin.Printable(dl.Payload))))
+	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(termtext.Text(admin.Printable(dl.Payload))))
 }
 
 func attempts(dl admin.DeadLetter) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/warrenq/warren/admin"
+	"github.com/warrenq/warren/internal/termtext"
 )
 
 // addMatchers registers the selectors on the error text and the failure
@@ -141,7 +142,7 @@ func writeGroups(w io.Writer, output, by string, groups []group) error {
 		if g.OldestFail != nil {
 			first, last = *g.OldestFail, *g.NewestFail
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", g.Count, timestamp(first), timestamp(last), cell(termString(g.ExampleID)), cell(termString(firstLine(g.Key, maxErrorColumn))))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", g.Count, timestamp(first), timestamp(last), cell(termtext.Line(g.ExampleID)), cell(termtext.Line(firstLine(g.Key, maxErrorColumn))))
 	}
 	return tw.Flush()
 }

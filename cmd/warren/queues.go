@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warrenq/warren/admin"
+	"github.com/warrenq/warren/internal/termtext"
 )
 
 func (a *app) queuesCmd() *cobra.Command {
@@ -50,10 +51,10 @@ default listener (localhost:5672) and rabbitmqctl runs here.`,
 				for _, q := range infos {
 					if !q.Exists {
 						missing++
-						fmt.Fprintf(tw, "%s\t-\t-\t-\t%d\t%d\t%s\t(no such queue)\n", termString(q.Name), q.DeadLetters, q.Delayed, known(q.DelayedHeld))
+						fmt.Fprintf(tw, "%s\t-\t-\t-\t%d\t%d\t%s\t(no such queue)\n", termtext.Line(q.Name), q.DeadLetters, q.Delayed, known(q.DelayedHeld))
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\n", termString(q.Name), q.Ready, known(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, known(q.DelayedHeld))
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\n", termtext.Line(q.Name), q.Ready, known(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, known(q.DelayedHeld))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
