@@ -5,8 +5,9 @@
 // the one slog's text handler applies to log values, which reaches stderr
 // through the same process: a string whose runes are all printable
 // (strconv.IsPrint) is written as it is; any other is escaped as
-// strconv.Quote escapes it. JSON output needs only JSON:
-// encoding/json escapes control characters itself.
+// strconv.Quote escapes it. JSON output needs only JSON: encoding/json
+// escapes control characters itself, but not C1 controls or invisible
+// format characters.
 package termtext
 
 import (
