@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -19,9 +17,6 @@ import (
 	"github.com/warrenq/warren/admin"
 	"github.com/warrenq/warren/internal/termtext"
 )
-
-// maxErrorColumn bounds the ERROR column of dlq list.
-const maxErrorColumn = 72
 
 // dlqFlags are the selection flags shared by the dlq commands.
 type dlqFlags struct {
@@ -176,7 +171,13 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 					if err != nil {
 						return err
 					}
-					return writeGroups(a.stdout, f.output, groupBy, groupsJSON(groups))
+					switch f.output {
+					case "json":
+						return writeJSON(a.stdout, nonNil(groups))
+					case "ndjson":
+						return each(groups, json.NewEncoder(a.stdout).Encode)
+					}
+					return admin.WriteGroups(a.stdout, admin.GroupBy(groupBy), groups)
 				case f.output == "ndjson":
 					enc := json.NewEncoder(a.stdout)
 					return adm.Each(ctx, f.queue, flt, func(dl admin.DeadLetter) error { return enc.Encode(dl) })
@@ -186,9 +187,11 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 					return err
 				}
 				if f.output == "json" {
-					return writeJSON(a.stdout, deadLettersJSON(dls))
+					return writeJSON(a.stdout, nonNil(dls))
 				}
-				writeDeadLetterTable(a.stdout, dls, time.Now())
+				if err := admin.WriteTable(a.stdout, dls, time.Now()); err != nil {
+					return err
+				}
 				if len(dls) == 0 {
 					fmt.Fprintf(a.stderr, "no dead letters in %s\n", warren.DeadLetterQueue(f.queue))
 				}
@@ -243,8 +246,7 @@ element of "dlq list --output json".`,
 				if f.output != "table" {
 					return f.writeResult(a.stdout, dl)
 				}
-				writeDeadLetter(a.stdout, dl, time.Now())
-				return nil
+				return dl.WriteText(a.stdout, time.Now())
 			})
 		}),
 	}
@@ -513,9 +515,9 @@ type purgeJSON struct {
 }
 
 // nonNil makes an empty list print as [] rather than null.
-func nonNil(s []string) []string {
+func nonNil[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
 }
@@ -561,129 +563,12 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// writeDeadLetterTable prints dead letters as aligned columns.
-func writeDeadLetterTable(w io.Writer, dls []admin.DeadLetter, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tAGE\tFAILED-AT\tREASON\tERROR")
-	for _, dl := range dls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			cell(termtext.Line(dl.ID)), cell(termtext.Line(dl.Type)), attempts(dl), age(dl.EnqueuedAt, now), timestamp(dl.FailedAt),
-			cell(termtext.Line(string(dl.Reason))), cell(termtext.Line(firstLine(strings.TrimPrefix(dl.Error, "worker: "), maxErrorColumn))))
-	}
-	_ = tw.Flush()
-}
-
-// writeDeadLetter prints one dead letter in full.
-func writeDeadLetter(w io.Writer, dl admin.DeadLetter, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(k, v string) {
-		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, termtext.Line(v))
+// each calls fn on every element of s, up to the first error.
+func each[T any](s []T, fn func(any) error) error {
+	for _, v := range s {
+		if err := fn(v); err != nil {
+			return err
 		}
 	}
-	row("ID", dl.ID)
-	row("Type", dl.Type)
-	row("Queue", dl.Queue)
-	row("Reason", string(dl.Reason))
-	row("Attempts", attempts(dl))
-	if !dl.EnqueuedAt.IsZero() {
-		row("Enqueued at", timestamp(dl.EnqueuedAt)+" ("+age(dl.EnqueuedAt, now)+" ago)")
-	}
-	row("Failed at", timestamp(dl.FailedAt))
-	row("Worker", dl.WorkerHost)
-	if dl.Duration > 0 {
-		row("Duration", dl.Duration.String())
-	}
-	if dl.ReplayCount > 0 {
-		row("Replays", fmt.Sprint(dl.ReplayCount))
-	}
-	row("Content type", dl.ContentType)
-	_ = tw.Flush()
-	if dl.Error != "" {
-		fmt.Fprintf(w, "\nError:\n%s\n", indent(termtext.Text(dl.Error)))
-	}
-	if len(dl.History) > 0 {
-		fmt.Fprintln(w, "\nHistory:")
-		for _, h := range dl.History {
-			fmt.Fprintf(w, "  attempt %d at %s on %s (%s): %s\n", h.Attempt, timestamp(h.FailedAt), termtext.Line(h.Worker), h.Duration, termtext.Line(firstLine(h.Error, 200)))
-		}
-	}
-	if dl.Stack != "" {
-		fmt.Fprintf(w, "\nStack:\n%s\n", indent(termtext.Text(dl.Stack)))
-	}
-	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(termtext.Text(admin.Printable(dl.Payload))))
-}
-
-func attempts(dl admin.DeadLetter) string {
-	if dl.Attempts == 0 {
-		return "-"
-	}
-	if dl.MaxAttempts > 0 {
-		return fmt.Sprintf("%d/%d", dl.Attempts, dl.MaxAttempts)
-	}
-	return fmt.Sprint(dl.Attempts)
-}
-
-// age is a short duration like 3d4h, 5m, 12s.
-func age(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	d := now.Sub(t)
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
-	default:
-		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
-	}
-}
-
-func timestamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-// cell makes s safe for a table cell: one line, no tabs, "-" when empty.
-func cell(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
-// firstLine returns the first non-empty line of s, cut to n runes.
-func firstLine(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = strings.TrimSpace(s[:i]) + " …"
-	}
-	if utf8.RuneCountInString(s) > n {
-		r := []rune(s)
-		s = string(r[:n-1]) + "…"
-	}
-	return s
-}
-
-func indent(s string) string {
-	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
-}
-
-func deadLettersJSON(dls []admin.DeadLetter) []admin.DeadLetter {
-	if dls == nil {
-		return []admin.DeadLetter{}
-	}
-	return dls
+	return nil
 }

@@ -159,7 +159,10 @@ func TestDLQSelectorsAndGroupBy(t *testing.T) {
 	}
 
 	r := ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q, "--group-by", "error", "--output", "json"))
-	var groups []group
+	var groups []struct {
+		Key   string `json:"key"`
+		Count int    `json:"count"`
+	}
 	if err := json.Unmarshal([]byte(r.stdout), &groups); err != nil || len(groups) != 1 || groups[0].Count != 30 ||
 		groups[0].Key != "dial tcp <addr>: connection refused" {
 		t.Fatalf("--group-by error: %v\n%s", err, r.stdout)

@@ -2,20 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/warrenq/warren/admin"
-	"github.com/warrenq/warren/internal/termtext"
 )
 
 // addMatchers registers the selectors on the error text and the failure
@@ -92,59 +89,6 @@ func parseAgo(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("bad duration")
 	}
 	return days + d, nil
-}
-
-// group counts the dead letters sharing a key (error fingerprint or type).
-type group struct {
-	Key        string     `json:"key"`
-	Count      int        `json:"count"`
-	ExampleID  string     `json:"example_id"`
-	Example    string     `json:"example,omitempty"` // the first error of the group, as written
-	OldestFail *time.Time `json:"first_failed_at,omitempty"`
-	NewestFail *time.Time `json:"last_failed_at,omitempty"`
-}
-
-// groupsJSON turns the API's groups into the CLI's.
-func groupsJSON(in []admin.Group) []group {
-	out := make([]group, 0, len(in))
-	for _, g := range in {
-		gr := group{Key: g.Key, Count: g.Count, ExampleID: g.ExampleID, Example: firstLine(g.Example, 200)}
-		if !g.OldestFailure.IsZero() {
-			at := g.OldestFailure
-			gr.OldestFail = &at
-		}
-		if !g.NewestFailure.IsZero() {
-			at := g.NewestFailure
-			gr.NewestFail = &at
-		}
-		out = append(out, gr)
-	}
-	return out
-}
-
-func writeGroups(w io.Writer, output, by string, groups []group) error {
-	switch output {
-	case "json":
-		return writeJSON(w, groups)
-	case "ndjson":
-		enc := json.NewEncoder(w)
-		for _, g := range groups {
-			if err := enc.Encode(g); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "COUNT\tFIRST-FAILED\tLAST-FAILED\tEXAMPLE-ID\t%s\n", strings.ToUpper(by))
-	for _, g := range groups {
-		var first, last time.Time
-		if g.OldestFail != nil {
-			first, last = *g.OldestFail, *g.NewestFail
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", g.Count, timestamp(first), timestamp(last), cell(termtext.Line(g.ExampleID)), cell(termtext.Line(firstLine(g.Key, maxErrorColumn))))
-	}
-	return tw.Flush()
 }
 
 // describe names the selectors given, for a confirmation question.
