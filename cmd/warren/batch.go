@@ -12,12 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/warrenq/warren/internal/progress"
 	"github.com/warrenq/warren/internal/termtext"
 	"github.com/warrenq/warren/producer"
 )
-
-// progressEvery throttles the progress bars.
-const progressEvery = 100 * time.Millisecond
 
 // enqueueFile enqueues one task per line of --from-file
 // (producer.EnqueueStream), printing IDs, failed lines and a summary.
@@ -57,7 +55,7 @@ func (a *app) enqueueFile(ctx context.Context, cmd *cobra.Command, f *enqueueFla
 	start := time.Now()
 	out := bufio.NewWriter(a.stdout)
 	defer out.Flush()
-	prog := &progress{w: a.stderr, on: isTerminal(a.stderr), total: total, start: start}
+	bar := progress.New(a.stderr)
 	tot, err := p.EnqueueStream(ctx, in, producer.StreamConfig{
 		Queue: f.queue, Type: f.taskType, Options: base,
 		OnLine: func(r producer.LineResult) {
@@ -71,18 +69,18 @@ func (a *app) enqueueFile(ctx context.Context, cmd *cobra.Command, f *enqueueFla
 			if errors.Is(r.Err, producer.ErrUnroutable) && r.Queue != f.queue {
 				err = fmt.Errorf("queue %s does not exist: only --queue is declared (declare it with: warren topology declare --queue %s)", r.Queue, r.Queue)
 			}
-			prog.clear()
+			bar.Clear()
 			fmt.Fprintf(a.stderr, "warren: line %d: %s\n", r.Line, termtext.Text(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
 		},
 		OnBatch: func(t producer.StreamTotals) {
 			if f.printIDs {
 				_ = out.Flush()
 			}
-			prog.draw(t)
+			bar.Draw(progressLine(t, total, time.Since(start)))
 		},
 	})
 	elapsed := time.Since(start)
-	prog.clear()
+	bar.Clear()
 	fmt.Fprintf(a.stderr, "enqueued %d, failed %d in %.2fs (%.0f/s)\n", tot.Enqueued, tot.Failed, elapsed.Seconds(), float64(tot.Enqueued)/max(elapsed.Seconds(), 1e-9))
 	switch {
 	case ctx.Err() != nil:
@@ -95,37 +93,12 @@ func (a *app) enqueueFile(ctx context.Context, cmd *cobra.Command, f *enqueueFla
 	return nil
 }
 
-// progress draws a one-line progress bar on a terminal.
-type progress struct {
-	w     io.Writer
-	on    bool
-	total int64
-	start time.Time
-	last  time.Time
-	shown bool
-}
-
-func (p *progress) draw(t producer.StreamTotals) {
-	if !p.on || time.Since(p.last) < progressEvery {
-		return
+// progressLine is the bar of enqueue --from-file: how far into the input
+// (of total bytes, 0 when unknown), the counts and the rate.
+func progressLine(t producer.StreamTotals, total int64, elapsed time.Duration) string {
+	counts := fmt.Sprintf("%d enqueued, %d failed, %.0f/s", t.Enqueued, t.Failed, float64(t.Enqueued)/max(elapsed.Seconds(), 1e-3))
+	if total > 0 {
+		return progress.Gauge(float64(t.Bytes)/float64(total), 30) + "  " + counts
 	}
-	p.last = time.Now()
-	rate := float64(t.Enqueued) / max(time.Since(p.start).Seconds(), 1e-3)
-	if p.total > 0 {
-		frac := min(float64(t.Bytes)/float64(p.total), 1)
-		const width = 30
-		n := int(frac * width)
-		fmt.Fprintf(p.w, "\r\x1b[K[%s%s] %3.0f%%  %d enqueued, %d failed, %.0f/s",
-			strings.Repeat("=", n), strings.Repeat(" ", width-n), frac*100, t.Enqueued, t.Failed, rate)
-	} else {
-		fmt.Fprintf(p.w, "\r\x1b[K%d enqueued, %d failed, %.0f/s", t.Enqueued, t.Failed, rate)
-	}
-	p.shown = true
-}
-
-func (p *progress) clear() {
-	if p.shown {
-		fmt.Fprint(p.w, "\r\x1b[K")
-		p.shown = false
-	}
+	return counts
 }

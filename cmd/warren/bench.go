@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/bench"
+	"github.com/warrenq/warren/internal/progress"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -152,10 +153,9 @@ func (a *app) runBench(ctx context.Context, f *benchFlags) error {
 	// A log line per task would measure the log writer: show only errors.
 	o.Logger = a.benchLogger()
 	rc := bench.RoundsConfig{Rounds: f.rounds, Baseline: f.baseline, CPUProfile: f.cpuProfile, MemProfile: f.memProfile}
-	if isTerminal(a.stderr) {
+	if bar := progress.New(a.stderr); bar != nil {
 		rc.Progress = func(label string) (func(done, total int), func()) {
-			return func(done, total int) { bench.DrawProgress(a.stderr, label, done, total) },
-				func() { fmt.Fprint(a.stderr, "\r\033[K") }
+			return func(done, total int) { bar.Draw(bench.ProgressLine(label, done, total)) }, bar.Clear
 		}
 	}
 	res, err := bench.RunRounds(ctx, o, rc)

@@ -87,36 +87,16 @@ func TestDLQUsageErrors(t *testing.T) {
 	}
 }
 
-func TestDLQProgressBar(t *testing.T) {
-	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var b bytes.Buffer
-	now := start
-	bar := &dlqBar{w: &b, labels: barLabels{done: "replayed", skipped: "not selected", failed: "failed"}, start: start, now: func() time.Time { return now }}
-	now = start.Add(10 * time.Second)
-	bar.update(admin.Progress{Op: "replay", Total: 1000, Read: 250, Done: 240, Skipped: 7, Failed: 3})
-	got := b.String()
-	for _, want := range []string{"\r\x1b[K[======                  ]  25% 250/1000", "replayed 240, 7 not selected, 3 failed", "25/s", "ETA 30s"} {
+func TestDLQProgressLine(t *testing.T) {
+	labels := barLabels{done: "replayed", skipped: "not selected", failed: "failed"}
+	got := labels.line(admin.Progress{Op: "replay", Total: 1000, Read: 250, Done: 240, Skipped: 7, Failed: 3}, 10*time.Second)
+	for _, want := range []string{"[======                  ]  25% 250/1000", "replayed 240, 7 not selected, 3 failed", "25/s", "ETA 30s"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("bar %q lacks %q", got, want)
 		}
 	}
-	b.Reset()
-	now = now.Add(progressEvery / 2)
-	bar.update(admin.Progress{Total: 1000, Read: 251})
-	if b.Len() != 0 {
-		t.Errorf("redrawn within %s: %q", progressEvery, b.String())
-	}
-	bar.width = 20
-	now = now.Add(progressEvery)
-	bar.update(admin.Progress{Total: 1000, Read: 260})
-	if line := strings.TrimPrefix(b.String(), "\r\x1b[K"); len([]rune(line)) != 19 {
-		t.Errorf("a bar on a 20-column terminal: %q", line)
-	}
-	b.Reset()
-	bar.clear()
-	bar.clear()
-	if b.String() != "\r\x1b[K" {
-		t.Errorf("clear wrote %q", b.String())
+	if got := (barLabels{done: "purged"}).line(admin.Progress{Read: 5, Done: 5, Skipped: 2}, 0); got != "5  purged 5" {
+		t.Errorf("without a total or a skipped label: %q", got)
 	}
 }
 

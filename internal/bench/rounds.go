@@ -162,14 +162,14 @@ func WriteText(w io.Writer, res Result) error {
 	return nil
 }
 
-// DrawProgress redraws a one-line progress bar of a run on w.
-func DrawProgress(w io.Writer, label string, done, total int) {
+// ProgressLine is the progress bar of a run labelled label: jobs done of total.
+func ProgressLine(label string, done, total int) string {
 	const width = 30
 	filled := 0
 	if total > 0 {
 		filled = min(done*width/total, width)
 	}
-	fmt.Fprintf(w, "\r%-14s [%s%s] %d/%d", label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done, total)
+	return fmt.Sprintf("%-14s [%s%s] %d/%d", label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done, total)
 }
 
 func plural(n int, one, many string) string {
