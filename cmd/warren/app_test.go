@@ -341,19 +341,6 @@ func TestReadPayload(t *testing.T) {
 	}
 }
 
-func TestCheckJSON(t *testing.T) {
-	for _, ok := range []string{`{}`, `null`, ` [1,2] `, `"s"`, `1e3`} {
-		if err := checkJSON([]byte(ok)); err != nil {
-			t.Errorf("%s: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{``, ` `, `{`, `{} {}`, `{'a':1}`, `nul`} {
-		if err := checkJSON([]byte(bad)); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 func TestProgressLine(t *testing.T) {
 	got := progressLine(producer.StreamTotals{Enqueued: 400, Failed: 100, Bytes: 500}, 1000, time.Second)
 	if got != "[===============               ]  50%  400 enqueued, 100 failed, 400/s" {

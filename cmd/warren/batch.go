@@ -20,7 +20,7 @@ import (
 // enqueueFile enqueues one task per line of --from-file
 // (producer.EnqueueStream), printing IDs, failed lines and a summary.
 func (a *app) enqueueFile(ctx context.Context, cmd *cobra.Command, f *enqueueFlags) error {
-	if cmd.Flags().Changed("content-type") && !isJSON(f.contentType) {
+	if cmd.Flags().Changed("content-type") && !producer.IsJSON(f.contentType) {
 		return usagef("--content-type %q cannot be used with --from-file: NDJSON payloads are JSON", f.contentType)
 	}
 	base, qo, err := a.commonEnqueueOptions(f)

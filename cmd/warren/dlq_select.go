@@ -36,10 +36,10 @@ func (f *dlqFlags) matchers(flt *admin.Filter, now time.Time) error {
 	}
 	flt.Unreadable = f.unreadable
 	var err error
-	if flt.Since, err = parseWhen(f.since, now); err != nil {
+	if flt.Since, err = admin.ParseTime(f.since, now); err != nil {
 		return usagef("--since: %w", err)
 	}
-	if flt.Until, err = parseWhen(f.until, now); err != nil {
+	if flt.Until, err = admin.ParseTime(f.until, now); err != nil {
 		return usagef("--until: %w", err)
 	}
 	if !flt.Since.IsZero() && !flt.Until.IsZero() && !flt.Since.Before(flt.Until) {
@@ -51,44 +51,6 @@ func (f *dlqFlags) matchers(flt *admin.Filter, now time.Time) error {
 // hasMatchers reports whether --error, --since, --until or --unreadable is given.
 func (f *dlqFlags) hasMatchers() bool {
 	return f.errRE != "" || f.since != "" || f.until != "" || f.unreadable
-}
-
-// parseWhen reads a point in time: RFC 3339 (2025-03-01T12:00:00Z), or a
-// duration before now (90m, 2h, 3d; d is 24h). "" is the zero time.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	d, err := parseAgo(s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q: want RFC 3339 (2025-03-01T12:00:00Z) or a duration ago (2h, 3d)", s)
-	}
-	return now.Add(-d), nil
-}
-
-// parseAgo is time.ParseDuration with days (d) and no negatives.
-func parseAgo(s string) (time.Duration, error) {
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		n, err := strconv.Atoi(s[:i])
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("bad days")
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("bad duration")
-	}
-	return days + d, nil
 }
 
 // describe names the selectors given, for a confirmation question.

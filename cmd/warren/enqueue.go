@@ -3,12 +3,10 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"mime"
 	"os"
 	"strings"
 	"time"
@@ -246,7 +244,7 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 	case payloadGiven:
 		payload = []byte(f.payload)
 	default:
-		if isJSON(f.contentType) {
+		if producer.IsJSON(f.contentType) {
 			payload = []byte("{}")
 		}
 	}
@@ -257,8 +255,8 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 		}
 		return nil, usagef("payload too large: the limit is %d bytes (%s, --max-payload-size), the payload is %s", limit, formatSize(limit), what)
 	}
-	if isJSON(f.contentType) {
-		if err := checkJSON(payload); err != nil {
+	if producer.IsJSON(f.contentType) {
+		if err := producer.CheckJSON(payload); err != nil {
 			return nil, usagef("invalid JSON payload: %w", err)
 		}
 	}
@@ -268,35 +266,6 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 // payloadLimit is --max-payload-size in bytes.
 func (f *enqueueFlags) payloadLimit() int {
 	return cmp.Or(int(f.maxPayload), producer.DefaultMaxPayloadSize)
-}
-
-// isJSON reports whether content type ct is JSON (application/json, or any
-// type with a +json suffix).
-func isJSON(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		mt = strings.ToLower(strings.TrimSpace(ct))
-	}
-	return mt == "application/json" || strings.HasSuffix(mt, "+json")
-}
-
-// checkJSON reports why b is not one JSON value, with the offset.
-func checkJSON(b []byte) error {
-	if json.Valid(b) {
-		return nil
-	}
-	var v json.RawMessage
-	err := json.Unmarshal(b, &v)
-	var se *json.SyntaxError
-	switch {
-	case len(strings.TrimSpace(string(b))) == 0:
-		return errors.New("empty")
-	case errors.As(err, &se):
-		return fmt.Errorf("%w (at byte %d)", err, se.Offset)
-	case err != nil:
-		return err
-	}
-	return errors.New("not a single JSON value")
 }
 
 func (a *app) newProducer(ctx context.Context, conn *broker.Conn, f *enqueueFlags, qo queueOptions) (*producer.Producer, error) {

@@ -1,11 +1,11 @@
-package main
+package admin
 
 import (
 	"testing"
 	"time"
 )
 
-func TestParseWhen(t *testing.T) {
+func TestParseTime(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		in   string
@@ -23,15 +23,15 @@ func TestParseWhen(t *testing.T) {
 		{"yesterday", time.Time{}, true},
 		{"2025-02-28", time.Time{}, true},
 	} {
-		got, err := parseWhen(c.in, now)
+		got, err := ParseTime(c.in, now)
 		if c.bad {
 			if err == nil {
-				t.Errorf("parseWhen(%q) accepted: %v", c.in, got)
+				t.Errorf("ParseTime(%q) accepted: %v", c.in, got)
 			}
 			continue
 		}
 		if err != nil || !got.Equal(c.want) {
-			t.Errorf("parseWhen(%q) = %v, %v; want %v", c.in, got, err, c.want)
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
 }
