@@ -313,53 +313,15 @@ The task keeps its ID, payload and headers (trace context included).`,
 				if dryRun {
 					labels.done = "would replay"
 				}
-				ctx, clearBar := a.withProgress(cmd.Context(), labels)
-				var res admin.ReplayResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
-					res, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec, StripUnreadable: stripUnreadable})
+				rep := admin.ReplayReport{Queue: f.queue, DryRun: dryRun}
+				err := a.pass(cmd.Context(), labels, wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
+					rep.ReplayResult, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec, StripUnreadable: stripUnreadable})
 					return err
 				})
-				clearBar()
-				if f.output != "table" {
-					if jerr := f.writeResult(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
-						Replayed: res.Replayed, Resumed: res.Resumed, Skipped: res.Skipped, Failed: res.Failed,
-						Unreadable: res.Unreadable, Unconfirmed: res.Unconfirmed, IDs: nonNil(res.IDs)}); jerr != nil {
-						return jerr
-					}
-					if err != nil {
-						return err
-					}
-					return missingIDs(f.ids, res.IDs, f.queue)
-				}
-				for _, id := range res.IDs {
-					fmt.Fprintln(a.stdout, termtext.Line(id))
-				}
-				verb := "replayed"
-				if dryRun {
-					verb = "would replay"
-				}
-				if err != nil && res.Replayed == 0 && res.Failed == 0 && res.Resumed == 0 && res.Unconfirmed == 0 && res.Unreadable == 0 {
-					return err // nothing was done: the error says it all
-				}
-				fmt.Fprintf(a.stderr, "%s %s from %s", verb, plural(res.Replayed, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
-				if res.Resumed > 0 {
-					fmt.Fprintf(a.stderr, ", %d already replayed by an interrupted replay (removed, not replayed again)", res.Resumed)
-				}
-				if res.Skipped > 0 {
-					fmt.Fprintf(a.stderr, ", %d not selected", res.Skipped)
-				}
-				if res.Failed > 0 {
-					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
-				}
-				if res.Unconfirmed > 0 {
-					fmt.Fprintf(a.stderr, ", %d published without a confirm (kept; the next replay completes them)", res.Unconfirmed)
-				}
-				fmt.Fprintln(a.stderr)
-				unreadableNote(a.stderr, res.Unreadable, f.queue, "replayed", "or replay them without their headers with --strip-unreadable")
-				if err != nil {
-					return err
-				}
-				return missingIDs(f.ids, res.IDs, f.queue)
+				did := rep.Replayed > 0 || rep.Failed > 0 || rep.Resumed > 0 || rep.Unconfirmed > 0 || rep.Unreadable > 0
+				return a.report(&f, rep, rep.IDs, f.ids, did, err, func() {
+					unreadableNote(a.stderr, rep.Unreadable, f.queue, "replayed", "or replay them without their headers with --strip-unreadable")
+				})
 			})
 		}),
 	}
@@ -427,34 +389,12 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 				}
 			}
 			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Inspector) error {
-				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "purged", skipped: "not selected"})
-				var res admin.PurgeResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
-					res, err = adm.Purge(ctx, f.queue, flt)
+				rep := admin.PurgeReport{Queue: f.queue}
+				err := a.pass(cmd.Context(), barLabels{done: "purged", skipped: "not selected"}, wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
+					rep.PurgeResult, err = adm.Purge(ctx, f.queue, flt)
 					return err
 				})
-				clearBar()
-				if f.output != "table" {
-					if jerr := f.writeResult(a.stdout, purgeJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue),
-						Purged: res.Purged, IDs: nonNil(res.IDs)}); jerr != nil {
-						return jerr
-					}
-					if err != nil {
-						return err
-					}
-					return missingIDs(f.ids, res.IDs, f.queue)
-				}
-				for _, id := range res.IDs {
-					fmt.Fprintln(a.stdout, termtext.Line(id))
-				}
-				if err != nil && res.Purged == 0 {
-					return err // nothing was done: the error says it all
-				}
-				fmt.Fprintf(a.stderr, "purged %s from %s\n", plural(res.Purged, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
-				if err != nil {
-					return err
-				}
-				return missingIDs(f.ids, res.IDs, f.queue)
+				return a.report(&f, rep, rep.IDs, f.ids, rep.Purged > 0, err, nil)
 			})
 		}),
 	}
@@ -467,20 +407,6 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 	noEnv(fs, "yes")
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
-}
-
-// replayJSON is the --output json of dlq replay.
-type replayJSON struct {
-	Queue           string   `json:"queue"`
-	DeadLetterQueue string   `json:"dead_letter_queue"`
-	DryRun          bool     `json:"dry_run"`
-	Replayed        int      `json:"replayed"`
-	Resumed         int      `json:"resumed"`
-	Skipped         int      `json:"skipped"`
-	Failed          int      `json:"failed"`
-	Unreadable      int      `json:"unreadable"`
-	Unconfirmed     int      `json:"unconfirmed"`
-	IDs             []string `json:"ids"`
 }
 
 func countUnreadable(dls []admin.DeadLetter) int {
@@ -506,20 +432,40 @@ func unreadableNote(w io.Writer, n int, queue, verb, more string) {
 		plural(n, "dead letter", "dead letters"), verb, warren.DeadLetterQueue(queue), queue, queue, more)
 }
 
-// purgeJSON is the --output json of dlq purge.
-type purgeJSON struct {
-	Queue           string   `json:"queue"`
-	DeadLetterQueue string   `json:"dead_letter_queue"`
-	Purged          int      `json:"purged"`
-	IDs             []string `json:"ids"`
-}
-
 // nonNil makes an empty list print as [] rather than null.
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}
 	}
 	return s
+}
+
+// report prints the outcome of a dlq pass: with --output json or ndjson
+// its JSON on stdout; else the IDs it acted on (ids) on stdout, and its
+// summary and note (if not nil) on stderr, unless it failed having done
+// nothing (did is false), when its error says it all. Then err, or the IDs
+// asked for that it did not act on.
+func (a *app) report(f *dlqFlags, rep interface{ Summary() string }, ids, asked []string, did bool, err error, note func()) error {
+	if f.output != "table" {
+		if jerr := f.writeResult(a.stdout, rep); jerr != nil {
+			return jerr
+		}
+	} else {
+		for _, id := range ids {
+			fmt.Fprintln(a.stdout, termtext.Line(id))
+		}
+		if err != nil && !did {
+			return err
+		}
+		fmt.Fprintln(a.stderr, rep.Summary())
+		if note != nil {
+			note()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return missingIDs(asked, ids, f.queue)
 }
 
 // confirm asks question on w and reads a yes from r.

@@ -245,3 +245,23 @@ func TestDLQBusyAndWait(t *testing.T) {
 		t.Fatalf("replay --wait:\n%s", p.log.String())
 	}
 }
+
+// The --output json summaries of the dlq passes, as a script reads them.
+type (
+	replayJSON struct {
+		Replayed, Resumed, Failed, Unreadable int
+		IDs                                   []string
+	}
+	purgeJSON struct {
+		Purged int
+		IDs    []string
+	}
+	exportJSON struct {
+		File                                   string
+		Exported, Removed, Skipped, Unreadable int
+	}
+	importJSON struct {
+		Queue                                 string
+		Records, Imported, Duplicates, Failed int
+	}
+)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,16 +14,27 @@ import (
 // barLabels name the counts of a bar: "replayed", "not selected", "failed".
 type barLabels struct{ done, skipped, failed string }
 
-// withProgress returns ctx with a progress bar on stderr when stderr is a
-// terminal (ctx unchanged otherwise), and a function that erases the bar;
-// call it before printing the summary.
-func (a *app) withProgress(ctx context.Context, labels barLabels) (context.Context, func()) {
-	bar := progress.New(a.stderr)
-	if bar == nil {
-		return ctx, func() {}
+// pass runs fn, one pass over a dead-letter queue, with a progress bar
+// labelled by labels on stderr when it is a terminal (none when labels are
+// zero), and erases the bar before it returns. If lockQueue is busy, the
+// pass fails with a clear message, or with wait, waits for the lock
+// (admin.WithLockWait) until ctx ends.
+func (a *app) pass(ctx context.Context, labels barLabels, wait bool, lockQueue string, fn func(ctx context.Context) error) error {
+	if bar := progress.New(a.stderr); bar != nil && labels.done != "" {
+		defer bar.Clear()
+		start := time.Now()
+		ctx = admin.WithProgress(ctx, func(p admin.Progress) { bar.Draw(labels.line(p, time.Since(start))) })
 	}
-	start := time.Now()
-	return admin.WithProgress(ctx, func(p admin.Progress) { bar.Draw(labels.line(p, time.Since(start))) }), bar.Clear
+	if wait {
+		ctx = admin.WithLockWait(ctx, func(dlq string) {
+			fmt.Fprintf(a.stderr, "waiting for the operation running on %s to end…\n", dlq)
+		})
+	}
+	err := fn(ctx)
+	if errors.Is(err, admin.ErrBusy) {
+		return &busyError{dlq: lockQueue, err: err}
+	}
+	return err
 }
 
 // line is the bar's text for p, elapsed into the pass.

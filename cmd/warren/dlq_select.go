@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -96,19 +93,3 @@ func (e *busyError) Error() string {
 	return fmt.Sprintf("another replay or purge is running on %s; try again when it ends (or add --wait)", e.dlq)
 }
 func (e *busyError) Unwrap() error { return e.err }
-
-// whenFree runs fn with ctx; if the dead-letter queue is busy, it fails
-// with a clear message, or with wait, admin waits for the lock
-// (admin.WithLockWait) until ctx ends.
-func whenFree(ctx context.Context, wait bool, dlq string, stderr io.Writer, fn func(ctx context.Context) error) error {
-	if wait {
-		ctx = admin.WithLockWait(ctx, func(dlq string) {
-			fmt.Fprintf(stderr, "waiting for the operation running on %s to end…\n", dlq)
-		})
-	}
-	err := fn(ctx)
-	if errors.Is(err, admin.ErrBusy) {
-		return &busyError{dlq: dlq, err: err}
-	}
-	return err
-}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -100,16 +103,18 @@ func TestDLQProgressLine(t *testing.T) {
 	}
 }
 
-// TestDLQNoProgressOffATerminal: without a terminal on stderr, a command
-// writes no bar at all (stderr here is a buffer).
-func TestDLQNoProgressOffATerminal(t *testing.T) {
+// TestDLQPassOffATerminal: without a terminal on stderr, a pass draws no
+// bar at all (stderr here is a buffer); a busy dead-letter queue is said
+// plainly and still matches admin.ErrBusy.
+func TestDLQPassOffATerminal(t *testing.T) {
 	var errb bytes.Buffer
 	a := &app{stderr: &errb}
-	ctx, clear := a.withProgress(t.Context(), barLabels{done: "x"})
-	if ctx != t.Context() {
-		t.Error("a progress function was installed off a terminal")
+	err := a.pass(t.Context(), barLabels{done: "x"}, false, "q.dlq", func(ctx context.Context) error {
+		return fmt.Errorf("admin: %w", admin.ErrBusy)
+	})
+	if !errors.Is(err, admin.ErrBusy) || !strings.Contains(err.Error(), "another replay or purge is running on q.dlq") {
+		t.Errorf("busy: %v", err)
 	}
-	clear()
 	if errb.Len() != 0 {
 		t.Errorf("wrote %q", errb.String())
 	}
