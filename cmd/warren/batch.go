@@ -41,17 +41,12 @@ func (a *app) enqueueFile(ctx context.Context, cmd *cobra.Command, f *enqueueFla
 		in = file
 	}
 
-	conn, err := a.dial(ctx, "enqueue", 1)
-	if err != nil {
-		return err
-	}
-	defer a.closeConn(conn)
-	p, err := a.newProducer(ctx, conn, f, qo)
-	if err != nil {
-		return err
-	}
-	defer a.closeProducer(p)
+	return a.withProducer(ctx, f, qo, func(p *producer.Producer) error { return a.stream(ctx, p, f, base, in, total) })
+}
 
+// stream enqueues the lines of in (total bytes, 0 when unknown) with p,
+// base the options of every line.
+func (a *app) stream(ctx context.Context, p *producer.Producer, f *enqueueFlags, base []producer.Option, in io.Reader, total int64) error {
 	start := time.Now()
 	out := bufio.NewWriter(a.stdout)
 	defer out.Flush()

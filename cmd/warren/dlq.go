@@ -29,6 +29,11 @@ type dlqFlags struct {
 
 	errRE, since, until string // --error, --since, --until
 	unreadable          bool   // --unreadable
+	wait                bool   // --wait
+}
+
+func (f *dlqFlags) addWait(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
 }
 
 func (f *dlqFlags) addQueue(fs *pflag.FlagSet) {
@@ -267,7 +272,6 @@ func (a *app) dlqReplayCmd() *cobra.Command {
 		toQueue         string
 		rate            string
 		stripUnreadable bool
-		wait            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay --queue Q (--id ID ... | --type T ... | --all) [--dry-run]",
@@ -314,7 +318,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 					labels.done = "would replay"
 				}
 				rep := admin.ReplayReport{Queue: f.queue, DryRun: dryRun}
-				err := a.pass(cmd.Context(), labels, wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
+				err := a.pass(cmd.Context(), labels, f.wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
 					rep.ReplayResult, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec, StripUnreadable: stripUnreadable})
 					return err
 				})
@@ -332,7 +336,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 	fs.BoolVar(&stripUnreadable, "strip-unreadable", false, "also replay the selected dead letters whose headers Warren cannot read, without those headers (body, ID, type and properties kept); without it they stay in the dead-letter queue")
 	fs.StringVar(&toQueue, "to-queue", "", "replay to this `queue` instead of each task's own")
 	fs.StringVar(&rate, "rate", "", "replay at most this many a second (`N/s`, e.g. 100/s; default: as fast as the broker confirms)")
-	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addWait(fs)
 	f.addOutput(fs)
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
@@ -340,9 +344,8 @@ The task keeps its ID, payload and headers (trace context included).`,
 
 func (a *app) dlqPurgeCmd() *cobra.Command {
 	var (
-		f    dlqFlags
-		yes  bool
-		wait bool
+		f   dlqFlags
+		yes bool
 	)
 	cmd := &cobra.Command{
 		Use:   "purge --queue Q (--id ID ... | --type T ... | --all) --yes",
@@ -390,7 +393,7 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 			}
 			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Inspector) error {
 				rep := admin.PurgeReport{Queue: f.queue}
-				err := a.pass(cmd.Context(), barLabels{done: "purged", skipped: "not selected"}, wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
+				err := a.pass(cmd.Context(), barLabels{done: "purged", skipped: "not selected"}, f.wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
 					rep.PurgeResult, err = adm.Purge(ctx, f.queue, flt)
 					return err
 				})
@@ -402,7 +405,7 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 	f.addQueue(fs)
 	f.addSelectors(fs)
 	fs.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addWait(fs)
 	f.addOutput(fs)
 	noEnv(fs, "yes")
 	_ = cmd.MarkFlagRequired("queue")

@@ -28,7 +28,6 @@ func (a *app) dlqExportCmd() *cobra.Command {
 		f      dlqFlags
 		remove bool
 		file   string
-		wait   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "export --queue Q [selectors] [--remove] [--file F]",
@@ -102,7 +101,7 @@ not go to a terminal).`,
 					labels = barLabels{} // no bar among records shown on the same terminal
 				}
 				rep := admin.ExportReport{Queue: f.queue, File: name, Remove: remove}
-				err := a.pass(cmd.Context(), labels, wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
+				err := a.pass(cmd.Context(), labels, f.wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
 					rep.ExportResult, err = adm.Export(ctx, f.queue, flt, out, admin.ExportOptions{Remove: remove})
 					return err
 				})
@@ -124,7 +123,7 @@ not go to a terminal).`,
 	fs.Lookup("all").Usage = "select every dead letter (the default without --remove; --remove needs it or a selector)"
 	fs.BoolVar(&remove, "remove", false, "remove each exported dead letter from Q.dlq once its record is written and flushed")
 	fs.StringVarP(&file, "file", "f", "", "write to `file` (created, mode 0600, never overwritten) instead of stdout")
-	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addWait(fs)
 	fs.StringVarP(&f.output, "output", "o", "table", "summary `format`: table (text on stderr), json or ndjson (on stdout; needs --file)")
 	noEnv(fs, "remove", "file")
 	_ = cmd.MarkFlagRequired("queue")
@@ -136,7 +135,6 @@ func (a *app) dlqImportCmd() *cobra.Command {
 		f       dlqFlags
 		file    string
 		toQueue string
-		wait    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import (--queue Q | --to-queue QUEUE) [--file F]",
@@ -204,7 +202,7 @@ progress bar is drawn on stderr when it is a terminal.`,
 			}
 			return a.withAdmin(cmd.Context(), "dlq import", func(adm *admin.Inspector) error {
 				rep := admin.ImportReport{From: name, Into: target}
-				err := a.pass(cmd.Context(), barLabels{done: "imported", skipped: "already there", failed: "failed"}, wait, target, func(ctx context.Context) (err error) {
+				err := a.pass(cmd.Context(), barLabels{done: "imported", skipped: "already there", failed: "failed"}, f.wait, target, func(ctx context.Context) (err error) {
 					rep.ImportResult, err = adm.Import(ctx, f.queue, in, admin.ImportOptions{ToQueue: toQueue})
 					return err
 				})
@@ -216,7 +214,7 @@ progress bar is drawn on stderr when it is a terminal.`,
 	fs.StringVarP(&f.queue, "queue", "q", "", "the Warren `queue` whose dead-letter queue (Q.dlq) receives the records (required unless --to-queue)")
 	fs.StringVar(&toQueue, "to-queue", "", "publish into this existing `queue` instead, as is, without the check for duplicates")
 	fs.StringVarP(&file, "file", "f", "", "read the records from `file` instead of stdin")
-	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addWait(fs)
 	f.addOutput(fs)
 	fs.Lookup("output").Usage = "summary `format`: table (text on stderr), json or ndjson (on stdout)"
 	noEnv(fs, "file")

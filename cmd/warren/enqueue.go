@@ -138,22 +138,14 @@ func (a *app) enqueueOne(ctx context.Context, cmd *cobra.Command, f *enqueueFlag
 		return err
 	}
 
-	conn, err := a.dial(ctx, "enqueue", 1)
-	if err != nil {
-		return err
-	}
-	defer a.closeConn(conn)
-	p, err := a.newProducer(ctx, conn, f, qopts)
-	if err != nil {
-		return err
-	}
-	defer a.closeProducer(p)
-	id, err := p.Enqueue(ctx, f.queue, f.taskType, payload, opts...)
-	if err != nil {
-		return enqueueError(err, f.queue)
-	}
-	fmt.Fprintln(a.stdout, id)
-	return nil
+	return a.withProducer(ctx, f, qopts, func(p *producer.Producer) error {
+		id, err := p.Enqueue(ctx, f.queue, f.taskType, payload, opts...)
+		if err != nil {
+			return enqueueError(err, f.queue)
+		}
+		fmt.Fprintln(a.stdout, id)
+		return nil
+	})
 }
 
 // commonEnqueueOptions checks the flags shared by both modes and turns
@@ -268,24 +260,30 @@ func (f *enqueueFlags) payloadLimit() int {
 	return cmp.Or(int(f.maxPayload), producer.DefaultMaxPayloadSize)
 }
 
-func (a *app) newProducer(ctx context.Context, conn *broker.Conn, f *enqueueFlags, qo queueOptions) (*producer.Producer, error) {
+// withProducer connects, runs fn with a producer of --queue (declared
+// unless --no-declare), then closes both.
+func (a *app) withProducer(ctx context.Context, f *enqueueFlags, qo queueOptions, fn func(*producer.Producer) error) error {
+	conn, err := a.dial(ctx, "enqueue", 1)
+	if err != nil {
+		return err
+	}
+	defer a.closeConn(conn)
 	cfg := producer.Config{QueueOptions: qo.QueueOptions, NoDeclare: qo.noDeclare, MaxPayloadSize: f.payloadLimit(), Logger: a.log}
 	if !qo.noDeclare {
 		cfg.Queues = []string{f.queue}
 	}
 	p, err := producer.New(ctx, conn, cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return p, nil
-}
-
-func (a *app) closeProducer(p *producer.Producer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := p.Close(ctx); err != nil {
-		a.log.Warn("close producer", "err", err)
-	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := p.Close(ctx); err != nil {
+			a.log.Warn("close producer", "err", err)
+		}
+	}()
+	return fn(p)
 }
 
 // enqueueError explains a failed enqueue; bad input exits with status 2.
