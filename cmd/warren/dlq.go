@@ -53,12 +53,7 @@ func (f *dlqFlags) addOutput(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.output, "output", "o", "table", "output `format`: table, json or ndjson (one JSON object a line)")
 }
 
-func (f *dlqFlags) checkOutput() error {
-	if f.output != "table" && f.output != "json" && f.output != "ndjson" {
-		return usagef("--output %q: want table, json or ndjson", f.output)
-	}
-	return nil
-}
+func (f *dlqFlags) checkOutput() error { return oneOf("output", f.output, "table", "json", "ndjson") }
 
 // writeResult prints a command's result object: indented for json, on one
 // line for ndjson.
@@ -165,8 +160,10 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 			if err := f.checkOutput(); err != nil {
 				return err
 			}
-			if groupBy != "" && groupBy != "error" && groupBy != "type" {
-				return usagef("--group-by %q: want error or type", groupBy)
+			if groupBy != "" {
+				if err := oneOf("group-by", groupBy, "error", "type"); err != nil {
+					return err
+				}
 			}
 			return a.withAdmin(cmd.Context(), "dlq list", func(adm *admin.Inspector) error {
 				ctx := cmd.Context()

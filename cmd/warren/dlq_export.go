@@ -65,8 +65,8 @@ not go to a terminal).`,
 			if err != nil {
 				return err
 			}
-			if f.output != "table" && f.output != "json" && f.output != "ndjson" {
-				return usagef("--output %q: want table, json or ndjson", f.output)
+			if err := f.checkOutput(); err != nil {
+				return err
 			}
 			toStdout := file == "" || file == "-"
 			if toStdout && f.output != "table" {

@@ -32,8 +32,8 @@ default listener (localhost:5672) and rabbitmqctl runs here.`,
 			if err := checkQueues(queues); err != nil {
 				return err
 			}
-			if output != "table" && output != "json" {
-				return usagef("--output %q: want table or json", output)
+			if err := oneOf("output", output, "table", "json"); err != nil {
+				return err
 			}
 			return a.withAdmin(cmd.Context(), "queues", func(adm *admin.Inspector) error {
 				infos, err := adm.Queues(cmd.Context(), queues)
