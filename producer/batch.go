@@ -89,10 +89,14 @@ const (
 // line that is not a valid job fails on its own while the others go on.
 //
 // It returns when r is exhausted and every batch is confirmed, or when ctx
-// ends (the lines read by then are still reported). The error is ctx's
-// when it ended, else r's read error, else nil: failed lines are counted
-// in the totals, not returned.
+// ends (the lines read by then are still reported). The error wraps
+// ErrInvalid when cfg is invalid (nothing is read); else it is ctx's when
+// ctx ended, else r's read error, else nil: failed lines are counted in
+// the totals, not returned.
 func (p *Producer) EnqueueStream(ctx context.Context, r io.Reader, cfg StreamConfig) (StreamTotals, error) {
+	if err := cfg.validate(); err != nil {
+		return StreamTotals{}, err
+	}
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, defaultBatchSize)
 	cfg.InFlight = cmp.Or(cfg.InFlight, defaultInFlight)
 	cfg.MaxLineLen = cmp.Or(cfg.MaxLineLen, max(defaultMaxLineLen, 2*p.cfg.MaxPayloadSize+64<<10))
@@ -161,6 +165,23 @@ read:
 		return tot, err
 	}
 	return tot, <-readErr
+}
+
+// validate reports every problem with c at once, as ErrInvalid.
+func (c StreamConfig) validate() error {
+	var errs []error
+	if err := warren.ValidateQueueName(c.Queue); err != nil {
+		errs = append(errs, fmt.Errorf("StreamConfig.Queue: %w", err))
+	}
+	for name, n := range map[string]int{"BatchSize": c.BatchSize, "InFlight": c.InFlight, "MaxLineLen": c.MaxLineLen, "Linger": int(c.Linger)} {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("StreamConfig.%s cannot be negative", name))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	return nil
 }
 
 // batch is up to StreamConfig.BatchSize jobs and the failed lines between

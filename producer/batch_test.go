@@ -291,3 +291,11 @@ func TestEnqueueStreamReadError(t *testing.T) {
 		t.Fatalf("totals %+v, err %v; want 1 enqueued and the read error", tot, err)
 	}
 }
+
+func TestEnqueueStreamRefusesABadConfig(t *testing.T) {
+	p := newFake(t, &fakeLink{}, Config{})
+	_, err := p.EnqueueStream(testCtx(t), strings.NewReader("{}"), StreamConfig{Queue: "amq.x", InFlight: -1})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Queue") || !strings.Contains(err.Error(), "InFlight") {
+		t.Errorf("err = %v, want ErrInvalid naming Queue and InFlight", err)
+	}
+}
