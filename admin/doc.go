@@ -129,4 +129,13 @@
 // levels. AMQP does not tell how many messages are delivered and unacked;
 // Queues asks `rabbitmqctl list_queues` for that when the broker is the
 // local node, and reports -1 otherwise.
+//
+// # Showing results
+//
+// A DeadLetter, a Group and a QueueInfo marshal to the JSON that `warren
+// dlq list` and `warren queues` print, and ReplayReport, PurgeReport,
+// ExportReport and ImportReport give a pass's outcome as JSON and as a
+// one-line Summary, so that a CLI, an HTTP API and a web page show the
+// same thing. WriteTable, DeadLetter.WriteText, WriteGroups and
+// WriteQueues write the text forms, escaped for a terminal.
 package admin

@@ -132,3 +132,47 @@ func jsonable(v any) any {
 	}
 	return fmt.Sprint(v)
 }
+
+// MarshalJSON writes g as `warren dlq list --group-by` prints it: the
+// example error's first line only, and the failure times left out when
+// unknown.
+func (g Group) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Key        string     `json:"key"`
+		Count      int        `json:"count"`
+		ExampleID  string     `json:"example_id"`
+		Example    string     `json:"example,omitempty"`
+		OldestFail *time.Time `json:"first_failed_at,omitempty"`
+		NewestFail *time.Time `json:"last_failed_at,omitempty"`
+	}{g.Key, g.Count, g.ExampleID, firstLine(g.Example, 200), timeOrNull(g.OldestFailure), timeOrNull(g.NewestFailure)})
+}
+
+// MarshalJSON writes q with the counts that are unknown (-1) as null.
+func (q QueueInfo) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Name        string `json:"name"`
+		Exists      bool   `json:"exists"`
+		Ready       int    `json:"ready"`
+		Unacked     *int   `json:"unacked"`
+		Consumers   int    `json:"consumers"`
+		DeadLetters int    `json:"dead_letters"`
+		Delayed     int    `json:"delayed"`
+		DelayedHeld *int   `json:"delayed_held"`
+	}{q.Name, q.Exists, q.Ready, countOrNull(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, countOrNull(q.DelayedHeld)})
+}
+
+// timeOrNull is nil for the zero time.
+func timeOrNull(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// countOrNull is nil for a count that is -1 (unknown).
+func countOrNull(n int) *int {
+	if n < 0 {
+		return nil
+	}
+	return &n
+}

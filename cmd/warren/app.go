@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/internal/termtext"
 )
 
 // Exit codes.
@@ -90,7 +91,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	err = explain(err)
-	fmt.Fprintf(a.stderr, "warren: %s\n", termText(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
+	fmt.Fprintf(a.stderr, "warren: %s\n", termtext.Text(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
 	var ue *usageError
 	if errors.As(err, &ue) || !a.running {
 		if cmd == nil {
@@ -224,7 +225,7 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	case "json":
 		// JSON escapes control characters but writes C1 controls and
 		// invisible format characters (bidi overrides) as they are.
-		jsonOut := &scrubWriter{w: a.stderr, scrub: func(s string) string { return jsonInvisibles(a.scrub(s)) }}
+		jsonOut := &scrubWriter{w: a.stderr, scrub: func(s string) string { return termtext.JSON(a.scrub(s)) }}
 		a.log = slog.New(slog.NewJSONHandler(jsonOut, opts))
 	default:
 		return usagef("--log-format %q: want text or json", a.logFormat)

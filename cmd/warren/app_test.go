@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/producer"
 )
 
 // deadURL points at a port where no broker listens: a command that gets as
@@ -340,73 +341,13 @@ func TestReadPayload(t *testing.T) {
 	}
 }
 
-func TestReadLines(t *testing.T) {
-	long := strings.Repeat("x", maxLineLen+10)
-	in := "one\r\n\n" + long + "\nlast without newline"
-	out := make(chan inputLine, 10)
-	if err := readLines(context.Background(), strings.NewReader(in), out, maxLineLen); err != nil {
-		t.Fatal(err)
+func TestProgressLine(t *testing.T) {
+	got := progressLine(producer.StreamTotals{Enqueued: 400, Failed: 100, Bytes: 500}, 1000, time.Second)
+	if got != "[===============               ]  50%  400 enqueued, 100 failed, 400/s" {
+		t.Errorf("with a known size: %q", got)
 	}
-	var got []inputLine
-	for l := range out {
-		got = append(got, l)
-	}
-	if len(got) != 4 {
-		t.Fatalf("got %d lines, want 4", len(got))
-	}
-	if string(got[0].data) != "one\r\n" || got[0].no != 1 || got[1].no != 2 || string(got[1].data) != "\n" {
-		t.Errorf("lines 1-2: %+v", got[:2])
-	}
-	if !got[2].tooLong || got[2].data != nil || got[2].size != int64(len(long)+1) {
-		t.Errorf("line 3: tooLong=%v len=%d size=%d", got[2].tooLong, len(got[2].data), got[2].size)
-	}
-	if string(got[3].data) != "last without newline" || got[3].no != 4 {
-		t.Errorf("line 4: %+v", got[3])
-	}
-	var total int64
-	for _, l := range got {
-		total += l.size
-	}
-	if total != int64(len(in)) {
-		t.Errorf("sizes add up to %d, want %d", total, len(in))
-	}
-}
-
-func TestCheckJSON(t *testing.T) {
-	for _, ok := range []string{`{}`, `null`, ` [1,2] `, `"s"`, `1e3`} {
-		if err := checkJSON([]byte(ok)); err != nil {
-			t.Errorf("%s: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{``, ` `, `{`, `{} {}`, `{'a':1}`, `nul`} {
-		if err := checkJSON([]byte(bad)); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func TestProgress(t *testing.T) {
-	var b bytes.Buffer
-	p := &progress{w: &b, on: true, total: 1000, start: time.Now().Add(-time.Second)}
-	p.draw(batchTotals{ok: 400, failed: 100, bytes: 500})
-	if s := b.String(); !strings.HasPrefix(s, "\r") || !strings.Contains(s, " 50%") || !strings.Contains(s, "400 enqueued, 100 failed") {
-		t.Fatalf("progress line %q", s)
-	}
-	b.Reset()
-	p.draw(batchTotals{ok: 401}) // throttled
-	if b.Len() != 0 {
-		t.Fatalf("drawn again within %s: %q", progressEvery, b.String())
-	}
-	p.clear()
-	if b.String() != "\r\x1b[K" {
-		t.Fatalf("clear wrote %q", b.String())
-	}
-	off := &progress{w: &b, on: false}
-	b.Reset()
-	off.draw(batchTotals{ok: 1})
-	off.clear()
-	if b.Len() != 0 {
-		t.Fatalf("a progress bar off a terminal wrote %q", b.String())
+	if got := progressLine(producer.StreamTotals{Enqueued: 10}, 0, time.Second); got != "10 enqueued, 0 failed, 10/s" {
+		t.Errorf("from a pipe: %q", got)
 	}
 }
 

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"runtime"
-	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -17,6 +12,7 @@ import (
 
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/bench"
+	"github.com/warrenq/warren/internal/progress"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -156,162 +152,20 @@ func (a *app) runBench(ctx context.Context, f *benchFlags) error {
 	}
 	// A log line per task would measure the log writer: show only errors.
 	o.Logger = a.benchLogger()
-	showProgress := isTerminal(a.stderr)
-	progress := func(label string) func(done, total int) {
-		if !showProgress {
-			return nil
-		}
-		return func(done, total int) { drawProgress(a.stderr, label, done, total) }
-	}
-	mode := cmp.Or(o.Mode, bench.ModeE2E)
-
-	env := bench.Describe(a.url)
-	runWarren := func() (bench.Report, error) {
-		o.Progress = progress("warren " + mode)
-		defer clearProgress(a.stderr, showProgress)
-		rep, err := f.profiled("warren", func() (bench.Report, error) { return bench.Run(ctx, o) })
-		if err != nil {
-			return rep, fmt.Errorf("bench: warren: %w", err)
-		}
-		return rep, nil
-	}
-	runBare := func() (bench.Report, error) {
-		o.Progress = progress("bare " + mode)
-		defer clearProgress(a.stderr, showProgress)
-		rep, err := f.profiled("bare", func() (bench.Report, error) { return bench.RunBaseline(ctx, o) })
-		if err != nil {
-			return rep, fmt.Errorf("bench: bare: %w", err)
-		}
-		return rep, nil
-	}
-	// With a baseline, the clients take turns going first, so that neither
-	// always meets a broker warmed up (or worn out) by the other.
-	var warrens, bares, runs []bench.Report
-	for i := range f.rounds {
-		order := []func() (bench.Report, error){runWarren}
-		if f.baseline {
-			order = append(order, runBare)
-			if i%2 == 1 {
-				order[0], order[1] = order[1], order[0]
-			}
-		}
-		for _, run := range order {
-			rep, err := run()
-			if err != nil {
-				return err
-			}
-			runs = append(runs, rep)
-			if rep.Client == "bare" {
-				bares = append(bares, rep)
-			} else {
-				warrens = append(warrens, rep)
-			}
+	rc := bench.RoundsConfig{Rounds: f.rounds, Baseline: f.baseline, CPUProfile: f.cpuProfile, MemProfile: f.memProfile}
+	if bar := progress.New(a.stderr); bar != nil {
+		rc.Progress = func(label string) (func(done, total int), func()) {
+			return func(done, total int) { bar.Draw(bench.ProgressLine(label, done, total)) }, bar.Clear
 		}
 	}
-	res := bench.Result{Report: bench.Median(warrens), Rounds: f.rounds, Environment: env}
-	if f.rounds > 1 {
-		res.Runs = runs
-	}
-	if f.baseline {
-		b := bench.Median(bares)
-		res.Baseline = &b
-		res.Ratio = bench.Ratios(res.Report, b)
-	}
-
-	if f.output == "json" {
-		enc := json.NewEncoder(a.stdout)
-		return enc.Encode(res)
-	}
-	return writeBenchText(a.stdout, res)
-}
-
-// profiled runs one client's run under the CPU and allocation profilers
-// that --cpuprofile and --memprofile ask for.
-func (f *benchFlags) profiled(client string, run func() (bench.Report, error)) (bench.Report, error) {
-	if f.cpuProfile != "" {
-		file, err := os.Create(f.cpuProfile + "-" + client + ".pprof")
-		if err != nil {
-			return bench.Report{}, err
-		}
-		defer file.Close()
-		if err := pprof.StartCPUProfile(file); err != nil {
-			return bench.Report{}, err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if f.memProfile != "" {
-		old := runtime.MemProfileRate
-		runtime.MemProfileRate = 4096
-		defer func() { runtime.MemProfileRate = old }()
-		// Forget what was allocated before this run.
-		runtime.GC()
-	}
-	rep, err := run()
-	if f.memProfile != "" && err == nil {
-		runtime.GC()
-		file, ferr := os.Create(f.memProfile + "-" + client + ".pprof")
-		if ferr != nil {
-			return rep, ferr
-		}
-		defer file.Close()
-		if werr := pprof.Lookup("allocs").WriteTo(file, 0); werr != nil {
-			return rep, werr
-		}
-	}
-	return rep, err
-}
-
-func writeBenchText(w io.Writer, res bench.Result) error {
-	r := res.Report
-	fmt.Fprintf(w, "warren bench: %s, %s of %d bytes on a %s queue, %s",
-		r.Mode, plural(r.Jobs, "job", "jobs"), r.Size, r.QueueType, plural(r.Producers, "producer", "producers"))
-	if r.Batch > 1 {
-		fmt.Fprintf(w, " × batch %d", r.Batch)
-	}
-	fmt.Fprintf(w, ", concurrency %d, prefetch %d", r.Concurrency, r.Prefetch)
-	if r.HandlerLatencyMS > 0 {
-		fmt.Fprintf(w, ", handler %s", time.Duration(r.HandlerLatencyMS*float64(time.Millisecond)))
-	}
-	if r.Rate > 0 {
-		fmt.Fprintf(w, ", rate %g/s", r.Rate)
-	}
-	fmt.Fprintln(w)
-	e := res.Environment
-	broker := "broker version unknown"
-	if e.BrokerVersion != "" {
-		broker = cmp.Or(e.BrokerProduct, "broker") + " " + e.BrokerVersion
-	}
-	fmt.Fprintf(w, "%s, %s %s/%s, %d CPUs", broker, e.GoVersion, e.OS, e.Arch, e.CPUs)
-	if res.Rounds > 1 {
-		fmt.Fprintf(w, "; medians of %d rounds", res.Rounds)
-	}
-	fmt.Fprint(w, "\n\n")
-	if err := bench.WriteTable(w, r, res.Baseline); err != nil {
+	res, err := bench.RunRounds(ctx, o, rc)
+	if err != nil {
 		return err
 	}
-	if r.Mode == bench.ModeRetry {
-		fmt.Fprintln(w, "\nretry late by: how long after its due time (the failure plus the delay) each retry started")
+	if f.output == "json" {
+		return json.NewEncoder(a.stdout).Encode(res)
 	}
-	if r.Redelivered > 0 || (res.Baseline != nil && res.Baseline.Redelivered > 0) {
-		fmt.Fprintln(w, "\nnote: some jobs were delivered more than once")
-	}
-	return nil
-}
-
-// drawProgress redraws a one-line progress bar.
-func drawProgress(w io.Writer, label string, done, total int) {
-	const width = 30
-	filled := 0
-	if total > 0 {
-		filled = min(done*width/total, width)
-	}
-	fmt.Fprintf(w, "\r%-14s [%s%s] %d/%d", label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done, total)
-}
-
-func clearProgress(w io.Writer, shown bool) {
-	if shown {
-		fmt.Fprint(w, "\r\033[K")
-	}
+	return bench.WriteText(a.stdout, res)
 }
 
 // benchLogger logs Warren's errors like the global logger does (--log-format,

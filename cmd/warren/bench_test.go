@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/warrenq/warren/internal/bench"
 )
 
 // runBenchCLI runs the CLI with args like runCLI, with the bench command
@@ -97,57 +95,5 @@ func TestBenchFlagsFromTheEnvironment(t *testing.T) {
 	get := func(name string) string { return cmd.Flags().Lookup(name).Value.String() }
 	if get("concurrency") != "64" || get("prefetch") != "100" || get("mode") != "publish" {
 		t.Errorf("concurrency %s prefetch %s mode %s", get("concurrency"), get("prefetch"), get("mode"))
-	}
-}
-
-func benchResult(baseline bool) bench.Result {
-	w := bench.Report{Client: "warren", Mode: "e2e", Jobs: 20000, Size: 256, Producers: 256, Batch: 1, Concurrency: 10, Prefetch: 20,
-		QueueType: "quorum", PublishPerSec: 9000, ConsumePerSec: 8000, LatencyP50: 5 * time.Millisecond, LatencyP95: 9 * time.Millisecond,
-		LatencyP99: 12 * time.Millisecond, LatencyMax: 20 * time.Millisecond, PeakRSSBytes: 20 << 20, AllocsPerJob: 100, BytesPerJob: 5000,
-		CPUPerJob: 30 * time.Microsecond}
-	res := bench.Result{Report: w, Rounds: 3, Environment: bench.Environment{GoVersion: "go1.26", OS: "linux", Arch: "amd64", CPUs: 2,
-		BrokerProduct: "RabbitMQ", BrokerVersion: "3.10.8"}}
-	if baseline {
-		b := w
-		b.Client, b.PublishPerSec, b.ConsumePerSec = "bare", 10000, 8000
-		res.Baseline = &b
-		res.Ratio = bench.Ratios(w, b)
-	}
-	return res
-}
-
-func TestBenchTextOutput(t *testing.T) {
-	var buf bytes.Buffer
-	if err := writeBenchText(&buf, benchResult(true)); err != nil {
-		t.Fatal(err)
-	}
-	out := buf.String()
-	for _, want := range []string{
-		"e2e, 20000 jobs of 256 bytes on a quorum queue, 256 producers, concurrency 10, prefetch 20",
-		"RabbitMQ 3.10.8", "medians of 3 rounds", "warren/bare", "publish msg/s", "9,000", "10,000", "0.90", "1.00", "latency p99 ms",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("no %q in\n%s", want, out)
-		}
-	}
-	buf.Reset()
-	if err := writeBenchText(&buf, benchResult(false)); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(buf.String(), "bare") {
-		t.Errorf("no baseline, yet:\n%s", buf.String())
-	}
-}
-
-func TestDrawProgress(t *testing.T) {
-	var buf bytes.Buffer
-	drawProgress(&buf, "warren e2e", 50, 100)
-	if got := buf.String(); !strings.HasPrefix(got, "\r") || !strings.Contains(got, "50/100") || strings.Count(got, "=") != 15 {
-		t.Errorf("got %q", got)
-	}
-	buf.Reset()
-	drawProgress(&buf, "x", 150, 100) // more done than planned (redeliveries): the bar stays full
-	if strings.Count(buf.String(), "=") != 30 {
-		t.Errorf("got %q", buf.String())
 	}
 }

@@ -8,19 +8,15 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
+	"github.com/warrenq/warren/internal/termtext"
 )
-
-// maxErrorColumn bounds the ERROR column of dlq list.
-const maxErrorColumn = 72
 
 // dlqFlags are the selection flags shared by the dlq commands.
 type dlqFlags struct {
@@ -33,6 +29,11 @@ type dlqFlags struct {
 
 	errRE, since, until string // --error, --since, --until
 	unreadable          bool   // --unreadable
+	wait                bool   // --wait
+}
+
+func (f *dlqFlags) addWait(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
 }
 
 func (f *dlqFlags) addQueue(fs *pflag.FlagSet) {
@@ -52,12 +53,7 @@ func (f *dlqFlags) addOutput(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.output, "output", "o", "table", "output `format`: table, json or ndjson (one JSON object a line)")
 }
 
-func (f *dlqFlags) checkOutput() error {
-	if f.output != "table" && f.output != "json" && f.output != "ndjson" {
-		return usagef("--output %q: want table, json or ndjson", f.output)
-	}
-	return nil
-}
+func (f *dlqFlags) checkOutput() error { return oneOf("output", f.output, "table", "json", "ndjson") }
 
 // writeResult prints a command's result object: indented for json, on one
 // line for ndjson.
@@ -164,8 +160,10 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 			if err := f.checkOutput(); err != nil {
 				return err
 			}
-			if groupBy != "" && groupBy != "error" && groupBy != "type" {
-				return usagef("--group-by %q: want error or type", groupBy)
+			if groupBy != "" {
+				if err := oneOf("group-by", groupBy, "error", "type"); err != nil {
+					return err
+				}
 			}
 			return a.withAdmin(cmd.Context(), "dlq list", func(adm *admin.Inspector) error {
 				ctx := cmd.Context()
@@ -175,7 +173,13 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 					if err != nil {
 						return err
 					}
-					return writeGroups(a.stdout, f.output, groupBy, groupsJSON(groups))
+					switch f.output {
+					case "json":
+						return writeJSON(a.stdout, nonNil(groups))
+					case "ndjson":
+						return each(groups, json.NewEncoder(a.stdout).Encode)
+					}
+					return admin.WriteGroups(a.stdout, admin.GroupBy(groupBy), groups)
 				case f.output == "ndjson":
 					enc := json.NewEncoder(a.stdout)
 					return adm.Each(ctx, f.queue, flt, func(dl admin.DeadLetter) error { return enc.Encode(dl) })
@@ -185,9 +189,11 @@ refused" and "dial tcp 10.0.0.9:5432: connection refused" count together.
 					return err
 				}
 				if f.output == "json" {
-					return writeJSON(a.stdout, deadLettersJSON(dls))
+					return writeJSON(a.stdout, nonNil(dls))
 				}
-				writeDeadLetterTable(a.stdout, dls, time.Now())
+				if err := admin.WriteTable(a.stdout, dls, time.Now()); err != nil {
+					return err
+				}
 				if len(dls) == 0 {
 					fmt.Fprintf(a.stderr, "no dead letters in %s\n", warren.DeadLetterQueue(f.queue))
 				}
@@ -242,8 +248,7 @@ element of "dlq list --output json".`,
 				if f.output != "table" {
 					return f.writeResult(a.stdout, dl)
 				}
-				writeDeadLetter(a.stdout, dl, time.Now())
-				return nil
+				return dl.WriteText(a.stdout, time.Now())
 			})
 		}),
 	}
@@ -264,7 +269,6 @@ func (a *app) dlqReplayCmd() *cobra.Command {
 		toQueue         string
 		rate            string
 		stripUnreadable bool
-		wait            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay --queue Q (--id ID ... | --type T ... | --all) [--dry-run]",
@@ -310,53 +314,15 @@ The task keeps its ID, payload and headers (trace context included).`,
 				if dryRun {
 					labels.done = "would replay"
 				}
-				ctx, clearBar := a.withProgress(cmd.Context(), labels)
-				var res admin.ReplayResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
-					res, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec, StripUnreadable: stripUnreadable})
+				rep := admin.ReplayReport{Queue: f.queue, DryRun: dryRun}
+				err := a.pass(cmd.Context(), labels, f.wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
+					rep.ReplayResult, err = adm.Replay(ctx, f.queue, flt, admin.ReplayOptions{DryRun: dryRun, ToQueue: toQueue, Rate: perSec, StripUnreadable: stripUnreadable})
 					return err
 				})
-				clearBar()
-				if f.output != "table" {
-					if jerr := f.writeResult(a.stdout, replayJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), DryRun: dryRun,
-						Replayed: res.Replayed, Resumed: res.Resumed, Skipped: res.Skipped, Failed: res.Failed,
-						Unreadable: res.Unreadable, Unconfirmed: res.Unconfirmed, IDs: nonNil(res.IDs)}); jerr != nil {
-						return jerr
-					}
-					if err != nil {
-						return err
-					}
-					return missingIDs(f.ids, res.IDs, f.queue)
-				}
-				for _, id := range res.IDs {
-					fmt.Fprintln(a.stdout, termString(id))
-				}
-				verb := "replayed"
-				if dryRun {
-					verb = "would replay"
-				}
-				if err != nil && res.Replayed == 0 && res.Failed == 0 && res.Resumed == 0 && res.Unconfirmed == 0 && res.Unreadable == 0 {
-					return err // nothing was done: the error says it all
-				}
-				fmt.Fprintf(a.stderr, "%s %s from %s", verb, plural(res.Replayed, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
-				if res.Resumed > 0 {
-					fmt.Fprintf(a.stderr, ", %d already replayed by an interrupted replay (removed, not replayed again)", res.Resumed)
-				}
-				if res.Skipped > 0 {
-					fmt.Fprintf(a.stderr, ", %d not selected", res.Skipped)
-				}
-				if res.Failed > 0 {
-					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
-				}
-				if res.Unconfirmed > 0 {
-					fmt.Fprintf(a.stderr, ", %d published without a confirm (kept; the next replay completes them)", res.Unconfirmed)
-				}
-				fmt.Fprintln(a.stderr)
-				unreadableNote(a.stderr, res.Unreadable, f.queue, "replayed", "or replay them without their headers with --strip-unreadable")
-				if err != nil {
-					return err
-				}
-				return missingIDs(f.ids, res.IDs, f.queue)
+				did := rep.Replayed > 0 || rep.Failed > 0 || rep.Resumed > 0 || rep.Unconfirmed > 0 || rep.Unreadable > 0
+				return a.report(&f, rep, rep.IDs, f.ids, did, err, func() {
+					unreadableNote(a.stderr, rep.Unreadable, f.queue, "replayed", "or replay them without their headers with --strip-unreadable")
+				})
 			})
 		}),
 	}
@@ -367,7 +333,7 @@ The task keeps its ID, payload and headers (trace context included).`,
 	fs.BoolVar(&stripUnreadable, "strip-unreadable", false, "also replay the selected dead letters whose headers Warren cannot read, without those headers (body, ID, type and properties kept); without it they stay in the dead-letter queue")
 	fs.StringVar(&toQueue, "to-queue", "", "replay to this `queue` instead of each task's own")
 	fs.StringVar(&rate, "rate", "", "replay at most this many a second (`N/s`, e.g. 100/s; default: as fast as the broker confirms)")
-	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addWait(fs)
 	f.addOutput(fs)
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
@@ -375,9 +341,8 @@ The task keeps its ID, payload and headers (trace context included).`,
 
 func (a *app) dlqPurgeCmd() *cobra.Command {
 	var (
-		f    dlqFlags
-		yes  bool
-		wait bool
+		f   dlqFlags
+		yes bool
 	)
 	cmd := &cobra.Command{
 		Use:   "purge --queue Q (--id ID ... | --type T ... | --all) --yes",
@@ -424,34 +389,12 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 				}
 			}
 			return a.withAdmin(cmd.Context(), "dlq purge", func(adm *admin.Inspector) error {
-				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "purged", skipped: "not selected"})
-				var res admin.PurgeResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
-					res, err = adm.Purge(ctx, f.queue, flt)
+				rep := admin.PurgeReport{Queue: f.queue}
+				err := a.pass(cmd.Context(), barLabels{done: "purged", skipped: "not selected"}, f.wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
+					rep.PurgeResult, err = adm.Purge(ctx, f.queue, flt)
 					return err
 				})
-				clearBar()
-				if f.output != "table" {
-					if jerr := f.writeResult(a.stdout, purgeJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue),
-						Purged: res.Purged, IDs: nonNil(res.IDs)}); jerr != nil {
-						return jerr
-					}
-					if err != nil {
-						return err
-					}
-					return missingIDs(f.ids, res.IDs, f.queue)
-				}
-				for _, id := range res.IDs {
-					fmt.Fprintln(a.stdout, termString(id))
-				}
-				if err != nil && res.Purged == 0 {
-					return err // nothing was done: the error says it all
-				}
-				fmt.Fprintf(a.stderr, "purged %s from %s\n", plural(res.Purged, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue))
-				if err != nil {
-					return err
-				}
-				return missingIDs(f.ids, res.IDs, f.queue)
+				return a.report(&f, rep, rep.IDs, f.ids, rep.Purged > 0, err, nil)
 			})
 		}),
 	}
@@ -459,25 +402,11 @@ asks for confirmation on a terminal, and refuses otherwise.`,
 	f.addQueue(fs)
 	f.addSelectors(fs)
 	fs.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addWait(fs)
 	f.addOutput(fs)
 	noEnv(fs, "yes")
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
-}
-
-// replayJSON is the --output json of dlq replay.
-type replayJSON struct {
-	Queue           string   `json:"queue"`
-	DeadLetterQueue string   `json:"dead_letter_queue"`
-	DryRun          bool     `json:"dry_run"`
-	Replayed        int      `json:"replayed"`
-	Resumed         int      `json:"resumed"`
-	Skipped         int      `json:"skipped"`
-	Failed          int      `json:"failed"`
-	Unreadable      int      `json:"unreadable"`
-	Unconfirmed     int      `json:"unconfirmed"`
-	IDs             []string `json:"ids"`
 }
 
 func countUnreadable(dls []admin.DeadLetter) int {
@@ -503,20 +432,40 @@ func unreadableNote(w io.Writer, n int, queue, verb, more string) {
 		plural(n, "dead letter", "dead letters"), verb, warren.DeadLetterQueue(queue), queue, queue, more)
 }
 
-// purgeJSON is the --output json of dlq purge.
-type purgeJSON struct {
-	Queue           string   `json:"queue"`
-	DeadLetterQueue string   `json:"dead_letter_queue"`
-	Purged          int      `json:"purged"`
-	IDs             []string `json:"ids"`
-}
-
 // nonNil makes an empty list print as [] rather than null.
-func nonNil(s []string) []string {
+func nonNil[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
+}
+
+// report prints the outcome of a dlq pass: with --output json or ndjson
+// its JSON on stdout; else the IDs it acted on (ids) on stdout, and its
+// summary and note (if not nil) on stderr, unless it failed having done
+// nothing (did is false), when its error says it all. Then err, or the IDs
+// asked for that it did not act on.
+func (a *app) report(f *dlqFlags, rep interface{ Summary() string }, ids, asked []string, did bool, err error, note func()) error {
+	if f.output != "table" {
+		if jerr := f.writeResult(a.stdout, rep); jerr != nil {
+			return jerr
+		}
+	} else {
+		for _, id := range ids {
+			fmt.Fprintln(a.stdout, termtext.Line(id))
+		}
+		if err != nil && !did {
+			return err
+		}
+		fmt.Fprintln(a.stderr, rep.Summary())
+		if note != nil {
+			note()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return missingIDs(asked, ids, f.queue)
 }
 
 // confirm asks question on w and reads a yes from r.
@@ -560,129 +509,12 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// writeDeadLetterTable prints dead letters as aligned columns.
-func writeDeadLetterTable(w io.Writer, dls []admin.DeadLetter, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tAGE\tFAILED-AT\tREASON\tERROR")
-	for _, dl := range dls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			cell(termString(dl.ID)), cell(termString(dl.Type)), attempts(dl), age(dl.EnqueuedAt, now), timestamp(dl.FailedAt),
-			cell(termString(string(dl.Reason))), cell(termString(firstLine(strings.TrimPrefix(dl.Error, "worker: "), maxErrorColumn))))
-	}
-	_ = tw.Flush()
-}
-
-// writeDeadLetter prints one dead letter in full.
-func writeDeadLetter(w io.Writer, dl admin.DeadLetter, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(k, v string) {
-		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, termString(v))
+// each calls fn on every element of s, up to the first error.
+func each[T any](s []T, fn func(any) error) error {
+	for _, v := range s {
+		if err := fn(v); err != nil {
+			return err
 		}
 	}
-	row("ID", dl.ID)
-	row("Type", dl.Type)
-	row("Queue", dl.Queue)
-	row("Reason", string(dl.Reason))
-	row("Attempts", attempts(dl))
-	if !dl.EnqueuedAt.IsZero() {
-		row("Enqueued at", timestamp(dl.EnqueuedAt)+" ("+age(dl.EnqueuedAt, now)+" ago)")
-	}
-	row("Failed at", timestamp(dl.FailedAt))
-	row("Worker", dl.WorkerHost)
-	if dl.Duration > 0 {
-		row("Duration", dl.Duration.String())
-	}
-	if dl.ReplayCount > 0 {
-		row("Replays", fmt.Sprint(dl.ReplayCount))
-	}
-	row("Content type", dl.ContentType)
-	_ = tw.Flush()
-	if dl.Error != "" {
-		fmt.Fprintf(w, "\nError:\n%s\n", indent(termText(dl.Error)))
-	}
-	if len(dl.History) > 0 {
-		fmt.Fprintln(w, "\nHistory:")
-		for _, h := range dl.History {
-			fmt.Fprintf(w, "  attempt %d at %s on %s (%s): %s\n", h.Attempt, timestamp(h.FailedAt), termString(h.Worker), h.Duration, termString(firstLine(h.Error, 200)))
-		}
-	}
-	if dl.Stack != "" {
-		fmt.Fprintf(w, "\nStack:\n%s\n", indent(termText(dl.Stack)))
-	}
-	fmt.Fprintf(w, "\nPayload (%d bytes):\n%s\n", len(dl.Payload), indent(termText(admin.Printable(dl.Payload))))
-}
-
-func attempts(dl admin.DeadLetter) string {
-	if dl.Attempts == 0 {
-		return "-"
-	}
-	if dl.MaxAttempts > 0 {
-		return fmt.Sprintf("%d/%d", dl.Attempts, dl.MaxAttempts)
-	}
-	return fmt.Sprint(dl.Attempts)
-}
-
-// age is a short duration like 3d4h, 5m, 12s.
-func age(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	d := now.Sub(t)
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
-	default:
-		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
-	}
-}
-
-func timestamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-// cell makes s safe for a table cell: one line, no tabs, "-" when empty.
-func cell(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
-// firstLine returns the first non-empty line of s, cut to n runes.
-func firstLine(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = strings.TrimSpace(s[:i]) + " …"
-	}
-	if utf8.RuneCountInString(s) > n {
-		r := []rune(s)
-		s = string(r[:n-1]) + "…"
-	}
-	return s
-}
-
-func indent(s string) string {
-	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
-}
-
-func deadLettersJSON(dls []admin.DeadLetter) []admin.DeadLetter {
-	if dls == nil {
-		return []admin.DeadLetter{}
-	}
-	return dls
+	return nil
 }

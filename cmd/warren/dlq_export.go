@@ -23,32 +23,11 @@ func isRegularFile(w io.Writer) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-// exportJSON is the --output json summary of dlq export.
-type exportJSON struct {
-	Queue           string `json:"queue"`
-	DeadLetterQueue string `json:"dead_letter_queue"`
-	File            string `json:"file"`
-	Exported        int    `json:"exported"`
-	Removed         int    `json:"removed"`
-	Skipped         int    `json:"skipped"`
-	Unreadable      int    `json:"unreadable"`
-}
-
-// importJSON is the --output json summary of dlq import.
-type importJSON struct {
-	Queue      string `json:"queue"`
-	Records    int    `json:"records"`
-	Imported   int    `json:"imported"`
-	Duplicates int    `json:"duplicates"`
-	Failed     int    `json:"failed"`
-}
-
 func (a *app) dlqExportCmd() *cobra.Command {
 	var (
 		f      dlqFlags
 		remove bool
 		file   string
-		wait   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "export --queue Q [selectors] [--remove] [--file F]",
@@ -86,8 +65,8 @@ not go to a terminal).`,
 			if err != nil {
 				return err
 			}
-			if f.output != "table" && f.output != "json" && f.output != "ndjson" {
-				return usagef("--output %q: want table, json or ndjson", f.output)
+			if err := f.checkOutput(); err != nil {
+				return err
 			}
 			toStdout := file == "" || file == "-"
 			if toStdout && f.output != "table" {
@@ -117,44 +96,24 @@ not go to a terminal).`,
 					}
 					out, name = fh, file
 				}
-				ctx, clearBar := cmd.Context(), func() {}
-				if !toStdout || !isTerminal(a.stdout) { // no bar among records shown on the same terminal
-					ctx, clearBar = a.withProgress(ctx, barLabels{done: "exported", skipped: "not selected"})
+				labels := barLabels{done: "exported", skipped: "not selected"}
+				if toStdout && isTerminal(a.stdout) {
+					labels = barLabels{} // no bar among records shown on the same terminal
 				}
-				var res admin.ExportResult
-				err := whenFree(ctx, wait, warren.DeadLetterQueue(f.queue), a.stderr, func(ctx context.Context) (err error) {
-					res, err = adm.Export(ctx, f.queue, flt, out, admin.ExportOptions{Remove: remove})
+				rep := admin.ExportReport{Queue: f.queue, File: name, Remove: remove}
+				err := a.pass(cmd.Context(), labels, f.wait, warren.DeadLetterQueue(f.queue), func(ctx context.Context) (err error) {
+					rep.ExportResult, err = adm.Export(ctx, f.queue, flt, out, admin.ExportOptions{Remove: remove})
 					return err
 				})
-				clearBar()
 				if fh != nil {
 					if cerr := fh.Close(); cerr != nil && err == nil {
 						err = fmt.Errorf("close %s: %w", file, cerr)
 					}
-					if res.Exported == 0 && err != nil {
+					if rep.Exported == 0 && err != nil {
 						_ = os.Remove(file) // created empty by this command: nothing to keep
 					}
 				}
-				if f.output != "table" {
-					if jerr := f.writeResult(a.stdout, exportJSON{Queue: f.queue, DeadLetterQueue: warren.DeadLetterQueue(f.queue), File: name,
-						Exported: res.Exported, Removed: res.Removed, Skipped: res.Skipped, Unreadable: res.Unreadable}); jerr != nil {
-						return jerr
-					}
-					return err
-				}
-				if err != nil && res.Exported == 0 {
-					return err
-				}
-				fmt.Fprintf(a.stderr, "exported %s from %s to %s", plural(res.Exported, "dead letter", "dead letters"), warren.DeadLetterQueue(f.queue), name)
-				if remove {
-					fmt.Fprintf(a.stderr, ", removed %d", res.Removed)
-				}
-				if res.Skipped > 0 {
-					fmt.Fprintf(a.stderr, ", %d not selected", res.Skipped)
-				}
-				fmt.Fprintln(a.stderr)
-				unreadableNote(a.stderr, res.Unreadable, f.queue, "exported", "")
-				return err
+				return a.report(&f, rep, nil, nil, rep.Exported > 0, err, func() { unreadableNote(a.stderr, rep.Unreadable, f.queue, "exported", "") })
 			})
 		}),
 	}
@@ -164,7 +123,7 @@ not go to a terminal).`,
 	fs.Lookup("all").Usage = "select every dead letter (the default without --remove; --remove needs it or a selector)"
 	fs.BoolVar(&remove, "remove", false, "remove each exported dead letter from Q.dlq once its record is written and flushed")
 	fs.StringVarP(&file, "file", "f", "", "write to `file` (created, mode 0600, never overwritten) instead of stdout")
-	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addWait(fs)
 	fs.StringVarP(&f.output, "output", "o", "table", "summary `format`: table (text on stderr), json or ndjson (on stdout; needs --file)")
 	noEnv(fs, "remove", "file")
 	_ = cmd.MarkFlagRequired("queue")
@@ -176,7 +135,6 @@ func (a *app) dlqImportCmd() *cobra.Command {
 		f       dlqFlags
 		file    string
 		toQueue string
-		wait    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import (--queue Q | --to-queue QUEUE) [--file F]",
@@ -243,35 +201,12 @@ progress bar is drawn on stderr when it is a terminal.`,
 				target = warren.DeadLetterQueue(f.queue)
 			}
 			return a.withAdmin(cmd.Context(), "dlq import", func(adm *admin.Inspector) error {
-				ctx, clearBar := a.withProgress(cmd.Context(), barLabels{done: "imported", skipped: "already there", failed: "failed"})
-				var res admin.ImportResult
-				err := whenFree(ctx, wait, target, a.stderr, func(ctx context.Context) (err error) {
-					res, err = adm.Import(ctx, f.queue, in, admin.ImportOptions{ToQueue: toQueue})
+				rep := admin.ImportReport{From: name, Into: target}
+				err := a.pass(cmd.Context(), barLabels{done: "imported", skipped: "already there", failed: "failed"}, f.wait, target, func(ctx context.Context) (err error) {
+					rep.ImportResult, err = adm.Import(ctx, f.queue, in, admin.ImportOptions{ToQueue: toQueue})
 					return err
 				})
-				clearBar()
-				if f.output != "table" {
-					if jerr := f.writeResult(a.stdout, importJSON{Queue: target, Records: res.Records, Imported: res.Imported,
-						Duplicates: res.Duplicates, Failed: res.Failed}); jerr != nil {
-						return jerr
-					}
-					return err
-				}
-				if err != nil && res.Imported == 0 && res.Duplicates == 0 && res.Failed == 0 {
-					return err
-				}
-				fmt.Fprintf(a.stderr, "imported %s from %s into %s", plural(res.Imported, "dead letter", "dead letters"), name, target)
-				if res.Duplicates > 0 {
-					fmt.Fprintf(a.stderr, ", %d already there (skipped)", res.Duplicates)
-				}
-				if res.Failed > 0 {
-					fmt.Fprintf(a.stderr, ", %d failed", res.Failed)
-				}
-				if left := res.Records - res.Imported - res.Duplicates - res.Failed; left > 0 {
-					fmt.Fprintf(a.stderr, ", %d not tried", left)
-				}
-				fmt.Fprintln(a.stderr)
-				return err
+				return a.report(&f, rep, nil, nil, rep.Imported > 0 || rep.Duplicates > 0 || rep.Failed > 0, err, nil)
 			})
 		}),
 	}
@@ -279,7 +214,7 @@ progress bar is drawn on stderr when it is a terminal.`,
 	fs.StringVarP(&f.queue, "queue", "q", "", "the Warren `queue` whose dead-letter queue (Q.dlq) receives the records (required unless --to-queue)")
 	fs.StringVar(&toQueue, "to-queue", "", "publish into this existing `queue` instead, as is, without the check for duplicates")
 	fs.StringVarP(&file, "file", "f", "", "read the records from `file` instead of stdin")
-	fs.BoolVar(&wait, "wait", false, "if another dlq command is using Q.dlq, wait for it to end instead of failing")
+	f.addWait(fs)
 	f.addOutput(fs)
 	fs.Lookup("output").Usage = "summary `format`: table (text on stderr), json or ndjson (on stdout)"
 	noEnv(fs, "file")

@@ -159,7 +159,10 @@ func TestDLQSelectorsAndGroupBy(t *testing.T) {
 	}
 
 	r := ok(warrenRun(t, 30*time.Second, nil, "dlq", "list", "--queue", q, "--group-by", "error", "--output", "json"))
-	var groups []group
+	var groups []struct {
+		Key   string `json:"key"`
+		Count int    `json:"count"`
+	}
 	if err := json.Unmarshal([]byte(r.stdout), &groups); err != nil || len(groups) != 1 || groups[0].Count != 30 ||
 		groups[0].Key != "dial tcp <addr>: connection refused" {
 		t.Fatalf("--group-by error: %v\n%s", err, r.stdout)
@@ -242,3 +245,23 @@ func TestDLQBusyAndWait(t *testing.T) {
 		t.Fatalf("replay --wait:\n%s", p.log.String())
 	}
 }
+
+// The --output json summaries of the dlq passes, as a script reads them.
+type (
+	replayJSON struct {
+		Replayed, Resumed, Failed, Unreadable int
+		IDs                                   []string
+	}
+	purgeJSON struct {
+		Purged int
+		IDs    []string
+	}
+	exportJSON struct {
+		File                                   string
+		Exported, Removed, Skipped, Unreadable int
+	}
+	importJSON struct {
+		Queue                                 string
+		Records, Imported, Duplicates, Failed int
+	}
+)

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -38,10 +33,10 @@ func (f *dlqFlags) matchers(flt *admin.Filter, now time.Time) error {
 	}
 	flt.Unreadable = f.unreadable
 	var err error
-	if flt.Since, err = parseWhen(f.since, now); err != nil {
+	if flt.Since, err = admin.ParseTime(f.since, now); err != nil {
 		return usagef("--since: %w", err)
 	}
-	if flt.Until, err = parseWhen(f.until, now); err != nil {
+	if flt.Until, err = admin.ParseTime(f.until, now); err != nil {
 		return usagef("--until: %w", err)
 	}
 	if !flt.Since.IsZero() && !flt.Until.IsZero() && !flt.Since.Before(flt.Until) {
@@ -53,97 +48,6 @@ func (f *dlqFlags) matchers(flt *admin.Filter, now time.Time) error {
 // hasMatchers reports whether --error, --since, --until or --unreadable is given.
 func (f *dlqFlags) hasMatchers() bool {
 	return f.errRE != "" || f.since != "" || f.until != "" || f.unreadable
-}
-
-// parseWhen reads a point in time: RFC 3339 (2025-03-01T12:00:00Z), or a
-// duration before now (90m, 2h, 3d; d is 24h). "" is the zero time.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	d, err := parseAgo(s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q: want RFC 3339 (2025-03-01T12:00:00Z) or a duration ago (2h, 3d)", s)
-	}
-	return now.Add(-d), nil
-}
-
-// parseAgo is time.ParseDuration with days (d) and no negatives.
-func parseAgo(s string) (time.Duration, error) {
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		n, err := strconv.Atoi(s[:i])
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("bad days")
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("bad duration")
-	}
-	return days + d, nil
-}
-
-// group counts the dead letters sharing a key (error fingerprint or type).
-type group struct {
-	Key        string     `json:"key"`
-	Count      int        `json:"count"`
-	ExampleID  string     `json:"example_id"`
-	Example    string     `json:"example,omitempty"` // the first error of the group, as written
-	OldestFail *time.Time `json:"first_failed_at,omitempty"`
-	NewestFail *time.Time `json:"last_failed_at,omitempty"`
-}
-
-// groupsJSON turns the API's groups into the CLI's.
-func groupsJSON(in []admin.Group) []group {
-	out := make([]group, 0, len(in))
-	for _, g := range in {
-		gr := group{Key: g.Key, Count: g.Count, ExampleID: g.ExampleID, Example: firstLine(g.Example, 200)}
-		if !g.OldestFailure.IsZero() {
-			at := g.OldestFailure
-			gr.OldestFail = &at
-		}
-		if !g.NewestFailure.IsZero() {
-			at := g.NewestFailure
-			gr.NewestFail = &at
-		}
-		out = append(out, gr)
-	}
-	return out
-}
-
-func writeGroups(w io.Writer, output, by string, groups []group) error {
-	switch output {
-	case "json":
-		return writeJSON(w, groups)
-	case "ndjson":
-		enc := json.NewEncoder(w)
-		for _, g := range groups {
-			if err := enc.Encode(g); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "COUNT\tFIRST-FAILED\tLAST-FAILED\tEXAMPLE-ID\t%s\n", strings.ToUpper(by))
-	for _, g := range groups {
-		var first, last time.Time
-		if g.OldestFail != nil {
-			first, last = *g.OldestFail, *g.NewestFail
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", g.Count, timestamp(first), timestamp(last), cell(termString(g.ExampleID)), cell(termString(firstLine(g.Key, maxErrorColumn))))
-	}
-	return tw.Flush()
 }
 
 // describe names the selectors given, for a confirmation question.
@@ -189,19 +93,3 @@ func (e *busyError) Error() string {
 	return fmt.Sprintf("another replay or purge is running on %s; try again when it ends (or add --wait)", e.dlq)
 }
 func (e *busyError) Unwrap() error { return e.err }
-
-// whenFree runs fn with ctx; if the dead-letter queue is busy, it fails
-// with a clear message, or with wait, admin waits for the lock
-// (admin.WithLockWait) until ctx ends.
-func whenFree(ctx context.Context, wait bool, dlq string, stderr io.Writer, fn func(ctx context.Context) error) error {
-	if wait {
-		ctx = admin.WithLockWait(ctx, func(dlq string) {
-			fmt.Fprintf(stderr, "waiting for the operation running on %s to end…\n", dlq)
-		})
-	}
-	err := fn(ctx)
-	if errors.Is(err, admin.ErrBusy) {
-		return &busyError{dlq: dlq, err: err}
-	}
-	return err
-}

@@ -56,8 +56,8 @@ input.`,
 			if err := checkQueues(queues); err != nil {
 				return err
 			}
-			if output != "text" && output != "json" {
-				return usagef("--output %q: want text or json", output)
+			if err := oneOf("output", output, "text", "json"); err != nil {
+				return err
 			}
 			if handlerTimeout <= 0 {
 				return usagef("--handler-timeout must be positive (got %s)", handlerTimeout)

@@ -3,12 +3,10 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"mime"
 	"os"
 	"strings"
 	"time"
@@ -140,22 +138,14 @@ func (a *app) enqueueOne(ctx context.Context, cmd *cobra.Command, f *enqueueFlag
 		return err
 	}
 
-	conn, err := a.dial(ctx, "enqueue", 1)
-	if err != nil {
-		return err
-	}
-	defer a.closeConn(conn)
-	p, err := a.newProducer(ctx, conn, f, qopts)
-	if err != nil {
-		return err
-	}
-	defer a.closeProducer(p)
-	id, err := p.Enqueue(ctx, f.queue, f.taskType, payload, opts...)
-	if err != nil {
-		return enqueueError(err, f.queue)
-	}
-	fmt.Fprintln(a.stdout, id)
-	return nil
+	return a.withProducer(ctx, f, qopts, func(p *producer.Producer) error {
+		id, err := p.Enqueue(ctx, f.queue, f.taskType, payload, opts...)
+		if err != nil {
+			return enqueueError(err, f.queue)
+		}
+		fmt.Fprintln(a.stdout, id)
+		return nil
+	})
 }
 
 // commonEnqueueOptions checks the flags shared by both modes and turns
@@ -246,7 +236,7 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 	case payloadGiven:
 		payload = []byte(f.payload)
 	default:
-		if isJSON(f.contentType) {
+		if producer.IsJSON(f.contentType) {
 			payload = []byte("{}")
 		}
 	}
@@ -257,8 +247,8 @@ func (a *app) readPayload(f *enqueueFlags, payloadGiven bool) ([]byte, error) {
 		}
 		return nil, usagef("payload too large: the limit is %d bytes (%s, --max-payload-size), the payload is %s", limit, formatSize(limit), what)
 	}
-	if isJSON(f.contentType) {
-		if err := checkJSON(payload); err != nil {
+	if producer.IsJSON(f.contentType) {
+		if err := producer.CheckJSON(payload); err != nil {
 			return nil, usagef("invalid JSON payload: %w", err)
 		}
 	}
@@ -270,53 +260,30 @@ func (f *enqueueFlags) payloadLimit() int {
 	return cmp.Or(int(f.maxPayload), producer.DefaultMaxPayloadSize)
 }
 
-// isJSON reports whether content type ct is JSON (application/json, or any
-// type with a +json suffix).
-func isJSON(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
+// withProducer connects, runs fn with a producer of --queue (declared
+// unless --no-declare), then closes both.
+func (a *app) withProducer(ctx context.Context, f *enqueueFlags, qo queueOptions, fn func(*producer.Producer) error) error {
+	conn, err := a.dial(ctx, "enqueue", 1)
 	if err != nil {
-		mt = strings.ToLower(strings.TrimSpace(ct))
-	}
-	return mt == "application/json" || strings.HasSuffix(mt, "+json")
-}
-
-// checkJSON reports why b is not one JSON value, with the offset.
-func checkJSON(b []byte) error {
-	if json.Valid(b) {
-		return nil
-	}
-	var v json.RawMessage
-	err := json.Unmarshal(b, &v)
-	var se *json.SyntaxError
-	switch {
-	case len(strings.TrimSpace(string(b))) == 0:
-		return errors.New("empty")
-	case errors.As(err, &se):
-		return fmt.Errorf("%w (at byte %d)", err, se.Offset)
-	case err != nil:
 		return err
 	}
-	return errors.New("not a single JSON value")
-}
-
-func (a *app) newProducer(ctx context.Context, conn *broker.Conn, f *enqueueFlags, qo queueOptions) (*producer.Producer, error) {
+	defer a.closeConn(conn)
 	cfg := producer.Config{QueueOptions: qo.QueueOptions, NoDeclare: qo.noDeclare, MaxPayloadSize: f.payloadLimit(), Logger: a.log}
 	if !qo.noDeclare {
 		cfg.Queues = []string{f.queue}
 	}
 	p, err := producer.New(ctx, conn, cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return p, nil
-}
-
-func (a *app) closeProducer(p *producer.Producer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := p.Close(ctx); err != nil {
-		a.log.Warn("close producer", "err", err)
-	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := p.Close(ctx); err != nil {
+			a.log.Warn("close producer", "err", err)
+		}
+	}()
+	return fn(p)
 }
 
 // enqueueError explains a failed enqueue; bad input exits with status 2.

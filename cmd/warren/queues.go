@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -33,8 +32,8 @@ default listener (localhost:5672) and rabbitmqctl runs here.`,
 			if err := checkQueues(queues); err != nil {
 				return err
 			}
-			if output != "table" && output != "json" {
-				return usagef("--output %q: want table or json", output)
+			if err := oneOf("output", output, "table", "json"); err != nil {
+				return err
 			}
 			return a.withAdmin(cmd.Context(), "queues", func(adm *admin.Inspector) error {
 				infos, err := adm.Queues(cmd.Context(), queues)
@@ -42,21 +41,16 @@ default listener (localhost:5672) and rabbitmqctl runs here.`,
 					return err
 				}
 				if output == "json" {
-					return writeJSON(a.stdout, queuesJSON(infos))
+					return writeJSON(a.stdout, nonNil(infos))
 				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "QUEUE\tREADY\tUNACKED\tCONSUMERS\tDEAD\tDELAYED\tHELD")
+				if err := admin.WriteQueues(a.stdout, infos); err != nil {
+					return err
+				}
 				missing := 0
 				for _, q := range infos {
 					if !q.Exists {
 						missing++
-						fmt.Fprintf(tw, "%s\t-\t-\t-\t%d\t%d\t%s\t(no such queue)\n", termString(q.Name), q.DeadLetters, q.Delayed, known(q.DelayedHeld))
-						continue
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\n", termString(q.Name), q.Ready, known(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, known(q.DelayedHeld))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
 				}
 				if missing > 0 {
 					return fmt.Errorf("%s not found", plural(missing, "queue", "queues"))
@@ -69,40 +63,4 @@ default listener (localhost:5672) and rabbitmqctl runs here.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output `format`: table or json")
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
-}
-
-// known prints a count that is -1 when unknown.
-func known(n int) string {
-	if n < 0 {
-		return "?"
-	}
-	return fmt.Sprint(n)
-}
-
-type queueJSON struct {
-	Name        string `json:"name"`
-	Exists      bool   `json:"exists"`
-	Ready       int    `json:"ready"`
-	Unacked     *int   `json:"unacked"` // null when unknown
-	Consumers   int    `json:"consumers"`
-	DeadLetters int    `json:"dead_letters"`
-	Delayed     int    `json:"delayed"`
-	DelayedHeld *int   `json:"delayed_held"` // null when unknown
-}
-
-func queuesJSON(infos []admin.QueueInfo) []queueJSON {
-	out := make([]queueJSON, 0, len(infos))
-	for _, q := range infos {
-		out = append(out, queueJSON{Name: q.Name, Exists: q.Exists, Ready: q.Ready, Unacked: orNull(q.Unacked),
-			Consumers: q.Consumers, DeadLetters: q.DeadLetters, Delayed: q.Delayed, DelayedHeld: orNull(q.DelayedHeld)})
-	}
-	return out
-}
-
-// orNull is nil for a count that is -1 (unknown).
-func orNull(n int) *int {
-	if n < 0 {
-		return nil
-	}
-	return &n
 }

@@ -55,8 +55,8 @@ exchanges and queues.`,
 			if err != nil {
 				return err
 			}
-			if output != "table" && output != "json" {
-				return usagef("--output %q: want table or json", output)
+			if err := oneOf("output", output, "table", "json"); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			conn, err := a.dial(ctx, "topology", 1)

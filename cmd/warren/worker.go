@@ -134,7 +134,7 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 	if err := cfg.Validate(); err != nil {
 		return usage(namingFlags(err))
 	}
-	argv, err := splitCommand(f.exec)
+	argv, err := worker.SplitCommand(f.exec)
 	if err != nil {
 		return usagef("--exec: %w", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package worker
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// splitCommand splits a command line into argv the way a POSIX shell
+// SplitCommand splits a command line into argv the way a POSIX shell
 // splits words, without any expansion:
 //
 //   - blanks (space, tab, newline) separate words;
@@ -20,7 +20,7 @@ import (
 //
 // Variables, globs, pipes and redirections are not interpreted: an
 // unquoted |, ;, &, <, > or && word is refused, with a hint to use sh -c.
-func splitCommand(s string) ([]string, error) {
+func SplitCommand(s string) ([]string, error) {
 	var (
 		args    []string
 		cur     strings.Builder

@@ -1,4 +1,4 @@
-package main
+package worker
 
 import (
 	"reflect"
@@ -31,19 +31,19 @@ line"`, []string{"cmd", "multiline"}},
 		{"naïve 'ünïcode'", []string{"naïve", "ünïcode"}},
 	}
 	for _, tt := range tests {
-		got, err := splitCommand(tt.in)
+		got, err := SplitCommand(tt.in)
 		if tt.want == nil {
 			if err == nil {
-				t.Errorf("splitCommand(%q) = %q, want an error", tt.in, got)
+				t.Errorf("SplitCommand(%q) = %q, want an error", tt.in, got)
 			}
 			continue
 		}
 		if err != nil {
-			t.Errorf("splitCommand(%q): %v", tt.in, err)
+			t.Errorf("SplitCommand(%q): %v", tt.in, err)
 			continue
 		}
 		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("splitCommand(%q) = %q, want %q", tt.in, got, tt.want)
+			t.Errorf("SplitCommand(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
@@ -62,9 +62,9 @@ func TestSplitCommandErrors(t *testing.T) {
 		{`a ; b`, "sh -c"},
 	}
 	for _, tt := range tests {
-		_, err := splitCommand(tt.in)
+		_, err := SplitCommand(tt.in)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("splitCommand(%q) error = %v, want one containing %q", tt.in, err, tt.want)
+			t.Errorf("SplitCommand(%q) error = %v, want one containing %q", tt.in, err, tt.want)
 		}
 	}
 }
@@ -74,9 +74,9 @@ func FuzzSplitCommand(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		args, err := splitCommand(s)
+		args, err := SplitCommand(s)
 		if err == nil && len(args) == 0 {
-			t.Fatalf("splitCommand(%q) returned no words and no error", s)
+			t.Fatalf("SplitCommand(%q) returned no words and no error", s)
 		}
 	})
 }

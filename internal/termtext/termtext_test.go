@@ -1,4 +1,4 @@
-package main
+package termtext
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-func TestTermString(t *testing.T) {
+func TestLine(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
 		{"", ""},
 		{"send-email 42", "send-email 42"},
@@ -25,21 +25,21 @@ func TestTermString(t *testing.T) {
 		{"bad\xffutf8", `"bad\xffutf8"`},
 		{"line\u2028sep", `"line\u2028sep"`},
 	} {
-		if got := termString(tt.in); got != tt.want {
-			t.Errorf("termString(%q) = %s, want %s", tt.in, got, tt.want)
+		if got := Line(tt.in); got != tt.want {
+			t.Errorf("Line(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
 }
 
-func TestTermText(t *testing.T) {
+func TestText(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
 		{"panic: boom\n\tmain.go:12\n", "panic: boom\n\tmain.go:12\n"},
 		{"stderr: \x1b]0;owned\x07 done\r\n", `stderr: \x1b]0;owned\a done\r` + "\n"},
 		{"rtl \u202e and \u2066 isolate", `rtl \u202e and \u2066 isolate`},
 		{"nul\x00 and \xfe", `nul\x00 and \xfe`},
 	} {
-		if got := termText(tt.in); got != tt.want {
-			t.Errorf("termText(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := Text(tt.in); got != tt.want {
+			t.Errorf("Text(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
@@ -47,22 +47,22 @@ func TestTermText(t *testing.T) {
 // FuzzTermEscape: whatever the input, the escaped forms hold no byte a
 // terminal acts on (C0 controls but \n and \t in text, DEL, C1 controls,
 // format characters such as bidi overrides), are valid UTF-8, lose nothing
-// (termString unquotes back to its input), and leave printable text alone;
-// a JSON log line through jsonInvisibles is the same JSON value, with no
+// (Line unquotes back to its input), and leave printable text alone;
+// a JSON log line through JSON is the same JSON value, with no
 // C1 control or format character left raw.
 func FuzzTermEscape(f *testing.F) {
 	for _, s := range []string{"", "plain", "\x1b[31mred\x1b[0m", "a\r\nb", "\x00", "\u202e\u200b\ufeff", "\xff\xfe", "tab\there", "日本語", "\u009b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		one := termString(s)
-		text := termText(s)
-		for name, out := range map[string]string{"termString": one, "termText": text} {
+		one := Line(s)
+		text := Text(s)
+		for name, out := range map[string]string{"Line": one, "Text": text} {
 			if !utf8.ValidString(out) {
 				t.Fatalf("%s(%q) = %q: not UTF-8", name, s, out)
 			}
 			for _, r := range out {
-				if (r == '\n' || r == '\t') && name == "termText" {
+				if (r == '\n' || r == '\t') && name == "Text" {
 					continue
 				}
 				if !strconv.IsPrint(r) {
@@ -73,62 +73,62 @@ func FuzzTermEscape(f *testing.F) {
 		if one != s {
 			back, err := strconv.Unquote(one)
 			if err != nil || back != s {
-				t.Fatalf("termString(%q) = %q does not unquote back (%q, %v)", s, one, back, err)
+				t.Fatalf("Line(%q) = %q does not unquote back (%q, %v)", s, one, back, err)
 			}
 		}
 		if printableString(s, "") && (one != s || text != s) {
 			t.Fatalf("printable %q changed: %q, %q", s, one, text)
 		}
 		if strings.Count(text, "\n") != strings.Count(s, "\n") {
-			t.Fatalf("termText(%q) = %q changed the number of lines", s, text)
+			t.Fatalf("Text(%q) = %q changed the number of lines", s, text)
 		}
 		// JSON log lines: the same value, with nothing invisible left.
 		enc, _ := json.Marshal(map[string]string{"v": s})
-		safe := jsonInvisibles(string(enc))
+		safe := JSON(string(enc))
 		var back map[string]string
 		if err := json.Unmarshal([]byte(safe), &back); err != nil {
-			t.Fatalf("jsonInvisibles(%s) = %s: not JSON: %v", enc, safe, err)
+			t.Fatalf("JSON(%s) = %s: not JSON: %v", enc, safe, err)
 		}
 		var want map[string]string
 		_ = json.Unmarshal(enc, &want)
 		if back["v"] != want["v"] {
-			t.Fatalf("jsonInvisibles changed the value: %q, want %q", back["v"], want["v"])
+			t.Fatalf("JSON changed the value: %q, want %q", back["v"], want["v"])
 		}
 		if strings.ContainsFunc(safe, invisible) {
-			t.Fatalf("jsonInvisibles(%s) = %s holds an invisible character", enc, safe)
+			t.Fatalf("JSON(%s) = %s holds an invisible character", enc, safe)
 		}
 	})
 }
 
-func TestJSONInvisibles(t *testing.T) {
+func TestJSON(t *testing.T) {
 	in := `{"msg":"job dead-lettered","task_id":"evil-\u001b[2J` + "\u202e\u200b\u0085" + `"}`
 	want := `{"msg":"job dead-lettered","task_id":"evil-\u001b[2J\u202e\u200b\u0085"}`
-	if got := jsonInvisibles(in); got != want {
-		t.Errorf("jsonInvisibles = %s, want %s", got, want)
+	if got := JSON(in); got != want {
+		t.Errorf("JSON = %s, want %s", got, want)
 	}
-	if plain := `{"msg":"ok ✓ 日本"}`; jsonInvisibles(plain) != plain {
+	if plain := `{"msg":"ok ✓ 日本"}`; JSON(plain) != plain {
 		t.Errorf("changed %s", plain)
 	}
 }
 
-func BenchmarkTermString(b *testing.B) {
+func BenchmarkLine(b *testing.B) {
 	id := "01a2385d-70dc-7dc3-b49f-d68f0229fd46"
 	for b.Loop() {
-		_ = termString(id)
+		_ = Line(id)
 	}
 }
 
-func BenchmarkTermTextStderrTail(b *testing.B) {
+func BenchmarkTextStderrTail(b *testing.B) {
 	tail := strings.Repeat("error: connection refused at step 42\n\tretrying later ", 40) // about 2 KiB
 	hostile := tail[:len(tail)/2] + "\x1b[2J\u202e" + tail[len(tail)/2:]
 	b.Run("clean", func(b *testing.B) {
 		for b.Loop() {
-			_ = termText(tail)
+			_ = Text(tail)
 		}
 	})
 	b.Run("hostile", func(b *testing.B) {
 		for b.Loop() {
-			_ = termText(hostile)
+			_ = Text(hostile)
 		}
 	})
 }

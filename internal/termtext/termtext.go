@@ -1,4 +1,14 @@
-package main
+// Package termtext escapes text from outside (task IDs and types, errors,
+// handlers' stderr, payloads, broker messages) before it reaches a
+// terminal, so that a hostile task cannot move the cursor, rewrite earlier
+// lines, reorder text with bidi controls or hide characters. The rule is
+// the one slog's text handler applies to log values, which reaches stderr
+// through the same process: a string whose runes are all printable
+// (strconv.IsPrint) is written as it is; any other is escaped as
+// strconv.Quote escapes it. JSON output needs only JSON: encoding/json
+// escapes control characters itself, but not C1 controls or invisible
+// format characters.
+package termtext
 
 import (
 	"fmt"
@@ -8,31 +18,21 @@ import (
 	"unicode/utf8"
 )
 
-// Text from outside (task IDs and types, errors, handlers' stderr, payloads,
-// broker messages) is escaped before it reaches a terminal, so that a
-// hostile task cannot move the cursor, rewrite earlier lines, reorder text
-// with bidi controls or hide characters. The rule is the one slog's text
-// handler applies to log values, which reaches stderr through the same
-// process: a string whose runes are all printable (strconv.IsPrint) is
-// written as it is; any other is escaped as strconv.Quote escapes it. JSON
-// output needs none of this: encoding/json escapes control characters
-// itself.
-
-// termString returns s safe for a terminal on one line: s itself when
+// Line returns s safe for a terminal on one line: s itself when
 // every rune is printable, else s quoted by strconv.Quote ("\x1b[2J" and
 // "\u202e" for ESC sequences and bidi overrides, \n, \r, \t and \x00 for
 // their bytes).
-func termString(s string) string {
+func Line(s string) string {
 	if printableString(s, "") {
 		return s
 	}
 	return strconv.Quote(s)
 }
 
-// termText returns multi-line text (an error, a stack, a payload) safe for
+// Text returns multi-line text (an error, a stack, a payload) safe for
 // a terminal: newlines and tabs are kept, every other rune that is not
 // printable is written as strconv.Quote writes it, without the quotes.
-func termText(s string) string {
+func Text(s string) string {
 	if printableString(s, "\n\t") {
 		return s
 	}
@@ -78,13 +78,13 @@ func printableString(s, keep string) bool {
 	return true
 }
 
-// jsonInvisibles escapes, in JSON text, the characters encoding/json
+// JSON escapes, in JSON text, the characters encoding/json
 // writes as they are although a terminal acts on them or hides them: C1
 // controls and format characters (bidi overrides and isolates, zero-width
 // characters), as \uXXXX. Such characters can only stand inside JSON
 // strings, where the escape means the same character: the result is the
 // same JSON value.
-func jsonInvisibles(s string) string {
+func JSON(s string) string {
 	if !strings.ContainsFunc(s, invisible) {
 		return s
 	}
