@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren"
@@ -139,6 +140,9 @@ func TestEnqueueRefusesInvalidTasks(t *testing.T) {
 		{"empty type", "q", "", nil, nil, ErrInvalid, "task type"},
 		{"long type", "q", strings.Repeat("t", 256), nil, nil, ErrInvalid, "task type"},
 		{"bad queue name", "amq.x", "t", nil, nil, ErrInvalid, "invalid queue name"},
+		{"empty word in the queue name", "a..b", "t", nil, nil, ErrInvalid, "empty word between dots"},
+		{"queue name starting with a dot", ".a", "t", nil, nil, ErrInvalid, "empty word between dots"},
+		{"queue name ending with a dot", "a.", "t", nil, nil, ErrInvalid, "empty word between dots"},
 		{"long ID", "q", "t", nil, []Option{WithID(strings.Repeat("i", 256))}, ErrInvalid, "task ID"},
 		{"negative max attempts", "q", "t", nil, []Option{WithMaxAttempts(-1)}, ErrInvalid, "max attempts"},
 		{"negative delay", "q", "t", nil, []Option{WithDelay(-time.Second)}, ErrInvalid, "delay"},
@@ -492,5 +496,76 @@ func TestEnqueueAfterCloseFails(t *testing.T) {
 	}
 	if !l.closed {
 		t.Error("Close left the publishing channel open")
+	}
+}
+
+// nopLink confirms every publish at once and records nothing: what an
+// enqueue costs in the producer itself.
+type nopLink struct{}
+
+func (nopLink) FrameMax() int { return 0 }
+func (nopLink) publish(context.Context, string, string, amqp.Publishing) (confirm, error) {
+	return fakeConfirm{}, nil
+}
+func (nopLink) inspect(context.Context, string) error { return nil }
+func (nopLink) close() error                          { return nil }
+
+// producerAllocs bounds the heap allocations of one Enqueue in the producer
+// itself, broker and client library left out: the task ID's string (1),
+// the headers table (2) and its enqueued-at value (1). docs/benchmarks.md
+// has the whole publish path's figures.
+const producerAllocs = 4
+
+func TestEnqueueAllocations(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation counts differ under -race")
+	}
+	p := newProducer(nopLink{}, Config{}.withDefaults())
+	ctx := context.Background()
+	payload := make([]byte, 256)
+	n := testing.AllocsPerRun(1000, func() {
+		if _, err := p.Enqueue(ctx, "q", "t", payload); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > producerAllocs {
+		t.Errorf("Enqueue allocates %.1f times, want at most %d", n, producerAllocs)
+	}
+}
+
+// BenchmarkEnqueueWithoutBroker measures the producer's own cost of an
+// Enqueue: building, validating, encoding and routing the task.
+func BenchmarkEnqueueWithoutBroker(b *testing.B) {
+	p := newProducer(nopLink{}, Config{}.withDefaults())
+	ctx := context.Background()
+	payload := make([]byte, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Enqueue(ctx, "q", "t", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestNewIDIsAGrowingUUIDv7(t *testing.T) {
+	now := time.Now()
+	prev := ""
+	for i := range 5000 {
+		id := newID(now) // the same instant: the sequence must still grow
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 7 || u.Variant() != uuid.RFC4122 {
+			t.Fatalf("ID %d %q: version %v, variant %v, %v", i, id, u.Version(), u.Variant(), err)
+		}
+		if id <= prev {
+			t.Fatalf("ID %d %q is not after %q", i, id, prev)
+		}
+		if ms := int64(u.Time()); ms < 0 {
+			t.Fatalf("ID %q: time %d", id, ms)
+		}
+		prev = id
+	}
+	u, _ := uuid.Parse(newID(now.Add(time.Hour)))
+	if sec, _ := u.Time().UnixTime(); sec < now.Add(time.Hour).Unix()-1 {
+		t.Errorf("the ID's time %d is not the enqueue's (%d)", sec, now.Add(time.Hour).Unix())
 	}
 }
