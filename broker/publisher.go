@@ -28,23 +28,51 @@ type Publisher struct {
 	returns chan amqp.Return // buffered: read under mu, never by a goroutine of ours
 	done    chan struct{}    // closed once the channel is gone
 	nacked  atomic.Bool      // the broker nacked a publish on this channel
+	// sawReturn is set before the first return is read from returns: until
+	// then, a positive confirm is a routed message's.
+	sawReturn atomic.Bool
 
-	mu        sync.Mutex     // serialises publishes with the bookkeeping below
-	unsettled []*Pending     // published, verdict not yet taken, in publish order (a ring)
-	head, n   int            // the ring's oldest entry and its length
-	returned  map[string]int // message IDs returned by the broker, awaiting their confirm
-	err       error          // set once the channel is gone: ErrClosed wrapping lost
-	lost      error          // set with err: what the unconfirmed publishes fail with
+	pubMu sync.Mutex // serialises publishes: the ring is in publish order
+	mu    sync.Mutex // guards what follows; never held across I/O
+	// returnsClosed: the client closed returns (the channel is gone).
+	returnsClosed bool
+	unsettled     []*Pending     // published, verdict not yet taken, in publish order (a ring)
+	head, n       int            // the ring's oldest entry and its length
+	returned      map[string]int // message IDs returned by the broker, awaiting their confirm
+	err           error          // set once the channel is gone: ErrClosed wrapping lost
+	lost          error          // set with err: what the unconfirmed publishes fail with
 }
 
 // Pending is one published message awaiting its confirm.
 type Pending struct {
-	dc      *amqp.DeferredConfirmation // nil for a Pending made settled
-	id      string
-	pub     *Publisher
-	settled bool  // under pub.mu; so are err and lost
-	err     error // the verdict, once settled
-	lost    bool  // settled as lost with the channel: the verdict is pub.lost
+	dc    *amqp.DeferredConfirmation
+	id    string
+	pub   *Publisher
+	state atomic.Uint32 // pending, settling (under pub.mu) or settled
+	err   error         // the verdict, set before state turns settled
+	lost  bool          // settled as lost with the channel: the verdict is pub.lost
+}
+
+// States of a Pending. Wait's fast path turns a routed message from
+// pending to settled at once; settleHead, under the publisher's lock, from
+// pending to settling to settled, with the verdict in between.
+const (
+	pending uint32 = iota
+	settling
+	settled
+)
+
+// result is the verdict of pd, which is settled. The publisher's lock is
+// not held.
+func (pd *Pending) result() error {
+	if !pd.lost {
+		return pd.err
+	}
+	p := pd.pub
+	<-p.done // soon: the channel is closed
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lost
 }
 
 // NewPublisher opens a channel on c in confirm mode. window bounds the
@@ -102,11 +130,15 @@ func (p *Publisher) watch(closes <-chan *amqp.Error) {
 
 // drainReturns records the returns the client has queued. p.mu is held.
 func (p *Publisher) drainReturns() {
+	if p.returnsClosed || len(p.returns) == 0 {
+		return
+	}
+	p.sawReturn.Store(true)
 	for {
 		select {
 		case r, ok := <-p.returns:
 			if !ok {
-				p.returns = nil
+				p.returnsClosed = true
 				return
 			}
 			p.returned[r.MessageId]++
@@ -131,8 +163,10 @@ func (p *Publisher) settleHead() bool {
 		p.unsettled[p.head] = nil
 		p.head = (p.head + 1) % p.window
 		p.n--
-		pd.settled = true
-		pd.err = p.verdict(pd)
+		if pd.state.CompareAndSwap(pending, settling) { // not by Wait's fast path
+			pd.err = p.verdict(pd)
+			pd.state.Store(settled)
+		}
 	}
 	return true
 }
@@ -171,11 +205,13 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 	if err := p.conn.AwaitUnblocked(ctx); err != nil {
 		return nil, err
 	}
+	p.pubMu.Lock()
 	p.mu.Lock()
 	for {
 		if p.err != nil {
 			err := p.err
 			p.mu.Unlock()
+			p.pubMu.Unlock()
 			return nil, err
 		}
 		if p.settleHead() || p.n < p.window {
@@ -184,26 +220,34 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 		// The window is full: wait for the oldest confirm.
 		oldest := p.unsettled[p.head].dc.Done()
 		p.mu.Unlock()
+		p.pubMu.Unlock()
 		select {
 		case <-oldest:
 		case <-p.done:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("broker: publish: waiting for the confirm window: %w", ctx.Err())
 		}
+		p.pubMu.Lock()
 		p.mu.Lock()
 	}
+	p.mu.Unlock()
+	// Only the holder of pubMu adds to the ring: the room checked above is
+	// still there, and the ring stays in the order of the channel's
+	// sequence numbers. Waiters settle meanwhile, under mu alone.
 	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	if err != nil {
-		p.mu.Unlock()
+		p.pubMu.Unlock()
 		if errors.Is(err, amqp.ErrClosed) {
 			return nil, fmt.Errorf("%w: publish: %w", ErrClosed, err)
 		}
 		return nil, classify(err, OpPublish, "publish")
 	}
 	pd := &Pending{dc: dc, id: msg.MessageId, pub: p}
+	p.mu.Lock()
 	p.unsettled[(p.head+p.n)%p.window] = pd
 	p.n++
 	p.mu.Unlock()
+	p.pubMu.Unlock()
 	return pd, nil
 }
 
@@ -222,9 +266,6 @@ func (p *Publisher) PublishWait(ctx context.Context, exchange, key string, msg a
 // message may still be confirmed later, and the caller must treat it as
 // not known to be stored.
 func (pd *Pending) Wait(ctx context.Context) error {
-	if pd.dc == nil {
-		return pd.err
-	}
 	for {
 		select {
 		case <-pd.dc.Done():
@@ -235,20 +276,22 @@ func (pd *Pending) Wait(ctx context.Context) error {
 				return fmt.Errorf("%w: waiting for the confirm of message %s: %w", ErrConfirmLost, pd.id, ctx.Err())
 			}
 		}
+		if pd.state.Load() == settled {
+			return pd.result()
+		}
+		// A positive confirm on a channel that has had no return: the
+		// message was routed (a return comes before its confirm, into the
+		// buffer, which is checked before the flag that its reader sets).
+		p := pd.pub
+		if pd.dc.Acked() && len(p.returns) == 0 && !p.sawReturn.Load() && pd.state.CompareAndSwap(pending, settled) {
+			return nil
+		}
 		// Verdicts are taken in publish order, as the confirms came: a
 		// return counts against the oldest publish of its message ID.
-		p := pd.pub
 		p.mu.Lock()
-		if pd.settled || p.settleHead() {
-			err, lost := pd.err, pd.lost
+		if p.settleHead() || pd.state.Load() == settled {
 			p.mu.Unlock()
-			if lost {
-				<-p.done // soon: the channel is closed
-				p.mu.Lock()
-				err = p.lost
-				p.mu.Unlock()
-			}
-			return err
+			return pd.result()
 		}
 		older := p.unsettled[p.head]
 		p.mu.Unlock()
@@ -264,12 +307,7 @@ func (pd *Pending) Wait(ctx context.Context) error {
 }
 
 // Done is closed once the confirm (or its failure) is known.
-func (pd *Pending) Done() <-chan struct{} {
-	if pd.dc == nil {
-		return closedChan()
-	}
-	return pd.dc.Done()
-}
+func (pd *Pending) Done() <-chan struct{} { return pd.dc.Done() }
 
 // Nacked reports whether the broker has nacked a publish on this channel.
 // Callers should then publish on a new Publisher: RabbitMQ 3.10 keeps

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,6 +94,43 @@ func TestPublisherConfirmsEachPublishInterleaved(t *testing.T) {
 	if pub.Nacked() || pub.Err() != nil {
 		t.Errorf("Nacked %v, Err %v", pub.Nacked(), pub.Err())
 	}
+}
+
+// TestPublisherVerdictsUnderConcurrentPublishers has goroutines publish
+// and wait at once, routed and unroutable messages mixed, through a small
+// window: each gets its own message's verdict.
+func TestPublisherVerdictsUnderConcurrentPublishers(t *testing.T) {
+	conn := testbroker.Dial(t)
+	q := testbroker.Queue(t, conn)
+	ctx := testbroker.Context(t, 60*time.Second)
+	if err := broker.DeclareQueue(ctx, conn, q, broker.QueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := broker.NewPublisher(conn, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	const workers, each = 8, 60
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				key, want := q, error(nil)
+				if (w+i)%5 == 0 {
+					key, want = q+"-nowhere", broker.ErrUnroutable
+				}
+				err := pub.PublishWait(ctx, "", key, msgID(fmt.Sprint(w, "-", i)))
+				if (want == nil && err != nil) || (want != nil && !errors.Is(err, want)) {
+					t.Errorf("worker %d publish %d to %s: %v, want %v", w, i, key, err, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func TestPublisherReportsTheBrokersNack(t *testing.T) {
