@@ -27,4 +27,8 @@
 // Wait reports the broker's confirm; many goroutines may publish at once and
 // their confirms are pipelined. Every publish is mandatory: a message the
 // broker cannot route is reported as ErrUnroutable, never dropped.
+//
+// A Sender publishes the same way on a channel it replaces by itself after
+// a channel error, a connection loss or a nack: producer and worker publish
+// through one.
 package broker
