@@ -28,9 +28,6 @@ type Publisher struct {
 	returns chan amqp.Return // buffered: read under mu, never by a goroutine of ours
 	done    chan struct{}    // closed once the channel is gone
 	nacked  atomic.Bool      // the broker nacked a publish on this channel
-	// sawReturn is set before the first return is read from returns: until
-	// then, a positive confirm is a routed message's.
-	sawReturn atomic.Bool
 
 	pubMu sync.Mutex // serialises publishes: the ring is in publish order
 	mu    sync.Mutex // guards what follows; never held across I/O
@@ -45,22 +42,14 @@ type Publisher struct {
 
 // Pending is one published message awaiting its confirm.
 type Pending struct {
-	dc    *amqp.DeferredConfirmation
-	id    string
-	pub   *Publisher
-	state atomic.Uint32 // pending, settling (under pub.mu) or settled
-	err   error         // the verdict, set before state turns settled
-	lost  bool          // settled as lost with the channel: the verdict is pub.lost
+	dc  *amqp.DeferredConfirmation
+	id  string
+	pub *Publisher
+	// Under pub.mu:
+	settled bool  // the verdict is taken
+	err     error // the verdict
+	lost    bool  // lost with the channel: the verdict is pub.lost
 }
-
-// States of a Pending. Wait's fast path turns a routed message from
-// pending to settled at once; settleHead, under the publisher's lock, from
-// pending to settling to settled, with the verdict in between.
-const (
-	pending uint32 = iota
-	settling
-	settled
-)
 
 // result is the verdict of pd, which is settled. The publisher's lock is
 // not held.
@@ -100,9 +89,9 @@ func NewPublisher(c *Conn, window int) (*Publisher, error) {
 	// The confirms themselves come through amqp091-go's
 	// DeferredConfirmation of each publish: no listener of ours, no
 	// goroutine hop and no timer per confirm. A return is queued in this
-	// buffer by the client's reader before it reads the confirm that
-	// follows it, so whoever sees a confirm and then drains the buffer
-	// sees that message's return. At most window publishes are
+	// buffer by the client's reader before it resolves the confirm that
+	// follows it, so whoever sees a confirm resolved and then drains the
+	// buffer sees that message's return. At most window publishes are
 	// unconfirmed and each publish drains the buffer first, so it cannot
 	// fill up.
 	p.returns = ch.NotifyReturn(make(chan amqp.Return, window+16))
@@ -133,7 +122,6 @@ func (p *Publisher) drainReturns() {
 	if p.returnsClosed || len(p.returns) == 0 {
 		return
 	}
-	p.sawReturn.Store(true)
 	for {
 		select {
 		case r, ok := <-p.returns:
@@ -152,7 +140,7 @@ func (p *Publisher) drainReturns() {
 // in, in publish order, and reports whether it settled them all. p.mu is
 // held.
 func (p *Publisher) settleHead() bool {
-	p.drainReturns()
+	p.drainReturns() // keeps the buffer short while nothing is confirmed
 	for p.n > 0 {
 		pd := p.unsettled[p.head]
 		select {
@@ -160,13 +148,14 @@ func (p *Publisher) settleHead() bool {
 		default:
 			return false
 		}
+		// The client queued the message's return, if any, before it
+		// resolved the confirm just seen: read it now.
+		p.drainReturns()
 		p.unsettled[p.head] = nil
 		p.head = (p.head + 1) % p.window
 		p.n--
-		if pd.state.CompareAndSwap(pending, settling) { // not by Wait's fast path
-			pd.err = p.verdict(pd)
-			pd.state.Store(settled)
-		}
+		pd.err = p.verdict(pd)
+		pd.settled = true
 	}
 	return true
 }
@@ -276,20 +265,11 @@ func (pd *Pending) Wait(ctx context.Context) error {
 				return fmt.Errorf("%w: waiting for the confirm of message %s: %w", ErrConfirmLost, pd.id, ctx.Err())
 			}
 		}
-		if pd.state.Load() == settled {
-			return pd.result()
-		}
-		// A positive confirm on a channel that has had no return: the
-		// message was routed (a return comes before its confirm, into the
-		// buffer, which is checked before the flag that its reader sets).
-		p := pd.pub
-		if pd.dc.Acked() && len(p.returns) == 0 && !p.sawReturn.Load() && pd.state.CompareAndSwap(pending, settled) {
-			return nil
-		}
 		// Verdicts are taken in publish order, as the confirms came: a
 		// return counts against the oldest publish of its message ID.
+		p := pd.pub
 		p.mu.Lock()
-		if p.settleHead() || pd.state.Load() == settled {
+		if pd.settled || p.settleHead() {
 			p.mu.Unlock()
 			return pd.result()
 		}
