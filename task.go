@@ -176,10 +176,8 @@ func ValidateQueueName(name string) error {
 			return fmt.Errorf("%w: %q: character %q not allowed (use letters, digits, - _ . :)", ErrInvalidQueueName, name, r)
 		}
 	}
-	for _, w := range strings.Split(name, ".") {
-		if w == "" {
-			return fmt.Errorf("%w: %q: empty word between dots", ErrInvalidQueueName, name)
-		}
+	if name[0] == '.' || name[len(name)-1] == '.' || strings.Contains(name, "..") {
+		return fmt.Errorf("%w: %q: empty word between dots", ErrInvalidQueueName, name)
 	}
 	return nil
 }

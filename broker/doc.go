@@ -32,6 +32,10 @@
 // their confirms are pipelined. Every publish is mandatory: a message the
 // broker cannot route is reported as ErrUnroutable, never dropped.
 //
+// A Sender publishes the same way on a channel it replaces by itself after
+// a channel error, a connection loss or a nack: producer and worker publish
+// through one.
+//
 // EncodeRetry and EncodeDeadLetter derive, from a delivery and a Failed
 // run, the message of a task's next attempt and its dead letter, trimmed
 // to the connection's frame size; Decode reads either back.

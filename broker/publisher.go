@@ -19,28 +19,49 @@ const DefaultWindow = 512
 //
 // Once the channel closes (a channel error, or the connection dropping),
 // every unconfirmed publish fails with ErrConfirmLost and later publishes
-// fail with ErrClosed: the caller opens a new Publisher.
+// fail with ErrClosed: the caller opens a new Publisher, or uses a Sender,
+// which does that by itself.
 type Publisher struct {
-	conn   *Conn
-	ch     *amqp.Channel
-	window chan struct{}
+	conn    *Conn
+	ch      *amqp.Channel
+	window  int
+	returns chan amqp.Return // buffered: read under mu, never by a goroutine of ours
+	done    chan struct{}    // closed once the channel is gone
+	nacked  atomic.Bool      // the broker nacked a publish on this channel
 
-	mu       sync.Mutex // serialises sequence numbers with publishes
-	pending  map[uint64]*Pending
-	returned map[string]int // message IDs returned by the broker, awaiting their confirm
-	expect   uint64         // the lowest sequence number not yet confirmed
-	err      error          // set once the channel is gone
-	done     chan struct{}
-	nacked   atomic.Bool // the broker nacked a publish on this channel
+	pubMu sync.Mutex // serialises publishes: the ring is in publish order
+	mu    sync.Mutex // guards what follows; never held across I/O
+	// returnsClosed: the client closed returns (the channel is gone).
+	returnsClosed bool
+	unsettled     []*Pending     // published, verdict not yet taken, in publish order (a ring)
+	head, n       int            // the ring's oldest entry and its length
+	returned      map[string]int // message IDs returned by the broker, awaiting their confirm
+	err           error          // set once the channel is gone: ErrClosed wrapping lost
+	lost          error          // set with err: what the unconfirmed publishes fail with
 }
 
 // Pending is one published message awaiting its confirm.
 type Pending struct {
-	seq  uint64
-	id   string
-	done chan struct{}
-	err  error
-	pub  *Publisher
+	dc  *amqp.DeferredConfirmation
+	id  string
+	pub *Publisher
+	// Under pub.mu:
+	settled bool  // the verdict is taken
+	err     error // the verdict
+	lost    bool  // lost with the channel: the verdict is pub.lost
+}
+
+// result is the verdict of pd, which is settled. The publisher's lock is
+// not held.
+func (pd *Pending) result() error {
+	if !pd.lost {
+		return pd.err
+	}
+	p := pd.pub
+	<-p.done // soon: the channel is closed
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lost
 }
 
 // NewPublisher opens a channel on c in confirm mode. window bounds the
@@ -58,115 +79,111 @@ func NewPublisher(c *Conn, window int) (*Publisher, error) {
 		return nil, classify(err, OpChannel, "enable publisher confirms")
 	}
 	p := &Publisher{
-		conn:     c,
-		ch:       ch,
-		window:   make(chan struct{}, window),
-		pending:  make(map[uint64]*Pending),
-		returned: make(map[string]int),
-		done:     make(chan struct{}),
-		expect:   1,
+		conn:      c,
+		ch:        ch,
+		window:    window,
+		unsettled: make([]*Pending, window),
+		returned:  make(map[string]int),
+		done:      make(chan struct{}),
 	}
-	// Returns must be unbuffered: the client's reader then hands a return
-	// over before it reads the confirm that follows it, and the single
-	// tracker goroutine sees them in that order.
-	returns := ch.NotifyReturn(make(chan amqp.Return))
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, window+16))
+	// The confirms themselves come through amqp091-go's
+	// DeferredConfirmation of each publish: no listener of ours, no
+	// goroutine hop and no timer per confirm. A return is queued in this
+	// buffer by the client's reader before it resolves the confirm that
+	// follows it, so whoever sees a confirm resolved and then drains the
+	// buffer sees that message's return. At most window publishes are
+	// unconfirmed and each publish drains the buffer first, so it cannot
+	// fill up.
+	p.returns = ch.NotifyReturn(make(chan amqp.Return, window+16))
 	closes := ch.NotifyClose(make(chan *amqp.Error, 1))
-	go p.track(returns, confirms, closes)
+	go p.watch(closes)
 	return p, nil
 }
 
-func (p *Publisher) track(returns <-chan amqp.Return, confirms <-chan amqp.Confirmation, closes <-chan *amqp.Error) {
+// watch records why the channel closed. The client fails every
+// unconfirmed DeferredConfirmation itself when the channel goes.
+func (p *Publisher) watch(closes <-chan *amqp.Error) {
+	e := <-closes
+	var err error
+	if e != nil {
+		err = fmt.Errorf("%w: channel closed: %w", ErrConfirmLost, classify(e, OpPublish, "channel closed by the broker"))
+	} else {
+		err = fmt.Errorf("%w: channel closed", ErrConfirmLost)
+	}
+	p.mu.Lock()
+	p.lost = err
+	p.err = fmt.Errorf("%w: %w", ErrClosed, err)
+	p.mu.Unlock()
+	close(p.done)
+}
+
+// drainReturns records the returns the client has queued. p.mu is held.
+func (p *Publisher) drainReturns() {
+	if p.returnsClosed || len(p.returns) == 0 {
+		return
+	}
 	for {
 		select {
-		case r, ok := <-returns:
+		case r, ok := <-p.returns:
 			if !ok {
-				returns = nil
-				continue
-			}
-			p.mu.Lock()
-			p.returned[r.MessageId]++
-			p.mu.Unlock()
-		case c, ok := <-confirms:
-			if !ok {
-				confirms = nil
-				p.fail(fmt.Errorf("%w: channel closed", ErrConfirmLost))
+				p.returnsClosed = true
 				return
 			}
-			p.confirm(c)
-		case e := <-closes:
-			// Confirms already queued before the close are still valid.
-			for {
-				select {
-				case c, ok := <-confirms:
-					if ok {
-						p.confirm(c)
-						continue
-					}
-				default:
-				}
-				break
-			}
-			if e != nil {
-				p.fail(fmt.Errorf("%w: channel closed: %w", ErrConfirmLost, classify(e, OpPublish, "channel closed by the broker")))
-			} else {
-				p.fail(fmt.Errorf("%w: channel closed", ErrConfirmLost))
-			}
+			p.returned[r.MessageId]++
+		default:
 			return
 		}
 	}
 }
 
-func (p *Publisher) confirm(c amqp.Confirmation) {
-	p.mu.Lock()
-	pd, ok := p.pending[c.DeliveryTag]
-	if !ok {
-		p.mu.Unlock()
-		return
-	}
-	delete(p.pending, c.DeliveryTag)
-	// Confirms arrive in order: any older publish still pending lost its
-	// confirm (the client drops a notification it cannot hand over).
-	for seq := p.expect; seq < c.DeliveryTag; seq++ {
-		if old, ok := p.pending[seq]; ok {
-			delete(p.pending, seq)
-			old.finish(fmt.Errorf("%w: confirm for message %s went missing", ErrConfirmLost, old.id))
+// settleHead takes the verdicts of the oldest publishes whose confirms are
+// in, in publish order, and reports whether it settled them all. p.mu is
+// held.
+func (p *Publisher) settleHead() bool {
+	p.drainReturns() // keeps the buffer short while nothing is confirmed
+	for p.n > 0 {
+		pd := p.unsettled[p.head]
+		select {
+		case <-pd.dc.Done():
+		default:
+			return false
 		}
+		// The client queued the message's return, if any, before it
+		// resolved the confirm just seen: read it now.
+		p.drainReturns()
+		p.unsettled[p.head] = nil
+		p.head = (p.head + 1) % p.window
+		p.n--
+		pd.err = p.verdict(pd)
+		pd.settled = true
 	}
-	p.expect = c.DeliveryTag + 1
-	var err error
-	switch {
-	case !c.Ack:
+	return true
+}
+
+// verdict is the outcome of pd, whose confirm is in. p.mu is held.
+func (p *Publisher) verdict(pd *Pending) error {
+	if !pd.dc.Acked() {
+		// The client nacks what was unconfirmed when the channel closed,
+		// after marking it closed: a nack seen on an open channel came from
+		// the broker. (One that came just before the close counts as lost:
+		// the safe side.) Why the channel closed is known once watch has
+		// run: the waiter reads it then.
+		if p.ch.IsClosed() {
+			pd.lost = true
+			return nil
+		}
 		p.nacked.Store(true)
-		err = fmt.Errorf("%w: message %s", ErrNacked, pd.id)
-	case p.returned[pd.id] > 0:
-		if p.returned[pd.id]--; p.returned[pd.id] == 0 {
+		return fmt.Errorf("%w: message %s", ErrNacked, pd.id)
+	}
+	if n := p.returned[pd.id]; n > 0 {
+		if n == 1 {
 			delete(p.returned, pd.id)
+		} else {
+			p.returned[pd.id] = n - 1
 		}
-		err = fmt.Errorf("%w: message %s", ErrUnroutable, pd.id)
+		return fmt.Errorf("%w: message %s", ErrUnroutable, pd.id)
 	}
-	p.mu.Unlock()
-	pd.finish(err)
-}
-
-func (p *Publisher) fail(err error) {
-	p.mu.Lock()
-	if p.err == nil {
-		p.err = fmt.Errorf("%w: %w", ErrClosed, err)
-		close(p.done)
-	}
-	pend := p.pending
-	p.pending = map[uint64]*Pending{}
-	p.mu.Unlock()
-	for _, pd := range pend {
-		pd.finish(err)
-	}
-}
-
-func (pd *Pending) finish(err error) {
-	pd.err = err
-	close(pd.done)
-	<-pd.pub.window
+	return nil
 }
 
 // Publish sends msg to exchange with routing key, mandatory, and returns
@@ -177,35 +194,49 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 	if err := p.conn.AwaitUnblocked(ctx); err != nil {
 		return nil, err
 	}
-	select {
-	case p.window <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("broker: publish: waiting for the confirm window: %w", ctx.Err())
-	case <-p.done:
-		return nil, p.Err()
-	}
-	pd := &Pending{id: msg.MessageId, done: make(chan struct{}), pub: p}
+	p.pubMu.Lock()
 	p.mu.Lock()
-	if p.err != nil {
-		err := p.err
+	for {
+		if p.err != nil {
+			err := p.err
+			p.mu.Unlock()
+			p.pubMu.Unlock()
+			return nil, err
+		}
+		if p.settleHead() || p.n < p.window {
+			break
+		}
+		// The window is full: wait for the oldest confirm.
+		oldest := p.unsettled[p.head].dc.Done()
 		p.mu.Unlock()
-		<-p.window
-		return nil, err
-	}
-	pd.seq = p.ch.GetNextPublishSeqNo()
-	p.pending[pd.seq] = pd
-	err := p.ch.PublishWithContext(ctx, exchange, key, true, false, msg)
-	if err != nil {
-		delete(p.pending, pd.seq)
+		p.pubMu.Unlock()
+		select {
+		case <-oldest:
+		case <-p.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("broker: publish: waiting for the confirm window: %w", ctx.Err())
+		}
+		p.pubMu.Lock()
+		p.mu.Lock()
 	}
 	p.mu.Unlock()
+	// Only the holder of pubMu adds to the ring: the room checked above is
+	// still there, and the ring stays in the order of the channel's
+	// sequence numbers. Waiters settle meanwhile, under mu alone.
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	if err != nil {
-		<-p.window
+		p.pubMu.Unlock()
 		if errors.Is(err, amqp.ErrClosed) {
 			return nil, fmt.Errorf("%w: publish: %w", ErrClosed, err)
 		}
 		return nil, classify(err, OpPublish, "publish")
 	}
+	pd := &Pending{dc: dc, id: msg.MessageId, pub: p}
+	p.mu.Lock()
+	p.unsettled[(p.head+p.n)%p.window] = pd
+	p.n++
+	p.mu.Unlock()
+	p.pubMu.Unlock()
 	return pd, nil
 }
 
@@ -224,21 +255,39 @@ func (p *Publisher) PublishWait(ctx context.Context, exchange, key string, msg a
 // message may still be confirmed later, and the caller must treat it as
 // not known to be stored.
 func (pd *Pending) Wait(ctx context.Context) error {
-	select {
-	case <-pd.done:
-		return pd.err
-	case <-ctx.Done():
+	for {
 		select {
-		case <-pd.done:
-			return pd.err
-		default:
+		case <-pd.dc.Done():
+		case <-ctx.Done():
+			select {
+			case <-pd.dc.Done():
+			default:
+				return fmt.Errorf("%w: waiting for the confirm of message %s: %w", ErrConfirmLost, pd.id, ctx.Err())
+			}
 		}
-		return fmt.Errorf("%w: waiting for the confirm of message %s: %w", ErrConfirmLost, pd.id, ctx.Err())
+		// Verdicts are taken in publish order, as the confirms came: a
+		// return counts against the oldest publish of its message ID.
+		p := pd.pub
+		p.mu.Lock()
+		if pd.settled || p.settleHead() {
+			p.mu.Unlock()
+			return pd.result()
+		}
+		older := p.unsettled[p.head]
+		p.mu.Unlock()
+		if older == pd {
+			continue // its confirm is in: settle it
+		}
+		select {
+		case <-older.dc.Done():
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for the confirm of message %s: %w", ErrConfirmLost, pd.id, ctx.Err())
+		}
 	}
 }
 
 // Done is closed once the confirm (or its failure) is known.
-func (pd *Pending) Done() <-chan struct{} { return pd.done }
+func (pd *Pending) Done() <-chan struct{} { return pd.dc.Done() }
 
 // Nacked reports whether the broker has nacked a publish on this channel.
 // Callers should then publish on a new Publisher: RabbitMQ 3.10 keeps
@@ -260,14 +309,14 @@ func (p *Publisher) Closed() <-chan struct{} { return p.done }
 // Flush waits until every publish made so far is confirmed or failed, or ctx ends.
 func (p *Publisher) Flush(ctx context.Context) error {
 	p.mu.Lock()
-	list := make([]*Pending, 0, len(p.pending))
-	for _, pd := range p.pending {
-		list = append(list, pd)
+	list := make([]*Pending, 0, p.n)
+	for i := range p.n {
+		list = append(list, p.unsettled[(p.head+i)%p.window])
 	}
 	p.mu.Unlock()
 	for _, pd := range list {
 		select {
-		case <-pd.done:
+		case <-pd.dc.Done():
 		case <-ctx.Done():
 			return fmt.Errorf("broker: flush: %d publishes unconfirmed: %w", len(list), ctx.Err())
 		}
@@ -292,7 +341,7 @@ func (p *Publisher) Close() error {
 // ClosedPublisher returns a Publisher that is already closed: a placeholder
 // whose Err is never nil, for callers that open publishers lazily.
 func ClosedPublisher() *Publisher {
-	p := &Publisher{done: make(chan struct{}), window: make(chan struct{}), pending: map[uint64]*Pending{}}
+	p := &Publisher{done: make(chan struct{})}
 	p.err = fmt.Errorf("%w: no channel opened yet", ErrClosed)
 	close(p.done)
 	return p

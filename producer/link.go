@@ -8,33 +8,22 @@ import (
 	"github.com/warrenq/warren/broker"
 )
 
-// link is what a Producer uses of its connection once New has declared the
-// topology: connLink over a *broker.Conn, or a fake in unit tests.
+// link is what a Producer uses of the broker once New has declared the
+// topology: connLink over a *broker.Conn and its *broker.Sender, or a fake
+// in unit tests.
 type link interface {
 	// FrameMax is the frame size negotiated with the broker (0: no limit).
 	FrameMax() int
-	// Await blocks until the connection is up, or ctx ends.
-	Await(ctx context.Context) error
-	// openPublisher opens a confirm-mode publisher with a window of
-	// unconfirmed publishes (0: broker.DefaultWindow).
-	openPublisher(window int) (publisher, error)
+	// publish sends a mandatory msg and returns at once with its pending
+	// confirm. It waits (up to ctx) while the connection is down, and
+	// publishes on a new channel after a channel loss or a nack (see
+	// broker.Sender).
+	publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (confirm, error)
 	// inspect returns nil if queue exists (broker.ErrQueueNotFound if not).
 	inspect(ctx context.Context, queue string) error
-}
-
-// publisher publishes mandatory messages and reports their confirms: a
-// *broker.Publisher through brokerPublisher, or a fake.
-type publisher interface {
-	// Publish sends msg and returns at once with its pending confirm.
-	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (confirm, error)
-	// Err returns why the publisher can no longer publish, or nil.
-	Err() error
-	// Nacked reports whether the broker has nacked a publish on it.
-	Nacked() bool
-	// Flush waits for every pending confirm, or ctx's end.
-	Flush(ctx context.Context) error
-	// Close closes it; pending confirms fail with broker.ErrConfirmLost.
-	Close() error
+	// close closes the publishing channel; pending confirms fail with
+	// broker.ErrConfirmLost, later publishes with broker.ErrClosed.
+	close() error
 }
 
 // confirm is one publish awaiting its confirm (a *broker.Pending).
@@ -43,35 +32,27 @@ type confirm interface {
 	Wait(ctx context.Context) error
 }
 
-// connLink is the link of a *broker.Conn.
-type connLink struct{ *broker.Conn }
-
-func (l connLink) openPublisher(window int) (publisher, error) {
-	pub, err := broker.NewPublisher(l.Conn, window)
-	if err != nil {
-		return nil, err
-	}
-	return brokerPublisher{pub}, nil
+// connLink is the link of a *broker.Conn, publishing through a broker.Sender.
+type connLink struct {
+	conn *broker.Conn
+	s    *broker.Sender
 }
 
-func (l connLink) inspect(ctx context.Context, queue string) error {
-	_, err := broker.Inspect(ctx, l.Conn, queue)
-	return err
-}
+func (l connLink) FrameMax() int { return l.conn.FrameMax() }
 
-// brokerPublisher is the publisher of a *broker.Publisher.
-type brokerPublisher struct{ *broker.Publisher }
-
-// Publish publishes through the broker.Publisher.
-func (b brokerPublisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (confirm, error) {
-	pd, err := b.Publisher.Publish(ctx, exchange, key, msg)
+func (l connLink) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (confirm, error) {
+	pd, err := l.s.Publish(ctx, exchange, key, msg)
 	if err != nil {
 		return nil, err // not a nil *Pending in a non-nil confirm
 	}
 	return pd, nil
 }
 
-var (
-	_ link      = connLink{}
-	_ publisher = brokerPublisher{}
-)
+func (l connLink) inspect(ctx context.Context, queue string) error {
+	_, err := broker.Inspect(ctx, l.conn, queue)
+	return err
+}
+
+func (l connLink) close() error { return l.s.Close() }
+
+var _ link = connLink{}

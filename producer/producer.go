@@ -2,6 +2,7 @@ package producer
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,9 +124,6 @@ type Producer struct {
 	closed bool
 	wg     sync.WaitGroup // in-flight enqueues
 
-	pubSem chan struct{} // a lock on pub that a waiter can give up on (ctx)
-	pub    publisher
-
 	republished atomic.Uint64
 
 	checked sync.Map // queue name → time.Time of the last successful existence check
@@ -146,12 +144,11 @@ func New(ctx context.Context, conn *broker.Conn, cfg Config) (*Producer, error) 
 			return nil, fmt.Errorf("producer: %w", err)
 		}
 	}
-	p := newProducer(connLink{conn}, cfg)
-	pub, err := p.link.openPublisher(cfg.Window)
+	s, err := broker.NewSender(conn, broker.SenderConfig{Window: cfg.Window})
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	p.pub = pub
+	p := newProducer(connLink{conn: conn, s: s}, cfg)
 	if !cfg.NoDeclare {
 		conn.OnReconnect(func(ctx context.Context, c *broker.Conn) error {
 			return broker.Declare(ctx, c, cfg.QueueOptions, cfg.Queues...)
@@ -161,9 +158,9 @@ func New(ctx context.Context, conn *broker.Conn, cfg Config) (*Producer, error) 
 }
 
 // newProducer returns a Producer with cfg (its defaults set) that
-// publishes through l, opening its first publisher on the first enqueue.
+// publishes through l.
 func newProducer(l link, cfg Config) *Producer {
-	return &Producer{link: l, cfg: cfg, pub: closedPublisher, pubSem: make(chan struct{}, 1), breaker: retry.Breaker(5, 5*time.Second)}
+	return &Producer{link: l, cfg: cfg, breaker: retry.Breaker(5, 5*time.Second)}
 }
 
 // Job is one task of an EnqueueBatch.
@@ -187,11 +184,21 @@ type Result struct {
 // must be considered not enqueued (see ErrConfirmLost for the one case
 // where it may have been).
 func (p *Producer) Enqueue(ctx context.Context, queue, taskType string, payload []byte, opts ...Option) (string, error) {
-	res, err := p.EnqueueBatch(ctx, []Job{{Queue: queue, Type: taskType, Payload: payload, Options: opts}})
-	if err != nil {
-		return "", err
+	if !p.begin() {
+		return "", ErrClosed
 	}
-	return res[0].ID, res[0].Err
+	defer p.wg.Done()
+	now := time.Now()
+	j := Job{Queue: queue, Type: taskType, Payload: payload, Options: opts}
+	var s sent
+	id, err := p.send(ctx, &j, now, &s)
+	if err == nil {
+		err = p.await(ctx, &s, id, queue)
+	}
+	if obs := p.cfg.Observer; obs != nil {
+		obs.Enqueued(queue, taskType, err, time.Since(now))
+	}
+	return id, err
 }
 
 // EnqueueJSON marshals v as JSON and enqueues it.
@@ -208,83 +215,22 @@ func EnqueueJSON[T any](ctx context.Context, p *Producer, queue, taskType string
 // fails on its own. The error is non-nil only when the producer is closed
 // or ctx ended before anything could be published.
 func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	if !p.begin() {
 		return nil, ErrClosed
 	}
-	p.wg.Add(1)
-	p.mu.Unlock()
 	defer p.wg.Done()
 
 	results := make([]Result, len(jobs))
-	type sent struct {
-		pd            confirm
-		exchange, key string
-		msg           amqp.Publishing
-	}
-	pend := make([]*sent, len(jobs))
+	pend := make([]sent, len(jobs))
 	now := time.Now()
-	for i, j := range jobs {
-		t, o, err := p.build(ctx, j, now)
-		results[i].ID = t.ID
-		if err != nil {
-			results[i].Err = err
-			continue
-		}
-		delay := o.delay
-		if !o.processAt.IsZero() {
-			delay = o.processAt.Sub(now)
-		}
-		exchange, key, err := broker.DelayRoute(t.Queue, delay)
-		if err != nil {
-			results[i].Err = fmt.Errorf("%w: %w", ErrInvalid, err)
-			continue
-		}
-		msg := broker.Encode(t)
-		if exchange != "" {
-			// The delay levels accept any destination; make sure the queue
-			// exists now, as mandatory publishing does for direct ones.
-			if err := p.checkQueue(ctx, t.Queue); err != nil {
-				results[i].Err = err
-				continue
-			}
-			msg.Headers[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
-		}
-		// RabbitMQ closes the whole connection on a header frame past
-		// frame_max: refuse it here, keeping room for a retry's metadata.
-		if err := broker.CheckSize(&msg, broker.HeaderBudget(p.link.FrameMax())); err != nil {
-			results[i].Err = fmt.Errorf("%w: task %s: %w", ErrInvalid, t.ID, err)
-			continue
-		}
-		pd, err := p.publish(ctx, exchange, key, msg)
-		if err != nil {
-			results[i].Err = fmt.Errorf("producer: enqueue %s to %q: %w", t.ID, t.Queue, err)
-			continue
-		}
-		pend[i] = &sent{pd: pd, exchange: exchange, key: key, msg: msg}
+	for i := range jobs {
+		results[i].ID, results[i].Err = p.send(ctx, &jobs[i], now, &pend[i])
 	}
-	for i, s := range pend {
-		if s == nil {
+	for i := range pend {
+		if pend[i].pd == nil {
 			continue
 		}
-		err := s.pd.Wait(ctx)
-		// The channel died before the broker confirmed: publish the same
-		// task (same ID) again on the next channel. The broker may then
-		// hold it twice; handlers see it at least once, never zero times.
-		for try := 0; try < maxRepublish && republishable(err) && ctx.Err() == nil; try++ {
-			if errors.Is(err, ErrNacked) && !sleep(ctx, time.Duration(100<<min(try, 4))*time.Millisecond) {
-				break
-			}
-			p.republished.Add(1)
-			var pd confirm
-			if pd, err = p.publish(ctx, s.exchange, s.key, s.msg); err == nil {
-				err = pd.Wait(ctx)
-			}
-		}
-		if err != nil {
-			results[i].Err = fmt.Errorf("producer: enqueue %s to %q: %w", results[i].ID, jobs[i].Queue, err)
-		}
+		results[i].Err = p.await(ctx, &pend[i], results[i].ID, jobs[i].Queue)
 	}
 	if obs := p.cfg.Observer; obs != nil {
 		lat := time.Since(now)
@@ -295,20 +241,113 @@ func (p *Producer) EnqueueBatch(ctx context.Context, jobs []Job) ([]Result, erro
 	return results, nil
 }
 
-func (p *Producer) build(ctx context.Context, j Job, now time.Time) (*warren.Task, options, error) {
-	var o options
-	if p.cfg.ContextHeaders != nil {
-		if h := p.cfg.ContextHeaders(ctx); len(h) > 0 {
-			o.headers = make(map[string]any, len(h))
-			for k, v := range h {
-				o.headers[k] = v
-			}
+// begin counts an enqueue in flight, unless the producer is closed.
+func (p *Producer) begin() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	return true
+}
+
+// sent is one published task awaiting its confirm, with what it takes to
+// publish it again.
+type sent struct {
+	pd            confirm
+	exchange, key string
+	msg           amqp.Publishing
+}
+
+// send builds, checks, routes and publishes the task of j, and fills s
+// (whose pd stays nil when it fails). It returns the task's ID, set even
+// when it fails.
+func (p *Producer) send(ctx context.Context, j *Job, now time.Time, s *sent) (string, error) {
+	var t warren.Task
+	o, err := p.build(ctx, j, now, &t)
+	if err != nil {
+		return t.ID, err
+	}
+	delay := o.delay
+	if !o.processAt.IsZero() {
+		delay = o.processAt.Sub(now)
+	}
+	exchange, key, err := broker.DelayRoute(t.Queue, delay)
+	if err != nil {
+		return t.ID, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	msg := broker.Encode(&t)
+	if exchange != "" {
+		// The delay levels accept any destination; make sure the queue
+		// exists now, as mandatory publishing does for direct ones.
+		if err := p.checkQueue(ctx, t.Queue); err != nil {
+			return t.ID, err
+		}
+		msg.Headers[warren.HeaderDeliverAt] = now.Add(delay).UnixMilli()
+	}
+	// RabbitMQ closes the whole connection on a header frame past
+	// frame_max: refuse it here, keeping room for a retry's metadata.
+	if err := broker.CheckSize(&msg, broker.HeaderBudget(p.link.FrameMax())); err != nil {
+		return t.ID, fmt.Errorf("%w: task %s: %w", ErrInvalid, t.ID, err)
+	}
+	pd, err := p.publish(ctx, exchange, key, msg)
+	if err != nil {
+		return t.ID, fmt.Errorf("producer: enqueue %s to %q: %w", t.ID, t.Queue, err)
+	}
+	*s = sent{pd: pd, exchange: exchange, key: key, msg: msg}
+	return t.ID, nil
+}
+
+// await waits for the confirm of s, the task id bound for queue.
+func (p *Producer) await(ctx context.Context, s *sent, id, queue string) error {
+	err := s.pd.Wait(ctx)
+	// The channel died before the broker confirmed: publish the same
+	// task (same ID) again on the next channel. The broker may then
+	// hold it twice; handlers see it at least once, never zero times.
+	for try := 0; try < maxRepublish && republishable(err) && ctx.Err() == nil; try++ {
+		if errors.Is(err, ErrNacked) && !sleep(ctx, time.Duration(100<<min(try, 4))*time.Millisecond) {
+			break
+		}
+		p.republished.Add(1)
+		var pd confirm
+		if pd, err = p.publish(ctx, s.exchange, s.key, s.msg); err == nil {
+			err = pd.Wait(ctx)
 		}
 	}
-	for _, opt := range j.Options {
-		opt(&o)
+	if err != nil {
+		return fmt.Errorf("producer: enqueue %s to %q: %w", id, queue, err)
 	}
-	t := &warren.Task{
+	return nil
+}
+
+// options applies opts over the headers of Config.ContextHeaders. It
+// allocates nothing when there is nothing to apply.
+func (p *Producer) options(ctx context.Context, opts []Option) options {
+	var h map[string]any
+	if p.cfg.ContextHeaders != nil {
+		h = p.cfg.ContextHeaders(ctx)
+	}
+	if len(opts) == 0 && len(h) == 0 {
+		return options{}
+	}
+	o := new(options)
+	if len(h) > 0 {
+		o.headers = make(map[string]any, len(h))
+		for k, v := range h {
+			o.headers[k] = v
+		}
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return *o
+}
+
+// build fills t from j and its options and checks them.
+func (p *Producer) build(ctx context.Context, j *Job, now time.Time, t *warren.Task) (options, error) {
+	o := p.options(ctx, j.Options)
+	*t = warren.Task{
 		ID:          o.id,
 		Type:        j.Type,
 		Queue:       j.Queue,
@@ -320,11 +359,7 @@ func (p *Producer) build(ctx context.Context, j Job, now time.Time) (*warren.Tas
 		Headers:     o.headers,
 	}
 	if t.ID == "" {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return t, o, fmt.Errorf("producer: new task ID: %w", err)
-		}
-		t.ID = id.String()
+		t.ID = newID(now)
 	}
 	var errs []error
 	if err := warren.ValidateQueueName(j.Queue); err != nil {
@@ -351,34 +386,62 @@ func (p *Producer) build(ctx context.Context, j Job, now time.Time) (*warren.Tas
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return t, o, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+		return o, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	if p.cfg.MaxPayloadSize > 0 && len(j.Payload) > p.cfg.MaxPayloadSize {
-		return t, o, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(j.Payload), p.cfg.MaxPayloadSize)
+		return o, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(j.Payload), p.cfg.MaxPayloadSize)
 	}
-	return t, o, nil
+	return o, nil
 }
 
-// publish sends one message through the circuit breaker. While the
-// connection is down it waits for the next one, up to ctx's end; a
-// publisher killed by a channel error or a connection loss is replaced.
+// lastID is the time part of the last task ID made in this process:
+// milliseconds since the epoch << 12, plus a 12-bit sub-millisecond
+// sequence, as uuid.NewV7 keeps it.
+var lastID atomic.Int64
+
+// newID returns a new UUIDv7 made at now, the same as uuid.NewV7 gives
+// (a time part that grows with each ID made in the process, random bits
+// from crypto/rand) with one allocation fewer: the ID's string.
+func newID(now time.Time) string {
+	var u uuid.UUID
+	_, _ = rand.Read(u[:]) // it never fails: it crashes the program instead
+	nano := now.UnixNano()
+	ms := nano / int64(time.Millisecond)
+	t := ms<<12 + (nano-ms*int64(time.Millisecond))>>8
+	for {
+		last := lastID.Load()
+		if t <= last {
+			t = last + 1
+		}
+		if lastID.CompareAndSwap(last, t) {
+			break
+		}
+	}
+	ms, seq := t>>12, t&0xfff
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	u[6] = 0x70 | byte(seq>>8)&0x0f // version 7
+	u[7] = byte(seq)
+	u[8] = u[8]&0x3f | 0x80 // variant 10
+	return u.String()
+}
+
+// publish sends one message through the circuit breaker. The link waits
+// for the connection while it is down, up to ctx's end, and replaces a
+// channel killed by a channel error, a connection loss or a nack.
 func (p *Producer) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (confirm, error) {
 	var pd confirm
 	err := p.breaker.Run(func() error {
-		for {
-			pub, err := p.publisher(ctx)
-			if err != nil {
-				return err
-			}
-			pd, err = pub.Publish(ctx, exchange, key, msg)
-			if errors.Is(err, broker.ErrClosed) && ctx.Err() == nil && !p.isClosed() {
-				continue // that channel is gone: take the next one
-			}
-			return err
-		}
+		var err error
+		pd, err = p.link.publish(ctx, exchange, key, msg)
+		return err
 	})
 	if errors.Is(err, retry.ErrBreakerOpen) {
 		return nil, fmt.Errorf("%w: the broker failed recently; failing fast for a few seconds", ErrBreakerOpen)
+	}
+	if errors.Is(err, broker.ErrClosed) && p.isClosed() {
+		return nil, ErrClosed
 	}
 	return pd, err
 }
@@ -387,40 +450,6 @@ func (p *Producer) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.closed
-}
-
-// publisher returns a live publisher, waiting (up to ctx) for the
-// connection to come back if it must open a new one. A publisher the
-// broker has nacked is replaced too (see broker.Publisher.Nacked); the old
-// one is closed once its pending confirms are in.
-func (p *Producer) publisher(ctx context.Context) (publisher, error) {
-	select {
-	case p.pubSem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: waiting for the broker: %w", broker.ErrNotConnected, ctx.Err())
-	}
-	defer func() { <-p.pubSem }()
-	if old := p.pub; old.Err() == nil && old.Nacked() {
-		go retire(old)
-		p.pub = closedPublisher
-	}
-	for p.pub.Err() != nil {
-		if p.isClosed() {
-			return nil, ErrClosed
-		}
-		if err := p.link.Await(ctx); err != nil {
-			return nil, err
-		}
-		pub, err := p.link.openPublisher(p.cfg.Window)
-		if err != nil {
-			if errors.Is(err, broker.ErrNotConnected) {
-				continue
-			}
-			return nil, err
-		}
-		p.pub = pub
-	}
-	return p.pub, nil
 }
 
 // maxRepublish bounds how many times one enqueue republishes a task whose
@@ -464,17 +493,6 @@ func (p *Producer) BreakerState() string {
 	}
 }
 
-// closedPublisher stands for "no publisher yet": its Err is never nil.
-var closedPublisher publisher = brokerPublisher{broker.ClosedPublisher()}
-
-// retire closes a publisher once its pending confirms are in (or a minute passed).
-func retire(pub publisher) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_ = pub.Flush(ctx)
-	_ = pub.Close()
-}
-
 // Republished counts tasks published again because their first publish
 // lost its confirm to a connection or channel failure.
 func (p *Producer) Republished() uint64 { return p.republished.Load() }
@@ -512,10 +530,7 @@ func (p *Producer) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("producer: close: enqueues still waiting for confirms: %w", ctx.Err())
 	}
-	p.pubSem <- struct{}{}
-	pub := p.pub
-	<-p.pubSem
-	if cerr := pub.Close(); cerr != nil && err == nil {
+	if cerr := p.link.close(); cerr != nil && err == nil {
 		err = fmt.Errorf("producer: close: %w", cerr)
 	}
 	return err

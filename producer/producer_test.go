@@ -9,44 +9,72 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 )
 
-// sent is one message a fake publisher was given.
-type sent struct {
+// published is one message the fake link was given.
+type published struct {
 	exchange, key string
 	msg           amqp.Publishing
-	pub           int // which publisher (1 = the first opened)
+	channel       int // the fake channel it went on (1 = the first)
 }
 
-// fakeLink stands for the broker: it opens fake publishers, records what
-// they publish and answers each publish as verdict says.
+// fakeLink stands for the broker and its broker.Sender: it records what is
+// published and answers each publish as verdict says. Like a Sender, it
+// moves to a new channel after a nack.
 type fakeLink struct {
 	frameMax int
-	// verdict answers the n-th publish (1-based, over all publishers):
-	// publishErr fails Publish itself, confirmErr is its confirm's
-	// result. nil confirms everything.
-	verdict func(n int, s sent) (publishErr, confirmErr error)
+	// verdict answers the n-th publish (1-based): publishErr fails the
+	// publish itself, confirmErr is its confirm's result. nil confirms
+	// everything.
+	verdict func(n int, s published) (publishErr, confirmErr error)
 	// missing lists the queues inspect reports as not found.
 	missing map[string]bool
 
 	mu        sync.Mutex
-	sent      []sent
-	opened    int
+	sent      []published
+	channel   int // the current fake channel
+	nacked    bool
+	closed    bool
 	inspected []string
 }
 
-func (l *fakeLink) FrameMax() int                   { return l.frameMax }
-func (l *fakeLink) Await(ctx context.Context) error { return ctx.Err() }
+func (l *fakeLink) FrameMax() int { return l.frameMax }
 
-func (l *fakeLink) openPublisher(int) (publisher, error) {
+func (l *fakeLink) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (confirm, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.opened++
-	return &fakePublisher{link: l, n: l.opened}, nil
+	if l.closed {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("%w: sender closed", broker.ErrClosed)
+	}
+	if l.channel == 0 || l.nacked {
+		l.channel++
+		l.nacked = false
+	}
+	s := published{exchange: exchange, key: key, msg: msg, channel: l.channel}
+	l.sent = append(l.sent, s)
+	n := len(l.sent)
+	l.mu.Unlock()
+	var publishErr, confirmErr error
+	if l.verdict != nil {
+		publishErr, confirmErr = l.verdict(n, s)
+	}
+	if publishErr != nil {
+		return nil, publishErr
+	}
+	if errors.Is(confirmErr, broker.ErrNacked) {
+		l.mu.Lock()
+		l.nacked = true
+		l.mu.Unlock()
+	}
+	return fakeConfirm{confirmErr}, nil
 }
 
 func (l *fakeLink) inspect(_ context.Context, queue string) error {
@@ -59,66 +87,17 @@ func (l *fakeLink) inspect(_ context.Context, queue string) error {
 	return nil
 }
 
-func (l *fakeLink) published() []sent {
+func (l *fakeLink) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]sent(nil), l.sent...)
-}
-
-type fakePublisher struct {
-	link   *fakeLink
-	n      int
-	mu     sync.Mutex
-	nacked bool
-	closed bool
-}
-
-func (p *fakePublisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (confirm, error) {
-	if err := p.Err(); err != nil {
-		return nil, err
-	}
-	s := sent{exchange: exchange, key: key, msg: msg, pub: p.n}
-	p.link.mu.Lock()
-	p.link.sent = append(p.link.sent, s)
-	n := len(p.link.sent)
-	p.link.mu.Unlock()
-	var publishErr, confirmErr error
-	if p.link.verdict != nil {
-		publishErr, confirmErr = p.link.verdict(n, s)
-	}
-	if publishErr != nil {
-		return nil, publishErr
-	}
-	if errors.Is(confirmErr, broker.ErrNacked) {
-		p.mu.Lock()
-		p.nacked = true
-		p.mu.Unlock()
-	}
-	return fakeConfirm{confirmErr}, nil
-}
-
-func (p *fakePublisher) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return broker.ErrClosed
-	}
+	l.closed = true
 	return nil
 }
 
-func (p *fakePublisher) Nacked() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.nacked
-}
-
-func (p *fakePublisher) Flush(context.Context) error { return nil }
-
-func (p *fakePublisher) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	return nil
+func (l *fakeLink) published() []published {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]published(nil), l.sent...)
 }
 
 type fakeConfirm struct{ err error }
@@ -161,6 +140,9 @@ func TestEnqueueRefusesInvalidTasks(t *testing.T) {
 		{"empty type", "q", "", nil, nil, ErrInvalid, "task type"},
 		{"long type", "q", strings.Repeat("t", 256), nil, nil, ErrInvalid, "task type"},
 		{"bad queue name", "amq.x", "t", nil, nil, ErrInvalid, "invalid queue name"},
+		{"empty word in the queue name", "a..b", "t", nil, nil, ErrInvalid, "empty word between dots"},
+		{"queue name starting with a dot", ".a", "t", nil, nil, ErrInvalid, "empty word between dots"},
+		{"queue name ending with a dot", "a.", "t", nil, nil, ErrInvalid, "empty word between dots"},
 		{"long ID", "q", "t", nil, []Option{WithID(strings.Repeat("i", 256))}, ErrInvalid, "task ID"},
 		{"negative max attempts", "q", "t", nil, []Option{WithMaxAttempts(-1)}, ErrInvalid, "max attempts"},
 		{"negative delay", "q", "t", nil, []Option{WithDelay(-time.Second)}, ErrInvalid, "delay"},
@@ -325,7 +307,7 @@ func TestEnqueueDelayedRoutesThroughTheLevels(t *testing.T) {
 }
 
 func TestEnqueueBatchResultsInOrder(t *testing.T) {
-	l := &fakeLink{verdict: func(_ int, s sent) (error, error) {
+	l := &fakeLink{verdict: func(_ int, s published) (error, error) {
 		switch s.key {
 		case "nowhere":
 			return nil, fmt.Errorf("%w: message %s", broker.ErrUnroutable, s.msg.MessageId)
@@ -401,7 +383,7 @@ func (r *recorder) Enqueued(queue, typ string, err error, _ time.Duration) {
 }
 
 func TestEnqueueRepublishesOnANewChannelAfterANack(t *testing.T) {
-	l := &fakeLink{verdict: func(n int, _ sent) (error, error) {
+	l := &fakeLink{verdict: func(n int, _ published) (error, error) {
 		if n == 1 {
 			return nil, fmt.Errorf("%w: message x", broker.ErrNacked)
 		}
@@ -415,8 +397,8 @@ func TestEnqueueRepublishesOnANewChannelAfterANack(t *testing.T) {
 	if len(got) != 2 || got[0].msg.MessageId != "x" || got[1].msg.MessageId != "x" {
 		t.Fatalf("published %+v, want the same task twice", got)
 	}
-	if got[0].pub == got[1].pub {
-		t.Errorf("republished on the nacked publisher %d, want a new one", got[0].pub)
+	if got[0].channel == got[1].channel {
+		t.Errorf("republished on the nacked channel %d, want a new one", got[0].channel)
 	}
 	if p.Republished() != 1 {
 		t.Errorf("Republished = %d, want 1", p.Republished())
@@ -424,7 +406,7 @@ func TestEnqueueRepublishesOnANewChannelAfterANack(t *testing.T) {
 }
 
 func TestEnqueueSurfacesANackPerTask(t *testing.T) {
-	l := &fakeLink{verdict: func(_ int, s sent) (error, error) {
+	l := &fakeLink{verdict: func(_ int, s published) (error, error) {
 		if s.key == "full" {
 			return nil, fmt.Errorf("%w: message %s", broker.ErrNacked, s.msg.MessageId)
 		}
@@ -447,7 +429,7 @@ func TestEnqueueSurfacesANackPerTask(t *testing.T) {
 }
 
 func TestEnqueueRepublishesALostConfirm(t *testing.T) {
-	l := &fakeLink{verdict: func(n int, _ sent) (error, error) {
+	l := &fakeLink{verdict: func(n int, _ published) (error, error) {
 		if n == 1 {
 			return nil, fmt.Errorf("%w: channel closed", broker.ErrConfirmLost)
 		}
@@ -464,7 +446,7 @@ func TestEnqueueRepublishesALostConfirm(t *testing.T) {
 
 func TestBreakerOpensAfterFiveFailedPublishes(t *testing.T) {
 	boom := errors.New("broker: publish: boom")
-	l := &fakeLink{verdict: func(int, sent) (error, error) { return boom, nil }}
+	l := &fakeLink{verdict: func(int, published) (error, error) { return boom, nil }}
 	p := newFake(t, l, Config{})
 	ctx := testCtx(t)
 	for i := range 5 {
@@ -488,7 +470,7 @@ func TestBreakerOpensAfterFiveFailedPublishes(t *testing.T) {
 	}
 	// A confirm's failure is not the broker failing to take a publish:
 	// it does not count against the breaker.
-	l2 := &fakeLink{verdict: func(int, sent) (error, error) { return nil, broker.ErrUnroutable }}
+	l2 := &fakeLink{verdict: func(int, published) (error, error) { return nil, broker.ErrUnroutable }}
 	p2 := newFake(t, l2, Config{})
 	for range 6 {
 		if _, err := p2.Enqueue(ctx, "q", "t", nil); !errors.Is(err, ErrUnroutable) {
@@ -512,7 +494,78 @@ func TestEnqueueAfterCloseFails(t *testing.T) {
 	if _, err := p.Enqueue(testCtx(t), "q", "t", nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("after Close: %v, want ErrClosed", err)
 	}
-	if l.opened != 1 {
-		t.Errorf("opened %d publishers, want 1", l.opened)
+	if !l.closed {
+		t.Error("Close left the publishing channel open")
+	}
+}
+
+// nopLink confirms every publish at once and records nothing: what an
+// enqueue costs in the producer itself.
+type nopLink struct{}
+
+func (nopLink) FrameMax() int { return 0 }
+func (nopLink) publish(context.Context, string, string, amqp.Publishing) (confirm, error) {
+	return fakeConfirm{}, nil
+}
+func (nopLink) inspect(context.Context, string) error { return nil }
+func (nopLink) close() error                          { return nil }
+
+// producerAllocs bounds the heap allocations of one Enqueue in the producer
+// itself, broker and client library left out: the task ID's string (1),
+// the headers table (2) and its enqueued-at value (1). docs/benchmarks.md
+// has the whole publish path's figures.
+const producerAllocs = 4
+
+func TestEnqueueAllocations(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation counts differ under -race")
+	}
+	p := newProducer(nopLink{}, Config{}.withDefaults())
+	ctx := context.Background()
+	payload := make([]byte, 256)
+	n := testing.AllocsPerRun(1000, func() {
+		if _, err := p.Enqueue(ctx, "q", "t", payload); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > producerAllocs {
+		t.Errorf("Enqueue allocates %.1f times, want at most %d", n, producerAllocs)
+	}
+}
+
+// BenchmarkEnqueueWithoutBroker measures the producer's own cost of an
+// Enqueue: building, validating, encoding and routing the task.
+func BenchmarkEnqueueWithoutBroker(b *testing.B) {
+	p := newProducer(nopLink{}, Config{}.withDefaults())
+	ctx := context.Background()
+	payload := make([]byte, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Enqueue(ctx, "q", "t", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestNewIDIsAGrowingUUIDv7(t *testing.T) {
+	now := time.Now()
+	prev := ""
+	for i := range 5000 {
+		id := newID(now) // the same instant: the sequence must still grow
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 7 || u.Variant() != uuid.RFC4122 {
+			t.Fatalf("ID %d %q: version %v, variant %v, %v", i, id, u.Version(), u.Variant(), err)
+		}
+		if id <= prev {
+			t.Fatalf("ID %d %q is not after %q", i, id, prev)
+		}
+		if ms := int64(u.Time()); ms < 0 {
+			t.Fatalf("ID %q: time %d", id, ms)
+		}
+		prev = id
+	}
+	u, _ := uuid.Parse(newID(now.Add(time.Hour)))
+	if sec, _ := u.Time().UnixTime(); sec < now.Add(time.Hour).Unix()-1 {
+		t.Errorf("the ID's time %d is not the enqueue's (%d)", sec, now.Add(time.Hour).Unix())
 	}
 }

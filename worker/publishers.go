@@ -2,8 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -11,66 +9,31 @@ import (
 	"github.com/warrenq/warren/broker"
 )
 
-// publishers hands out a confirm-mode publisher, reopening it after a
-// channel error.
+// publishers publishes the pool's retries and dead letters on a
+// broker.Sender, which reopens its channel after a channel error, a
+// connection loss or a nack.
 type publishers struct {
-	conn *broker.Conn
-	mu   sync.Mutex
-	pub  *broker.Publisher
+	s *broker.Sender
 }
 
 func newPublishers(c *broker.Conn) (*publishers, error) {
-	pub, err := broker.NewPublisher(c, 0)
+	s, err := broker.NewSender(c, broker.SenderConfig{})
 	if err != nil {
 		return nil, err
 	}
-	return &publishers{conn: c, pub: pub}, nil
+	return &publishers{s: s}, nil
 }
+
+// publishTimeout bounds one publish and its confirm: a confirm that never
+// comes must not hold the delivery forever.
+const publishTimeout = time.Minute
 
 func (ps *publishers) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	// Bound the wait: a confirm that never comes must not hold the delivery forever.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
-	pub, err := ps.get(ctx)
-	if err != nil {
-		return err
-	}
-	return pub.PublishWait(ctx, exchange, key, msg)
-}
-
-// get returns a live publisher, opening a new one (after the connection
-// is back) if a channel error or a connection loss killed the last.
-func (ps *publishers) get(ctx context.Context) (*broker.Publisher, error) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if old := ps.pub; old.Err() == nil && old.Nacked() {
-		// A nacked channel may go on nacking (see broker.Publisher.Nacked).
-		go func() {
-			fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			_ = old.Flush(fctx)
-			_ = old.Close()
-		}()
-		ps.pub = broker.ClosedPublisher()
-	}
-	for ps.pub.Err() != nil {
-		if err := ps.conn.Await(ctx); err != nil {
-			return nil, err
-		}
-		pub, err := broker.NewPublisher(ps.conn, 0)
-		if err != nil {
-			if errors.Is(err, broker.ErrNotConnected) {
-				continue // lost again at once: wait for the next connection
-			}
-			return nil, err
-		}
-		ps.pub = pub
-	}
-	return ps.pub, nil
+	return ps.s.PublishWait(ctx, exchange, key, msg)
 }
 
 func (ps *publishers) close() {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	_ = ps.pub.Close()
+	_ = ps.s.Close()
 }

@@ -89,16 +89,11 @@ func (c *warrenClient) declare(ctx context.Context, queue string) error {
 	return nil
 }
 
-func (c *warrenClient) remove(_ context.Context, queue string) error {
-	ch, err := c.sub.Channel()
-	if err != nil {
-		return fmt.Errorf("bench: delete %s: %w", queue, err)
-	}
-	defer ch.Close()
+func (c *warrenClient) remove(ctx context.Context, queue string) error {
 	var errs []error
 	for _, q := range []string{queue, warren.DeadLetterQueue(queue)} {
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			errs = append(errs, fmt.Errorf("bench: delete %s: %w", q, err))
+		if _, err := broker.DeleteQueue(ctx, c.sub, q, broker.DeleteOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("bench: %w", err))
 		}
 	}
 	return errors.Join(errs...)
