@@ -13,6 +13,7 @@ import (
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/chaos"
+	"github.com/warrenq/warren/internal/testnode"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/worker"
 )
@@ -32,15 +33,15 @@ func TestConsumerTimeoutRedeliversAndThePoolResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	nodes, err := chaos.NewNodes(dir, "ct", 1, t.Logf)
+	opts := chaos.NodeOptions(t.Logf)
+	opts.Config += "consumer_timeout = 3000\n"
+	opts.Advanced = "[{rabbit, [{channel_tick_interval, 500}]}]."
+	nodes, err := testnode.NewCluster(dir, testnode.ClusterOptions{Tag: "ct", Node: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nodes.Close()
 	node := nodes.Nodes[0]
-	if err := node.Configure("consumer_timeout = 3000", "[{rabbit, [{channel_tick_interval, 500}]}]."); err != nil {
-		t.Fatal(err)
-	}
 	if err := nodes.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

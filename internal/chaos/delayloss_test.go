@@ -18,6 +18,7 @@ import (
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/chaos"
+	"github.com/warrenq/warren/internal/testnode"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/worker"
@@ -44,7 +45,7 @@ func TestRetriesHeldByTheDeadLetterWorkerArrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	nodes, err := chaos.NewNodes(dir, "held", 3, t.Logf)
+	nodes, err := testnode.NewCluster(dir, testnode.ClusterOptions{Nodes: 3, Tag: "held", Node: chaos.NodeOptions(t.Logf)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func TestDelayedTasksFromFreshChannelsAfterTheLeaderDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	nodes, err := chaos.NewNodes(dir, "fresh", 3, t.Logf)
+	nodes, err := testnode.NewCluster(dir, testnode.ClusterOptions{Nodes: 3, Tag: "fresh", Node: chaos.NodeOptions(t.Logf)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"sync/atomic"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/chaos"
+	"github.com/warrenq/warren/internal/testnode"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/worker"
 )
@@ -32,14 +32,14 @@ var quiet = func() *slog.Logger {
 }()
 
 // privateNode starts one private RabbitMQ node for the test.
-func privateNode(t *testing.T, ctx context.Context) *chaos.Node {
+func privateNode(t *testing.T, ctx context.Context) *testnode.Node {
 	t.Helper()
 	dir, err := os.MkdirTemp("", chaos.DirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	nodes, err := chaos.NewNodes(filepath.Join(dir), "bug", 1, t.Logf)
+	nodes, err := testnode.NewCluster(dir, testnode.ClusterOptions{Tag: "bug", Node: chaos.NodeOptions(t.Logf)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestEnqueueGoesOnThroughTheSurvivorsWhenTheLeaderDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	nodes, err := chaos.NewNodes(dir, "nack", 3, t.Logf)
+	nodes, err := testnode.NewCluster(dir, testnode.ClusterOptions{Nodes: 3, Tag: "nack", Node: chaos.NodeOptions(t.Logf)})
 	if err != nil {
 		t.Fatal(err)
 	}
