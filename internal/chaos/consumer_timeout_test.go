@@ -4,7 +4,6 @@ package chaos_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -28,23 +27,10 @@ import (
 func TestConsumerTimeoutRedeliversAndThePoolResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", chaos.DirPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
 	opts := chaos.NodeOptions(t.Logf)
 	opts.Config += "consumer_timeout = 3000\n"
 	opts.Advanced = "[{rabbit, [{channel_tick_interval, 500}]}]."
-	nodes, err := testnode.NewCluster(dir, testnode.ClusterOptions{Tag: "ct", Node: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nodes.Close()
-	node := nodes.Nodes[0]
-	if err := nodes.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	node := startCluster(t, ctx, testnode.ClusterOptions{Tag: "ct", Node: opts}).Nodes[0]
 	conn, err := broker.Dial(ctx, node.URL(), broker.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
