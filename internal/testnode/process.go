@@ -96,13 +96,13 @@ func WaitGone(ctx context.Context, pid int, d time.Duration) error {
 		fmt.Sprintf("process %d still alive", pid))
 }
 
-// awaitPidFile waits until file holds a process ID, as rabbitmq-server
-// -detached writes it a moment after it returns. `rabbitmqctl wait` on a
-// file caught half-written fails with garbage_in_pid_file instead of
-// waiting: call this first.
-func awaitPidFile(ctx context.Context, file string) error {
-	return Poll(ctx, time.Hour, 50*time.Millisecond, func() bool { return readPid(file) > 0 },
-		"no process ID in "+file)
+// awaitPidFile waits until the pid file holds a process ID, as
+// rabbitmq-server -detached writes it a moment after it returns.
+// `rabbitmqctl wait` on a file caught half-written fails with
+// garbage_in_pid_file instead of waiting: call this first.
+func (n *Node) awaitPidFile(ctx context.Context) error {
+	return Poll(ctx, n.timeout, 50*time.Millisecond, func() bool { return readPid(n.pidFile) > 0 },
+		"no process ID in "+n.pidFile)
 }
 
 // Poll checks cond every interval until it holds, ctx ends or d passes;

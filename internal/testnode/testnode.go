@@ -250,7 +250,7 @@ func (n *Node) Start(ctx context.Context) error {
 		b, _ := os.ReadFile(out.Name())
 		return fmt.Errorf("testnode: start %s: %w: %s", n.Name, err, tail(string(b), 800))
 	}
-	err = awaitPidFile(ctx, n.pidFile)
+	err = n.awaitPidFile(ctx)
 	if err == nil {
 		_, err = n.Ctl(ctx, "wait", n.pidFile, "--timeout", strconv.Itoa(int(n.timeout/time.Second)))
 	}
