@@ -6,14 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/doctor"
-	"github.com/warrenq/warren/internal/chaos"
 	"github.com/warrenq/warren/internal/testnode"
 )
 
@@ -52,7 +50,7 @@ func ctl(t *testing.T, n *testnode.Node, args ...string) {
 // and the node's Erlang cookie through HOME.
 func run(t *testing.T, n *testnode.Node, url string, cfg doctor.Config) *doctor.Report {
 	t.Helper()
-	t.Setenv("HOME", filepath.Join(n.Dir(), "home"))
+	t.Setenv("HOME", n.Home())
 	cfg.Node, cfg.Rabbitmqctl, cfg.CtlTimeout = n.Name, testnode.CtlBin, 30*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -223,7 +221,7 @@ func TestDoctorPartitionHandlingOnCluster(t *testing.T) {
 		t.Skip(err)
 	}
 	dir := t.TempDir()
-	nodes, err := chaos.NewNodes(dir, "doctor", 2, t.Logf)
+	nodes, err := testnode.NewCluster(dir, testnode.ClusterOptions{Nodes: 2, Tag: "doctor", Node: testnode.Options{Logf: t.Logf}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +232,7 @@ func TestDoctorPartitionHandlingOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := nodes.Nodes[0]
-	t.Setenv("HOME", filepath.Join(dir, "home")) // the cluster's Erlang cookie
+	t.Setenv("HOME", nodes.Home()) // the cluster's Erlang cookie
 	r, err := doctor.Run(ctx, dial(t, first.URL()), doctor.Config{Node: first.Name, Rabbitmqctl: testnode.CtlBin, CtlTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)

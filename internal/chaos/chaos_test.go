@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren/internal/chaos"
+	"github.com/warrenq/warren/internal/testnode"
 )
 
 // Knobs, from the environment:
@@ -34,13 +35,11 @@ func TestChaos(t *testing.T) {
 	dur := envDuration(t, "CHAOS_DURATION", 45*time.Second)
 	names := strings.Split(envString("CHAOS_SCENARIOS", "single,cluster,partition"), ",")
 
-	for _, bin := range []string{chaos.RabbitMQServer, chaos.RabbitMQCtl} {
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("RabbitMQ is not installed (%v); the chaos suite needs rabbitmq-server", err)
-			}
-			t.Skipf("RabbitMQ is not installed (%v)", err)
+	if err := testnode.Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%v; the chaos suite needs rabbitmq-server", err)
 		}
+		t.Skip(err)
 	}
 
 	// Leave time to stop the nodes before go test's own -timeout panics:

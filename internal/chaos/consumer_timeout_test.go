@@ -4,7 +4,6 @@ package chaos_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/chaos"
+	"github.com/warrenq/warren/internal/testnode"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/worker"
 )
@@ -27,23 +27,10 @@ import (
 func TestConsumerTimeoutRedeliversAndThePoolResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", chaos.DirPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	nodes, err := chaos.NewNodes(dir, "ct", 1, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nodes.Close()
-	node := nodes.Nodes[0]
-	if err := node.Configure("consumer_timeout = 3000", "[{rabbit, [{channel_tick_interval, 500}]}]."); err != nil {
-		t.Fatal(err)
-	}
-	if err := nodes.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	opts := chaos.NodeOptions(t.Logf)
+	opts.Config += "consumer_timeout = 3000\n"
+	opts.Advanced = "[{rabbit, [{channel_tick_interval, 500}]}]."
+	node := startCluster(t, ctx, testnode.ClusterOptions{Tag: "ct", Node: opts}).Nodes[0]
 	conn, err := broker.Dial(ctx, node.URL(), broker.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)

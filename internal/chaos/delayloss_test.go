@@ -18,6 +18,7 @@ import (
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/chaos"
+	"github.com/warrenq/warren/internal/testnode"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/worker"
@@ -39,19 +40,7 @@ import (
 func TestRetriesHeldByTheDeadLetterWorkerArrive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", chaos.DirPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	nodes, err := chaos.NewNodes(dir, "held", 3, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nodes.Close()
-	if err := nodes.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	nodes := startCluster(t, ctx, testnode.ClusterOptions{Nodes: 3, Tag: "held", Node: chaos.NodeOptions(t.Logf)})
 	const q = "retry-held"
 	// Declared through node 1: it leads the delay levels and the queue.
 	n1 := nodes.Nodes[0]
@@ -257,19 +246,7 @@ func TestDelayedTasksFromFreshChannelsAfterTheLeaderDies(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", chaos.DirPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	nodes, err := chaos.NewNodes(dir, "fresh", 3, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nodes.Close()
-	if err := nodes.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	nodes := startCluster(t, ctx, testnode.ClusterOptions{Nodes: 3, Tag: "fresh", Node: chaos.NodeOptions(t.Logf)})
 	const q = "delay-fresh"
 	c1, err := broker.Dial(ctx, nodes.Nodes[0].URL(), broker.Config{Logger: quiet, NoReconnect: true})
 	if err != nil {

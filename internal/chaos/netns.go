@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/warrenq/warren/internal/testnode"
 )
 
 // IP is the iproute2 binary; TC is its traffic-control tool (looked up
@@ -191,7 +193,7 @@ func removeNet(pid int, logf func(string, ...any)) {
 		for _, f := range strings.Fields(pids) {
 			if p, err := strconv.Atoi(f); err == nil && p > 1 {
 				_ = syscall.Kill(p, syscall.SIGKILL)
-				_ = waitGone(ctx, p, 10*time.Second)
+				_ = testnode.WaitGone(ctx, p, 10*time.Second)
 			}
 		}
 		if err := run(ctx, IP, "netns", "del", name); err != nil {
@@ -251,7 +253,7 @@ func SweepNets(logf func(string, ...any)) {
 		}
 	}
 	for pid := range owners {
-		if pid == os.Getpid() || alive(pid) {
+		if pid == os.Getpid() || testnode.Alive(pid) {
 			continue
 		}
 		logf("sweep: removing the network namespaces and links of dead run %d", pid)

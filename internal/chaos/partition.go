@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/warrenq/warren/internal/testnode"
 )
 
 // flapPattern is how long the flapping link stays down each time; between
@@ -168,7 +170,7 @@ func (r *runner) partition(ctx context.Context, f *FaultResult, kind string) {
 
 // flap takes node n's link down for each span of flapPattern, up (shaped)
 // for flapUp between them, and returns when it is done. The caller heals.
-func (r *runner) flap(ctx context.Context, n *Node) time.Time {
+func (r *runner) flap(ctx context.Context, n *testnode.Node) time.Time {
 	for k, d := range flapPattern {
 		if k > 0 {
 			if err := r.net.Cut(ctx, n.Index); err != nil {
@@ -206,7 +208,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // minorityPaused measures how long the cut-off node takes to stop
 // accepting clients, as seen from its own side: pause_minority closes its
 // listener. A node that keeps serving its side is a problem.
-func (r *runner) minorityPaused(ctx context.Context, t time.Time, n *Node) Metric {
+func (r *runner) minorityPaused(ctx context.Context, t time.Time, n *testnode.Node) Metric {
 	m := Metric{Name: "minority node paused (refuses clients)"}
 	addr := net.JoinHostPort(n.Host, strconv.Itoa(n.Port))
 	accepts := func() bool {
@@ -215,7 +217,7 @@ func (r *runner) minorityPaused(ctx context.Context, t time.Time, n *Node) Metri
 		_, err := output(ctx, r.net.Exec(n.Index, "bash", "-c", "exec 3<>/dev/tcp/"+strings.ReplaceAll(addr, ":", "/"))...)
 		return err == nil
 	}
-	err := poll(ctx, 60*time.Second, 250*time.Millisecond, func() bool { return !accepts() }, "minority paused")
+	err := testnode.Poll(ctx, 60*time.Second, 250*time.Millisecond, func() bool { return !accepts() }, "minority paused")
 	if err != nil {
 		r.problem("node%d (%s) still accepted clients 60s after it was cut off at +%.1fs: it did not pause (cluster_partition_handling %s?)",
 			n.Index, n.Name, t.Sub(r.start).Seconds(), PartitionHandling)
@@ -237,7 +239,7 @@ const thawWait = 30 * time.Second
 // partition can stay until an operator restarts the node's app. If the
 // cluster is not whole within thawWait the suite does that (stop_app,
 // start_app on n), notes it, and fails only if that does not make it whole.
-func (r *runner) wholeAfterFreeze(ctx context.Context, t time.Time, n *Node) []Metric {
+func (r *runner) wholeAfterFreeze(ctx context.Context, t time.Time, n *testnode.Node) []Metric {
 	m, ok := r.awaitWhole(ctx, thawWait)
 	if ok {
 		m.D = time.Since(t)
@@ -281,7 +283,7 @@ func (r *runner) clusterWhole(ctx context.Context, t time.Time, kind string, d t
 func (r *runner) awaitWhole(ctx context.Context, d time.Duration) (Metric, bool) {
 	m := Metric{Name: "cluster whole again, from heal"}
 	var last string
-	err := poll(ctx, d, 500*time.Millisecond, func() bool {
+	err := testnode.Poll(ctx, d, 500*time.Millisecond, func() bool {
 		for _, n := range r.nodes.Nodes {
 			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			out, err := n.Ctl(cctx, "cluster_status", "--formatter", "json")

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/warrenq/warren/internal/testnode"
 )
 
 // Why the suite signalled an agent.
@@ -62,7 +64,7 @@ func startAgent(prefix []string, bin, dir, role, name string, args []string) (*A
 	argv := append(append(append(append([]string(nil), prefix...), bin, role), args...), "--ledger", a.Ledger)
 	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	a.cmd.Env = append(cleanEnv(), "GORACE=halt_on_error=0")
+	a.cmd.Env = append(testnode.CleanEnv(), "GORACE=halt_on_error=0")
 	// The agent dies with the suite, whatever kills the suite.
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := a.cmd.Start(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"sync/atomic"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/internal/chaos"
+	"github.com/warrenq/warren/internal/testnode"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/worker"
 )
@@ -31,15 +31,17 @@ var quiet = func() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }()
 
-// privateNode starts one private RabbitMQ node for the test.
-func privateNode(t *testing.T, ctx context.Context) *chaos.Node {
+// startCluster starts the nodes opts describe in a run directory of the
+// suite's (SweepStale finds it if the test binary dies). The nodes stop and
+// the directory goes when the test ends.
+func startCluster(t *testing.T, ctx context.Context, opts testnode.ClusterOptions) *testnode.Cluster {
 	t.Helper()
 	dir, err := os.MkdirTemp("", chaos.DirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	nodes, err := chaos.NewNodes(filepath.Join(dir), "bug", 1, t.Logf)
+	nodes, err := testnode.NewCluster(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +49,13 @@ func privateNode(t *testing.T, ctx context.Context) *chaos.Node {
 	if err := nodes.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return nodes.Nodes[0]
+	return nodes
+}
+
+// privateNode starts one private RabbitMQ node for the test.
+func privateNode(t *testing.T, ctx context.Context) *testnode.Node {
+	t.Helper()
+	return startCluster(t, ctx, testnode.ClusterOptions{Tag: "bug", Node: chaos.NodeOptions(t.Logf)}).Nodes[0]
 }
 
 // TestPoolResumesAfterTheBrokerCancelsItsConsumer: when the broker cancels a
@@ -226,19 +234,7 @@ func TestEnqueueKeepsItsDeadlineBehindAnotherEnqueue(t *testing.T) {
 func TestEnqueueGoesOnThroughTheSurvivorsWhenTheLeaderDies(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", chaos.DirPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	nodes, err := chaos.NewNodes(dir, "nack", 3, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nodes.Close()
-	if err := nodes.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	nodes := startCluster(t, ctx, testnode.ClusterOptions{Nodes: 3, Tag: "nack", Node: chaos.NodeOptions(t.Logf)})
 	n1, n2 := nodes.Nodes[0], nodes.Nodes[1]
 	const q = "bug-nack"
 	// Declared through node 1, so node 1 leads the queue.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/internal/testnode"
 )
 
 // Faults the schedule injects.
@@ -128,7 +129,7 @@ type slot struct {
 type runner struct {
 	sc    Scenario
 	env   Env
-	nodes *Nodes
+	nodes *testnode.Cluster
 	net   *Net // nil unless Scenario.Partitions
 	idx   *Index
 	mon   *broker.Conn
@@ -178,19 +179,15 @@ func Run(ctx context.Context, sc Scenario, env Env) (*Result, error) {
 	res := &Result{Scenario: sc}
 	defer func() { res.Wall = time.Since(r.start) }()
 
-	var nodes *Nodes
-	var err error
 	if sc.Partitions {
-		nw, nerr := NewNet(ctx, sc.Nodes, r.logf)
-		if nerr != nil {
-			return nil, nerr
+		nw, err := NewNet(ctx, sc.Nodes, r.logf)
+		if err != nil {
+			return nil, err
 		}
 		defer nw.Close() // after nodes.Close, deferred below
 		r.net = nw
-		nodes, err = NewNodesOnNet(env.Dir, sc.Name, nw, r.logf)
-	} else {
-		nodes, err = NewNodes(env.Dir, sc.Name, sc.Nodes, r.logf)
 	}
+	nodes, err := newCluster(env.Dir, sc, r.net, r.logf)
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +397,7 @@ func (r *runner) stopAll() {
 // waitFor refreshes the ledger index and checks cond every 50ms until it
 // holds, ctx ends or d passes.
 func (r *runner) waitFor(ctx context.Context, d time.Duration, what string, cond func() bool) error {
-	return poll(ctx, d, 50*time.Millisecond, func() bool {
+	return testnode.Poll(ctx, d, 50*time.Millisecond, func() bool {
 		_ = r.idx.Refresh()
 		return cond()
 	}, what)
@@ -451,7 +448,7 @@ func (r *runner) pickWorker(exclude ...*Agent) *Agent {
 		a, ok = r.pickOnce(exclude...)
 		return ok
 	}
-	_ = poll(context.Background(), 5*time.Second, 20*time.Millisecond, busy, "busy worker")
+	_ = testnode.Poll(context.Background(), 5*time.Second, 20*time.Millisecond, busy, "busy worker")
 	return a
 }
 
@@ -727,8 +724,8 @@ func (r *runner) termWorker(ctx context.Context, f *FaultResult) {
 	f.Metrics = append(f.Metrics, r.replacementUp(ctx, t, victim))
 }
 
-func (r *runner) upNodes() []*Node {
-	var out []*Node
+func (r *runner) upNodes() []*testnode.Node {
+	var out []*testnode.Node
 	for _, n := range r.nodes.Nodes {
 		if _, err := n.PID(); err == nil {
 			out = append(out, n)
@@ -1033,14 +1030,14 @@ func (r *runner) stopNode(ctx context.Context, f *FaultResult) {
 // without losing anything, then resume when both are back.
 func (r *runner) stopMajority(ctx context.Context, f *FaultResult) {
 	leader := r.target(ctx)
-	var other *Node
+	var other *testnode.Node
 	for _, n := range r.nodes.Nodes {
 		if n != leader {
 			other = n
 			break
 		}
 	}
-	for _, n := range []*Node{leader, other} {
+	for _, n := range []*testnode.Node{leader, other} {
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		err := n.StopApp(sctx)
 		cancel()
@@ -1063,7 +1060,7 @@ func (r *runner) stopMajority(ctx context.Context, f *FaultResult) {
 	f.Note = fmt.Sprintf("without a majority (%.1fs, counted from 1s after the second stop_app): %d jobs completed, %d enqueues confirmed",
 		now.Sub(from).Seconds(), done, conf)
 	t1 := time.Now()
-	for _, n := range []*Node{other, leader} {
+	for _, n := range []*testnode.Node{other, leader} {
 		sctx, cancel := context.WithTimeout(ctx, 150*time.Second)
 		err := n.StartApp(sctx)
 		cancel()
@@ -1136,7 +1133,7 @@ func (r *runner) holdDown(ctx context.Context, f *FaultResult, t time.Time, up f
 
 // target is the node a node fault hits: the only node, or the leader of
 // the queue in a cluster (a random node if the leader is unknown).
-func (r *runner) target(ctx context.Context) *Node {
+func (r *runner) target(ctx context.Context) *testnode.Node {
 	if len(r.nodes.Nodes) == 1 {
 		return r.nodes.Nodes[0]
 	}
@@ -1151,7 +1148,7 @@ func (r *runner) target(ctx context.Context) *Node {
 }
 
 // leader asks a running node which node leads the queue.
-func (r *runner) leader(ctx context.Context) (*Node, error) {
+func (r *runner) leader(ctx context.Context) (*testnode.Node, error) {
 	for _, n := range r.upNodes() {
 		out, err := n.Ctl(ctx, "list_queues", "name", "leader", "--quiet", "--formatter", "json")
 		if err != nil {

@@ -1,12 +1,10 @@
-// Package testbroker gives integration tests a real RabbitMQ: the URL,
-// a connection named after the test, and queue names unique to each test
-// that are deleted when it ends.
 package testbroker
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"regexp"
@@ -27,21 +25,12 @@ func URL() string {
 	return "amqp://guest:guest@127.0.0.1:5672/"
 }
 
-// Dial connects to the test broker. When the broker is unreachable the test
-// fails under CI=true and is skipped otherwise.
+// Dial connects to the test broker with a connection named after the test.
+// When the broker is unreachable the test fails under CI=true and is
+// skipped otherwise.
 func Dial(t testing.TB) *broker.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	c, err := broker.Dial(ctx, URL(), broker.Config{Name: "test " + t.Name(), DialRetries: 2})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("broker unreachable under CI=true: %v", err)
-		}
-		t.Skipf("broker unreachable (set CI=true to fail instead): %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return DialNamed(t, broker.Config{Name: "test " + t.Name()})
 }
 
 var unsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
@@ -62,31 +51,29 @@ func Queue(t testing.TB, c *broker.Conn) string {
 }
 
 // DeleteQueue deletes name, its dead-letter queue and its replay journal,
-// ignoring absent ones.
+// ignoring absent ones. When c is closed or down (the test may have closed
+// it by now) it uses a fresh connection.
 func DeleteQueue(t testing.TB, c *broker.Conn, name string) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	for _, q := range []string{name, warren.DeadLetterQueue(name), warren.DeadLetterQueue(name) + ".replayed"} {
-		ch, err := c.Channel()
-		if err != nil {
-			// The test's own connection may be closed by now: use a fresh one.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			fresh, derr := broker.Dial(ctx, URL(), broker.Config{Name: "test cleanup", DialRetries: -1})
-			cancel()
+		_, err := broker.DeleteQueue(ctx, c, q, broker.DeleteOptions{})
+		if errors.Is(err, broker.ErrClosed) || errors.Is(err, broker.ErrNotConnected) {
+			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+			fresh, derr := broker.Dial(dctx, URL(), broker.Config{Name: "test cleanup", DialRetries: -1})
+			dcancel()
 			if derr != nil {
 				t.Logf("cleanup of %s: %v", q, derr)
 				return
 			}
 			defer fresh.Close()
 			c = fresh
-			if ch, err = c.Channel(); err != nil {
-				t.Logf("cleanup of %s: %v", q, err)
-				return
-			}
+			_, err = broker.DeleteQueue(ctx, c, q, broker.DeleteOptions{})
 		}
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+		if err != nil {
 			t.Logf("cleanup of %s: %v", q, err)
 		}
-		_ = ch.Close()
 	}
 }
 

@@ -41,7 +41,7 @@ func (l *Lazy) Get(t testing.TB) *Node {
 			}
 		}
 		if l.node != nil {
-			l.node.opts.Logf = nil // t.Logf must not outlive t
+			l.node.cluster.logf = func(string, ...any) {} // t.Logf must not outlive t
 		}
 	})
 	if l.err != nil {

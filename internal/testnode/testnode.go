@@ -1,39 +1,10 @@
-// Package testnode starts private RabbitMQ nodes for tests that need a
-// broker of their own: one they can stop and start again, one with a TLS
-// listener, or one whose users, vhosts and permissions they change. The
-// shared development broker (127.0.0.1:5672) is never touched: a private
-// node has its own ports, data directory, HOME and Erlang cookie, and every
-// rabbitmqctl call names it with -n.
-//
-// Starting a node costs several seconds; share one per test binary with a
-// Lazy, closed from TestMain:
-//
-//	var node = &testnode.Lazy{Options: testnode.Options{TLS: ...}}
-//
-//	func TestMain(m *testing.M) {
-//		code := m.Run()
-//		node.Close()
-//		os.Exit(code)
-//	}
-//
-//	func TestSomething(t *testing.T) {
-//		n := node.Get(t) // started on first use; skipped (or failed under CI=true) without RabbitMQ
-//		...
-//	}
-//
-// A node left running by a test binary that was killed is stopped by the
-// next Start (see Sweep).
 package testnode
 
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -41,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -50,21 +20,13 @@ import (
 var (
 	ServerBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 	CtlBin    = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+	QueuesBin = "/usr/lib/rabbitmq/bin/rabbitmq-queues"
 )
 
-// dirPrefix starts the name of every node directory under os.TempDir(),
-// followed by the owning process's pid: Sweep finds leftovers by it.
+// dirPrefix starts the name of every directory Start creates under
+// os.TempDir(), followed by the owning process's pid: Sweep finds
+// leftovers by it.
 const dirPrefix = "warren-testnode-"
-
-// Ports never used: the shared node's (AMQP, distribution, management),
-// epmd's, and the default range of rabbitmqctl's own distribution ports.
-func reserved(p int) bool {
-	switch p {
-	case 4369, 5671, 5672, 15672, 25672:
-		return true
-	}
-	return p >= 35672 && p <= 35682
-}
 
 // TLS configures a node's TLS listener. The files are PEM.
 type TLS struct {
@@ -81,10 +43,14 @@ type TLS struct {
 
 // Options shape a node. The zero Options is a plain AMQP node.
 type Options struct {
-	// TLS, when set, adds a TLS listener on 127.0.0.1 (Node.TLSPort).
+	// TLS, when set, adds a TLS listener on the node's address
+	// (Node.TLSPort).
 	TLS *TLS
 	// Config holds extra rabbitmq.conf lines.
 	Config string
+	// Advanced is the node's advanced.config (Erlang terms). "" means
+	// none.
+	Advanced string
 	// Env holds extra environment variables of the node and its
 	// rabbitmqctl calls, as NAME=value (RABBITMQ_FEATURE_FLAGS=...).
 	Env []string
@@ -95,22 +61,28 @@ type Options struct {
 }
 
 // Node is a private RabbitMQ node. Its methods are safe for concurrent use,
-// but stopping and starting it are for one test at a time.
+// but stopping and starting it are for one caller at a time.
 type Node struct {
 	// Name is the Erlang node name, for rabbitmqctl -n.
 	Name string
-	// Port is the AMQP port on 127.0.0.1.
+	// Index is the node's place in its cluster, from 1.
+	Index int
+	// Host is the address the node listens on: 127.0.0.1, or its address
+	// on a ClusterOptions.Net.
+	Host string
+	// Port is the AMQP port on Host.
 	Port int
-	// TLSPort is the AMQPS port on 127.0.0.1, or 0 without TLS.
+	// TLSPort is the AMQPS port on Host, or 0 without TLS.
 	TLSPort int
 
+	cluster *Cluster
 	dir     string
 	pidFile string
 	env     []string
-	opts    Options
+	timeout time.Duration // of each start
+	remove  string        // Close removes it: the directory Start made
 
-	mu      sync.Mutex
-	running bool
+	mu sync.Mutex // serialises Start and Stop
 }
 
 // Available reports why private nodes cannot be started here, or nil.
@@ -130,172 +102,32 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	Sweep()
-	if opts.StartTimeout == 0 {
-		opts.StartTimeout = 2 * time.Minute
-	}
-	n, err := prepare(opts)
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", dirPrefix, os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
-	if err := n.Start(ctx); err != nil {
+	c, err := NewCluster(dir, ClusterOptions{Node: opts})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	n := c.Nodes[0]
+	n.remove = dir
+	if err := c.Start(ctx); err != nil {
 		_ = n.Close()
 		return nil, err
 	}
 	return n, nil
 }
 
-func prepare(opts Options) (*Node, error) {
-	host, err := os.Hostname()
-	if err != nil {
-		return nil, fmt.Errorf("testnode: hostname: %w", err)
-	}
-	host, _, _ = strings.Cut(host, ".")
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", dirPrefix, os.Getpid()))
-	if err != nil {
-		return nil, err
-	}
-	fail := func(err error) (*Node, error) {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return fail(err)
-	}
-	var b [16]byte
-	_, _ = crand.Read(b[:])
-	if err := os.WriteFile(filepath.Join(home, ".erlang.cookie"), []byte(strings.ToUpper(hex.EncodeToString(b[:]))), 0o400); err != nil {
-		return fail(fmt.Errorf("testnode: write cookie: %w", err))
-	}
-	taken := map[int]bool{}
-	port, err := freePort(10000, 14999, taken, 20000)
-	if err != nil {
-		return fail(err)
-	}
-	ctlMin, err := freeRange(15000, 19999, 10, taken)
-	if err != nil {
-		return fail(err)
-	}
-	n := &Node{
-		Name:    fmt.Sprintf("warren_testnode_%s@%s", filepath.Base(dir)[len(dirPrefix):], host), // pid and a random part
-		Port:    port,
-		dir:     dir,
-		pidFile: filepath.Join(dir, "rabbit.pid"),
-		opts:    opts,
-	}
-	n.Name = strings.ReplaceAll(n.Name, "-", "_")
-	var conf strings.Builder
-	fmt.Fprintf(&conf, "listeners.tcp.1 = 127.0.0.1:%d\n", port)
-	if t := opts.TLS; t != nil {
-		if n.TLSPort, err = freePort(10000, 14999, taken, 0); err != nil {
-			return fail(err)
-		}
-		verify := "verify_none"
-		if t.VerifyPeer {
-			verify = "verify_peer"
-		}
-		fmt.Fprintf(&conf, "listeners.ssl.1 = 127.0.0.1:%d\n", n.TLSPort)
-		fmt.Fprintf(&conf, "ssl_options.cacertfile = %s\nssl_options.certfile = %s\nssl_options.keyfile = %s\n", t.CACertFile, t.CertFile, t.KeyFile)
-		fmt.Fprintf(&conf, "ssl_options.verify = %s\nssl_options.fail_if_no_peer_cert = %t\n", verify, t.FailIfNoPeerCert)
-	}
-	if opts.Config != "" {
-		conf.WriteString(strings.TrimRight(opts.Config, "\n") + "\n")
-	}
-	files := map[string]string{"rabbitmq.conf": conf.String(), "rabbitmq-env.conf": "", "enabled_plugins": "[].\n"}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			return fail(err)
-		}
-	}
-	n.env = append(cleanEnv(),
-		"HOME="+home,
-		"RABBITMQ_NODENAME="+n.Name,
-		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
-		"RABBITMQ_NODE_PORT="+strconv.Itoa(port),
-		"RABBITMQ_DIST_PORT="+strconv.Itoa(port+20000),
-		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"),
-		"RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
-		"RABBITMQ_PID_FILE="+n.pidFile,
-		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq.conf"),
-		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
-		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
-		"RABBITMQ_PLUGINS_EXPAND_DIR="+filepath.Join(dir, "plugins-expand"),
-		"RABBITMQ_CTL_DIST_PORT_MIN="+strconv.Itoa(ctlMin),
-		"RABBITMQ_CTL_DIST_PORT_MAX="+strconv.Itoa(ctlMin+9),
-		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
-	)
-	n.env = append(n.env, opts.Env...)
-	return n, nil
-}
-
-// cleanEnv is the environment without RabbitMQ's and Erlang's variables
-// and HOME (a shell may carry the shared node's).
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "RABBITMQ_") || strings.HasPrefix(kv, "ERL_") || strings.HasPrefix(kv, "HOME=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-func portFree(p int) bool {
-	if reserved(p) {
-		return false
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-	if err != nil {
-		return false
-	}
-	_ = l.Close()
-	return true
-}
-
-// freePort picks a free port in [lo, hi]; with pair > 0, port+pair must be
-// free too (the distribution port).
-func freePort(lo, hi int, taken map[int]bool, pair int) (int, error) {
-	for range 500 {
-		p := lo + mrand.IntN(hi-lo+1)
-		if taken[p] || !portFree(p) || (pair > 0 && (taken[p+pair] || !portFree(p+pair))) {
-			continue
-		}
-		taken[p] = true
-		if pair > 0 {
-			taken[p+pair] = true
-		}
-		return p, nil
-	}
-	return 0, fmt.Errorf("testnode: no free port in %d-%d", lo, hi)
-}
-
-// freeRange finds n consecutive free ports in [lo, hi].
-func freeRange(lo, hi, n int, taken map[int]bool) (int, error) {
-outer:
-	for range 200 {
-		base := lo + mrand.IntN(hi-lo+1-n)
-		for p := base; p < base+n; p++ {
-			if taken[p] || !portFree(p) {
-				continue outer
-			}
-		}
-		for p := base; p < base+n; p++ {
-			taken[p] = true
-		}
-		return base, nil
-	}
-	return 0, fmt.Errorf("testnode: no %d consecutive free ports in %d-%d", n, lo, hi)
-}
-
-func (n *Node) logf(format string, args ...any) {
-	if n.opts.Logf != nil {
-		n.opts.Logf(format, args...)
-	}
-}
+func (n *Node) logf(format string, args ...any) { n.cluster.logf(format, args...) }
 
 // Dir is the node's directory: configuration, data, logs.
 func (n *Node) Dir() string { return n.dir }
+
+// Home is the HOME of the node and of its rabbitmqctl calls: it holds the
+// Erlang cookie another rabbitmqctl needs to reach the node.
+func (n *Node) Home() string { return n.cluster.home }
 
 // LogFile is the node's main log.
 func (n *Node) LogFile() string { return filepath.Join(n.dir, "log", n.Name+".log") }
@@ -309,7 +141,7 @@ func (n *Node) URLFor(user, password, vhost string) string {
 }
 
 // TLSURL is the AMQPS URL of the node's TLS listener for user, password
-// and vhost, with host 127.0.0.1. It is "" without TLS.
+// and vhost. It is "" without TLS.
 func (n *Node) TLSURL(user, password, vhost string) string {
 	if n.TLSPort == 0 {
 		return ""
@@ -322,7 +154,7 @@ func (n *Node) url(scheme string, port int, user, password, vhost string) string
 	if vhost != "/" {
 		path += url.PathEscape(vhost)
 	}
-	return fmt.Sprintf("%s://%s@127.0.0.1:%d%s", scheme, url.UserPassword(user, password).String(), port, path)
+	return fmt.Sprintf("%s://%s@%s:%d%s", scheme, url.UserPassword(user, password).String(), n.Host, port, path)
 }
 
 // Ctl runs rabbitmqctl -n <node> args... and returns its output.
@@ -330,11 +162,26 @@ func (n *Node) Ctl(ctx context.Context, args ...string) (string, error) {
 	return n.run(ctx, CtlBin, append([]string{"-n", n.Name}, args...)...)
 }
 
-func (n *Node) run(ctx context.Context, bin string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = n.env
-	cmd.Dir = n.dir
+// Queues runs rabbitmq-queues -n <node> args... and returns its output.
+func (n *Node) Queues(ctx context.Context, args ...string) (string, error) {
+	return n.run(ctx, QueuesBin, append([]string{"-n", n.Name}, args...)...)
+}
+
+// command is bin args..., inside the node's network namespace if it has
+// one, with the node's environment and directory.
+func (n *Node) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	argv := append([]string{bin}, args...)
+	if nw := n.cluster.net; nw != nil {
+		argv = nw.Exec(n.Index, argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env, cmd.Dir = n.env, n.dir
 	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+func (n *Node) run(ctx context.Context, bin string, args ...string) (string, error) {
+	cmd := n.command(ctx, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -350,16 +197,17 @@ func tail(s string, n int) string {
 	return s
 }
 
-// Start starts the node (again) and waits until RabbitMQ runs on it.
+// Start starts the node (again) and waits until RabbitMQ runs on it. A node
+// whose process runs already is left alone.
 func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.running {
+	if _, err := n.PID(); err == nil {
 		return nil
 	}
-	_ = os.Remove(n.pidFile) // a stale pid file would fool `wait`
+	_ = os.Remove(n.pidFile) // a stale pid file (after SIGKILL) would fool `wait`
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, n.opts.StartTimeout)
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
 	out, err := os.Create(filepath.Join(n.dir, "start.out"))
 	if err != nil {
@@ -368,40 +216,45 @@ func (n *Node) Start(ctx context.Context) error {
 	defer out.Close()
 	// The detached server inherits its output: a file, so that nothing
 	// waits for a pipe the daemon holds open.
-	cmd := exec.CommandContext(ctx, ServerBin, "-detached")
-	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = n.env, n.dir, out, out
+	cmd := n.command(ctx, ServerBin, "-detached")
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		b, _ := os.ReadFile(out.Name())
 		return fmt.Errorf("testnode: start %s: %w: %s", n.Name, err, tail(string(b), 800))
 	}
-	err = AwaitPidFile(ctx, n.pidFile)
+	err = n.awaitPidFile(ctx)
 	if err == nil {
-		_, err = n.Ctl(ctx, "wait", n.pidFile, "--timeout", strconv.Itoa(int(n.opts.StartTimeout/time.Second)))
+		_, err = n.Ctl(ctx, "wait", n.pidFile, "--timeout", strconv.Itoa(int(n.timeout/time.Second)))
 	}
 	if err != nil {
-		n.kill()
+		_ = n.Kill(context.Background())
 		return fmt.Errorf("testnode: node %s did not start (log %s): %w", n.Name, n.LogFile(), err)
 	}
-	n.running = true
-	n.logf("testnode: %s up on 127.0.0.1:%d in %s", n.Name, n.Port, time.Since(start).Round(time.Millisecond))
+	n.logf("testnode: %s up on %s:%d in %s", n.Name, n.Host, n.Port, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-// Stop stops the node and waits until its process has exited; its data
-// stays for the next Start. Clients see their connections closed.
+// Stop stops the node with rabbitmqctl stop and waits until its process
+// has exited; if that fails, it SIGKILLs the process and returns the
+// error. Its data stays for the next Start. Clients see their connections
+// closed. A node that does not run is left alone.
 func (n *Node) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !n.running {
-		return nil
+	pid, err := n.PID()
+	if err != nil {
+		return nil // not running
 	}
-	n.running = false
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	// With the pid file, `stop` returns once the OS process is gone.
-	if _, err := n.Ctl(ctx, "stop", n.pidFile); err != nil {
-		n.kill()
+	if _, err = n.Ctl(ctx, "stop", n.pidFile); err == nil {
+		err = WaitGone(ctx, pid, 10*time.Second)
+	}
+	if err != nil {
+		n.logf("testnode: %s: stop: %v; killing it", n.Name, err)
+		n.kill(pid)
 		return err
 	}
 	n.logf("testnode: %s stopped in %s", n.Name, time.Since(start).Round(time.Millisecond))
@@ -416,77 +269,40 @@ func (n *Node) Restart(ctx context.Context) error {
 	return n.Start(ctx)
 }
 
-// kill sends SIGKILL to the node's process, if the pid file names it.
-func (n *Node) kill() {
-	if pid := readPid(n.pidFile); pid > 0 && ownedBy(pid, n.dir) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
+// StopApp stops RabbitMQ on the node, leaving the Erlang VM up.
+func (n *Node) StopApp(ctx context.Context) error {
+	_, err := n.Ctl(ctx, "stop_app")
+	return err
 }
 
-// Close stops the node and removes its directory.
+// StartApp starts RabbitMQ again after StopApp and waits for it.
+func (n *Node) StartApp(ctx context.Context) error {
+	if _, err := n.Ctl(ctx, "start_app"); err != nil {
+		return err
+	}
+	_, err := n.Ctl(ctx, "await_startup", "--timeout", "120")
+	return err
+}
+
+// CloseAllConnections has the node close every client connection.
+func (n *Node) CloseAllConnections(ctx context.Context, reason string) error {
+	_, err := n.Ctl(ctx, "close_all_connections", reason)
+	return err
+}
+
+// Close stops the node (thawing it first, if frozen). A node from Start
+// also loses its directory; a cluster's node keeps it (the cluster's
+// caller owns the directory).
 func (n *Node) Close() error {
-	var err error
-	n.mu.Lock()
-	running := n.running
-	n.mu.Unlock()
-	if running {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err = n.Stop(ctx)
-		cancel()
+	_ = n.Thaw()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err := n.Stop(ctx)
+	cancel()
+	if pid, perr := n.PID(); perr == nil {
+		n.kill(pid) // whatever is left, after a failed stop or start
 	}
-	n.kill() // whatever is left, after a failed stop or start
-	return errors.Join(err, os.RemoveAll(n.dir))
-}
-
-// AwaitPidFile waits until file holds a process ID, as rabbitmq-server
-// -detached writes it a moment after it returns. `rabbitmqctl wait` on a
-// file caught half-written fails with garbage_in_pid_file instead of
-// waiting: call this first.
-func AwaitPidFile(ctx context.Context, file string) error {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for readPid(file) <= 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("testnode: no process ID in %s: %w", file, ctx.Err())
-		case <-tick.C:
-		}
+	if n.remove != "" {
+		err = errors.Join(err, os.RemoveAll(n.remove))
 	}
-	return nil
-}
-
-func readPid(file string) int {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return 0
-	}
-	return pid
-}
-
-// ownedBy reports whether process pid runs with dir on its command line:
-// a pid file is never trusted to name a process of ours blindly.
-func ownedBy(pid int, dir string) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && bytes.Contains(b, []byte(dir))
-}
-
-// Sweep stops the nodes left behind by test processes that no longer run
-// (a test binary killed by a timeout) and removes their directories.
-func Sweep() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
-	for _, dir := range dirs {
-		rest := strings.TrimPrefix(filepath.Base(dir), dirPrefix)
-		owner, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
-		if err != nil || owner == os.Getpid() || syscall.Kill(owner, 0) == nil {
-			continue
-		}
-		if pid := readPid(filepath.Join(dir, "rabbit.pid")); pid > 0 && ownedBy(pid, dir) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		_ = os.RemoveAll(dir)
-	}
+	return err
 }
