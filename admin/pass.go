@@ -72,8 +72,7 @@ type pass struct {
 	a     *Inspector
 	queue string // the Warren queue
 	dlq   string
-	ch    *amqp.Channel // reads and settles
-	info  *amqp.Channel // passive declares; reopened after an error
+	cur   *broker.Cursor // reads, settles and counts
 
 	count  int  // messages ready when the pass began: it reads these and no more
 	read   int  // messages read so far
@@ -160,12 +159,12 @@ func (p *pass) open(ctx context.Context) error {
 			"queue", p.queue, "consumers", st.Consumers)
 	}
 	p.count = st.Ready
-	p.rotate = p.standard()
+	p.rotate = p.standard(ctx)
 	if !p.rotate {
 		p.a.log.Info("admin: not a standard Warren dead-letter queue; holding what it keeps until the end",
 			"queue", p.queue, "dead_letters", p.count)
 	}
-	if p.ch, err = p.a.conn.Channel(); err != nil {
+	if p.cur, err = broker.OpenCursor(ctx, p.a.conn, p.dlq); err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
 	return nil
@@ -174,14 +173,8 @@ func (p *pass) open(ctx context.Context) error {
 // standard reports whether the dead-letter queue is a quorum queue as
 // broker.DeclareQueue declares it: redeclaring it with the same arguments
 // succeeds, and changes nothing. Any other answer means "not known to be".
-func (p *pass) standard() bool {
-	ch, err := p.a.conn.Channel()
-	if err != nil {
-		return false
-	}
-	defer ch.Close()
-	_, err = ch.QueueDeclare(p.dlq, true, false, false, false, amqp.Table{"x-queue-type": string(broker.Quorum)})
-	return err == nil
+func (p *pass) standard(ctx context.Context) bool {
+	return broker.DeclarePlain(ctx, p.a.conn, p.dlq, broker.DeclareOptions{}) == nil
 }
 
 // next reads the next dead letter of the pass, or reports false once it
@@ -241,9 +234,9 @@ func (p *pass) walk(ctx context.Context, visit func(d *amqp.Delivery) error) (in
 
 // get reads one message; it is a barrier. An empty queue ends the reading.
 func (p *pass) get() (amqp.Delivery, bool, error) {
-	d, ok, err := p.ch.Get(p.dlq, false)
+	d, ok, err := p.cur.Next()
 	if err != nil {
-		p.broken = &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("admin: read %s: %w", p.dlq, err)}
+		p.broken = fmt.Errorf("admin: %w", err)
 		return d, false, p.broken
 	}
 	p.budget, p.unsure, p.since, p.ready0 = settleBudget, 0, 0, 0
@@ -303,10 +296,10 @@ func (p *pass) progress() {
 		}
 		var err error
 		if it.remove {
-			err = p.ch.Ack(it.tag, false)
+			err = p.cur.Ack(it.tag)
 			p.unsure++
 		} else {
-			err = p.ch.Nack(it.tag, false, true)
+			err = p.cur.Return(it.tag)
 			p.since++
 		}
 		if err != nil {
@@ -368,8 +361,8 @@ func (p *pass) finish(ctx context.Context) (inDoubt int, err error) {
 	if p.broken != nil {
 		return p.unsure, p.broken
 	}
-	if cerr := p.ch.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) {
-		return p.unsure, fmt.Errorf("admin: close channel on %s: %w", p.dlq, cerr)
+	if cerr := p.cur.Close(); cerr != nil {
+		return p.unsure, fmt.Errorf("admin: %w", cerr)
 	}
 	if p.damaged {
 		p.a.log.Warn("admin: a dead letter was moved out of its place in the queue", "queue", p.queue)
@@ -424,7 +417,7 @@ func (p *pass) giveBack(ctx context.Context) error {
 		return nil
 	}
 	ctx = context.WithoutCancel(ctx)
-	base, err := p.ready()
+	base, err := p.cur.Ready(ctx)
 	follow := err == nil
 	returned := 0
 	for len(p.kept) > 0 {
@@ -439,7 +432,7 @@ func (p *pass) giveBack(ctx context.Context) error {
 				}
 			}
 		}
-		if err := p.ch.Nack(p.kept[0], false, true); err != nil {
+		if err := p.cur.Return(p.kept[0]); err != nil {
 			p.broken = fmt.Errorf("admin: return a dead letter to %s: %w", p.dlq, err)
 			return p.broken
 		}
@@ -459,29 +452,10 @@ func (p *pass) giveBack(ctx context.Context) error {
 }
 
 func (p *pass) close() {
-	if p.ch != nil {
-		_ = p.ch.Close()
-	}
-	if p.info != nil {
-		_ = p.info.Close()
+	if p.cur != nil {
+		_ = p.cur.Close()
 	}
 	p.unlock()
-}
-
-// ready returns the messages ready in the dead-letter queue.
-func (p *pass) ready() (int, error) {
-	if p.info == nil || p.info.IsClosed() {
-		ch, err := p.a.conn.Channel()
-		if err != nil {
-			return 0, err
-		}
-		p.info = ch
-	}
-	q, err := p.info.QueueDeclarePassive(p.dlq, true, false, false, false, nil)
-	if err != nil {
-		return 0, fmt.Errorf("admin: inspect %s: %w", p.dlq, err)
-	}
-	return q.Messages, nil
 }
 
 // waitReady polls until the dead-letter queue holds at least want ready
@@ -491,7 +465,7 @@ func (p *pass) waitReady(ctx context.Context, want int) error {
 	deadline := time.Now().Add(returnTimeout)
 	delay := 100 * time.Microsecond
 	for {
-		n, err := p.ready()
+		n, err := p.cur.Ready(ctx)
 		if err != nil {
 			return err
 		}
