@@ -33,6 +33,14 @@ import (
 // before it; and a returned message showing in the queue's ready count.
 const settleBudget = 16
 
+// readAhead is the prefetch window of a pass over a standard quorum
+// dead-letter queue, which reads through a consumer (broker.Cursor) until
+// the last messages it means to read. A consumer holds at most this many
+// messages unsettled, so the acks and returns the broker has not applied
+// stay within it, as they stay within settleBudget between two basic.get
+// barriers: it cannot be larger than settleBudget.
+const readAhead = settleBudget
+
 // returnTimeout bounds the wait for a batch of returned dead letters to
 // show in the queue.
 const returnTimeout = 10 * time.Second
@@ -45,7 +53,10 @@ const confirmGrace = 30 * time.Second
 // pass is one walk over a dead-letter queue, under its lock.
 //
 // A pass reads the dead letters the queue held when it began, once each,
-// in order, with basic.get without auto-ack. Each is then kept (handed
+// in order, without auto-ack: through a consumer with the prefetch window
+// readAhead, the last ones with basic.get (broker.Cursor), or with
+// basic.get only over a queue that is not a standard quorum dead-letter
+// queue or holds few dead letters. Each is then kept (handed
 // back with a nack and requeue) or removed (acked); a replayed one is
 // removed only once the broker has confirmed its copy. RabbitMQ 3.10's
 // quorum queues put a returned message at the back of the queue, so a pass
@@ -85,6 +96,7 @@ type pass struct {
 	ready0  int      // messages ready at the last read
 	since   int      // returns sent since the last read
 	broken  error    // the channel failed: no more reads or settles
+	blind   bool     // read through the consumer since the last barrier: ready0 unknown
 	damaged bool     // a dead letter had to be moved out of its place
 	unlock  func()
 
@@ -153,8 +165,8 @@ func (p *pass) open(ctx context.Context) error {
 		return fmt.Errorf("admin: %w", err)
 	}
 	if st.Consumers > 0 {
-		// Often a pass that just ended: the broker drops its basic.get
-		// consumer a moment after its channel closes.
+		// Often a pass that just ended: the broker drops its consumer a
+		// moment after its channel closes.
 		p.a.log.Info("admin: the dead-letter queue has consumers; other consumers would take dead letters while this operation runs",
 			"queue", p.queue, "consumers", st.Consumers)
 	}
@@ -164,7 +176,11 @@ func (p *pass) open(ctx context.Context) error {
 		p.a.log.Info("admin: not a standard Warren dead-letter queue; holding what it keeps until the end",
 			"queue", p.queue, "dead_letters", p.count)
 	}
-	if p.cur, err = broker.OpenCursor(ctx, p.a.conn, p.dlq); err != nil {
+	o := broker.CursorOptions{}
+	if p.rotate {
+		o = broker.CursorOptions{Prefetch: readAhead, Reads: p.count}
+	}
+	if p.cur, err = broker.OpenCursor(ctx, p.a.conn, p.dlq, o); err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
 	return nil
@@ -197,7 +213,13 @@ func (p *pass) next(ctx context.Context) (amqp.Delivery, bool, error) {
 		p.resolveAll(ctx)
 		p.progress()
 	}
-	d, ok, err := p.get()
+	// A consumer whose whole window the pass holds delivers no more:
+	// settle the window first.
+	if p.cur.Consuming() && len(p.items) >= readAhead {
+		p.resolveAll(ctx)
+		p.progress()
+	}
+	d, ok, err := p.get(ctx)
 	if err != nil || !ok {
 		return d, false, err
 	}
@@ -232,19 +254,28 @@ func (p *pass) walk(ctx context.Context, visit func(d *amqp.Delivery) error) (in
 	return inDoubt, readErr, finErr
 }
 
-// get reads one message; it is a barrier. An empty queue ends the reading.
-func (p *pass) get() (amqp.Delivery, bool, error) {
-	d, ok, err := p.cur.Next()
+// get reads one message. Read with basic.get, it is a barrier. Delivered
+// by the running consumer, it renews the budget only: the consumer's
+// window bounds the settles the broker has not applied (broker.Cursor).
+// An empty queue ends the reading.
+func (p *pass) get(ctx context.Context) (amqp.Delivery, bool, error) {
+	d, how, err := p.cur.Next(ctx)
 	if err != nil {
 		p.broken = fmt.Errorf("admin: %w", err)
 		return d, false, p.broken
 	}
-	p.budget, p.unsure, p.since, p.ready0 = settleBudget, 0, 0, 0
-	if !ok {
+	switch how {
+	case broker.ReadEmpty, broker.ReadGet:
+		p.budget, p.unsure, p.since, p.ready0, p.blind = settleBudget, 0, 0, int(d.MessageCount), false
+	case broker.ReadConsumed:
+		p.budget, p.blind = settleBudget, true
+	default:
+		p.blind = true
+	}
+	if how == broker.ReadEmpty {
 		p.count = p.read
 		return d, false, nil
 	}
-	p.ready0 = int(d.MessageCount)
 	p.read++
 	return d, true, nil
 }
@@ -371,13 +402,17 @@ func (p *pass) finish(ctx context.Context) (inDoubt int, err error) {
 }
 
 func (p *pass) settleAll(ctx context.Context) error {
+	if err := p.cur.Stop(); err != nil {
+		p.broken = fmt.Errorf("admin: %w", err)
+		return p.broken
+	}
 	p.resolveAll(ctx)
 	for {
 		p.progress()
 		if p.broken != nil {
 			return p.broken
 		}
-		if len(p.items) == 0 {
+		if len(p.items) == 0 && !p.blind {
 			break
 		}
 		// Out of budget: a barrier. Reading on is one; past the end of the
@@ -385,7 +420,7 @@ func (p *pass) settleAll(ctx context.Context) error {
 		// returns (one of which then moves: not expected, since next
 		// leaves room) or nothing, which is the cleanest barrier.
 		past := p.read >= p.count
-		d, ok, err := p.get()
+		d, ok, err := p.get(context.WithoutCancel(ctx))
 		if err != nil {
 			return err
 		}

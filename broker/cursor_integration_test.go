@@ -3,6 +3,7 @@
 package broker_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -36,7 +37,7 @@ func TestCursorReadsReturnsAndAcks(t *testing.T) {
 		}
 	}
 
-	cur, err := broker.OpenCursor(ctx, conn, q)
+	cur, err := broker.OpenCursor(ctx, conn, q, broker.CursorOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,9 +46,9 @@ func TestCursorReadsReturnsAndAcks(t *testing.T) {
 	}
 	var ids []string
 	for i := range 5 {
-		d, ok, err := cur.Next()
-		if err != nil || !ok {
-			t.Fatalf("Next %d: %v, %v", i, ok, err)
+		d, how, err := cur.Next(ctx)
+		if err != nil || how != broker.ReadGet {
+			t.Fatalf("Next %d: %v, %v", i, how, err)
 		}
 		if i == 0 && d.MessageCount != 4 {
 			t.Errorf("first message: MessageCount %d, want 4", d.MessageCount)
@@ -69,9 +70,9 @@ func TestCursorReadsReturnsAndAcks(t *testing.T) {
 	// messages are gone. Two read and left unsettled go back at Close.
 	ids = nil
 	for range 2 {
-		d, ok, err := cur.Next()
-		if err != nil || !ok {
-			t.Fatalf("Next after the returns: %v, %v", ok, err)
+		d, how, err := cur.Next(ctx)
+		if err != nil || how != broker.ReadGet {
+			t.Fatalf("Next after the returns: %v, %v", how, err)
 		}
 		ids = append(ids, d.MessageId)
 	}
@@ -84,11 +85,11 @@ func TestCursorReadsReturnsAndAcks(t *testing.T) {
 	if err := cur.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, _, err := cur.Next(); broker.OpOf(err) != broker.OpConsume {
+	if _, _, err := cur.Next(ctx); broker.OpOf(err) != broker.OpConsume {
 		t.Fatalf("Next after Close = %v, want an OpConsume error", err)
 	}
 
-	cur, err = broker.OpenCursor(ctx, conn, q)
+	cur, err = broker.OpenCursor(ctx, conn, q, broker.CursorOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +110,11 @@ func TestCursorReadsReturnsAndAcks(t *testing.T) {
 	}
 	ids = nil
 	for {
-		d, ok, err := cur.Next()
+		d, how, err := cur.Next(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !ok {
+		if how == broker.ReadEmpty {
 			break
 		}
 		ids = append(ids, d.MessageId)
@@ -127,4 +128,86 @@ func TestCursorReadsReturnsAndAcks(t *testing.T) {
 	if want := []string{"0", "2", "4"}; !slices.Equal(ids, want) {
 		t.Fatalf("left %v, want %v", ids, want)
 	}
+}
+
+// TestCursorPrefetchKeepsTheOrder reads a quorum queue through a Cursor's
+// consumer, returning each message as it reads it: the Cursor reads the
+// queue's messages once each, in order, the last with basic.get, and
+// never one it returned; a pass whose context ends midway reads on, in
+// order, with basic.get; the queue is in its order after each pass.
+func TestCursorPrefetchKeepsTheOrder(t *testing.T) {
+	const n = 300
+	conn := testbroker.Dial(t)
+	ctx := testbroker.Context(t, 120*time.Second)
+	q := testbroker.Queue(t, conn)
+	if err := broker.DeclarePlain(ctx, conn, q, broker.DeclareOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := broker.NewPublisher(conn, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var want []string
+	for i := range n {
+		want = append(want, fmt.Sprintf("m%04d", i))
+		if _, err := pub.Publish(ctx, "", q, amqp.Publishing{MessageId: want[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	pass := func(name string, stopAt int) {
+		t.Helper()
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		cur, err := broker.OpenCursor(pctx, conn, q, broker.CursorOptions{Prefetch: 16, Reads: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		var hows []broker.Read
+		for i := range n {
+			if i == stopAt {
+				cancel()
+			}
+			d, how, err := cur.Next(pctx)
+			if err != nil || how == broker.ReadEmpty {
+				t.Fatalf("%s: Next %d: %v, %v", name, i, how, err)
+			}
+			got, hows = append(got, d.MessageId), append(hows, how)
+			if err := cur.Return(d.DeliveryTag); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: read %v, want %v", name, got, want)
+		}
+		if hows[0] != broker.ReadConsumed || hows[n-1] != broker.ReadGet {
+			t.Fatalf("%s: read the first with %d, the last with %d; want the consumer, then basic.get", name, hows[0], hows[n-1])
+		}
+		// The last returns show in the queue before the next pass.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := cur.Ready(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d ready, want %d", name, r, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := cur.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pass("full pass", -1)
+	pass("pass interrupted at 100", 100)
+	pass("full pass after", -1)
 }
