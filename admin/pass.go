@@ -214,9 +214,14 @@ func (p *pass) next(ctx context.Context) (amqp.Delivery, bool, error) {
 		p.progress()
 	}
 	// A consumer whose whole window the pass holds delivers no more:
-	// settle the window first.
-	if p.cur.Consuming() && len(p.items) >= readAhead {
-		p.resolveAll(ctx)
+	// wait for the first gate (a confirm, a flush), which lets the pass
+	// settle at least one.
+	for p.cur.Consuming() && len(p.items) >= readAhead && p.broken == nil {
+		if ctx.Err() != nil || !p.resolveFirst(ctx) {
+			p.resolveAll(ctx)
+			p.progress()
+			break
+		}
 		p.progress()
 	}
 	d, ok, err := p.get(ctx)
@@ -351,6 +356,29 @@ func (p *pass) resolve(it *item, err error) {
 	if it.resolved != nil {
 		it.resolved(err)
 	}
+}
+
+// resolveFirst waits for the gate of the first item the pass holds,
+// unless ctx ends first; it reports false if that item has no gate or ctx
+// ended.
+func (p *pass) resolveFirst(ctx context.Context) bool {
+	it := p.items[0]
+	if it.pd == nil {
+		return false
+	}
+	select {
+	case <-it.pd.Done():
+	default:
+		if p.beforeWait != nil {
+			p.beforeWait()
+		}
+	}
+	err := it.pd.Wait(ctx)
+	if err != nil && ctx.Err() != nil {
+		return false
+	}
+	p.resolve(it, err)
+	return true
 }
 
 // resolveAll waits for every confirm still due: until ctx ends, then for
