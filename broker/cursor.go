@@ -22,10 +22,11 @@ import (
 // never takes a message past them (one the caller returned, or one that
 // arrived after the Cursor opened). It stops the consumer only once the
 // consumer's window is spent, so that no delivery is in flight when the
-// broker cancels it (RabbitMQ 3.10 drops, until the channel closes, the
-// deliveries of a quorum queue that reach a channel after its consumer's
-// cancel-ok): the last Prefetch settles before it stops wait in the Cursor
-// until then, in order.
+// broker cancels it: RabbitMQ 3.10.8 held deliveries of a quorum queue
+// still in flight at the cancel unacked and undelivered until the channel
+// closed, then requeued them out of their place. The settles the caller
+// makes past the cap wait in the Cursor until the consumer has stopped,
+// in order.
 //
 // What a Cursor has read and not settled stays on the broker, unacked: if
 // the Cursor's channel or connection closes, the broker requeues it.
