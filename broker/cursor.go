@@ -112,9 +112,6 @@ func OpenCursor(ctx context.Context, c *Conn, queue string, o CursorOptions) (*C
 	return r, nil
 }
 
-// Queue returns the queue the Cursor reads.
-func (r *Cursor) Queue() string { return r.queue }
-
 // Consuming reports whether the Cursor's consumer runs.
 func (r *Cursor) Consuming() bool { return r.deliveries != nil }
 
