@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,14 +20,22 @@ import (
 // error does), Export to a file, Export with Remove, Import of the file
 // into the emptied queue, Import of it again (every record a duplicate)
 // and Replay of all. It runs only with WARREN_BENCH_100K=1 (it takes
-// minutes):
+// minutes); WARREN_BENCH_N sets another number of dead letters:
 //
 //	WARREN_BENCH_100K=1 go test -tags integration -run TestBench100K -v -timeout 40m ./admin/
+//	WARREN_BENCH_100K=1 WARREN_BENCH_N=20000 go test -tags integration -run TestBench100K -v ./admin/
 func TestBench100K(t *testing.T) {
 	if os.Getenv("WARREN_BENCH_100K") != "1" {
 		t.Skip("set WARREN_BENCH_100K=1 to run the 100,000 dead-letter benchmark")
 	}
-	const n = 100_000
+	n := 100_000
+	if s := os.Getenv("WARREN_BENCH_N"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 10 {
+			t.Fatalf("WARREN_BENCH_N=%q: want a number of dead letters, at least 10", s)
+		}
+		n = v
+	}
 	b := setup(t, broker.QueueOptions{})
 	b.ctx = testbroker.Context(t, 35*time.Minute)
 	timed := func(what string, count int, fn func()) {
@@ -82,7 +91,7 @@ func TestBench100K(t *testing.T) {
 		}
 	})
 	if st, err := os.Stat(file); err == nil {
-		t.Logf("Export: %.1f MiB, %d bytes a record", float64(st.Size())/(1<<20), st.Size()/n)
+		t.Logf("Export: %.1f MiB, %d bytes a record", float64(st.Size())/(1<<20), st.Size()/int64(n))
 	}
 	if got := ready(t, b, b.dlq); got != n {
 		t.Fatalf("DLQ holds %d after Export, want %d", got, n)

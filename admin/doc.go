@@ -17,7 +17,8 @@
 //
 // RabbitMQ cannot browse a queue, so every operation on dead letters is a
 // pass: it reads the dead letters the queue held when it began, once each,
-// in order, with basic.get and without acking, and then either hands each
+// in order, without acking (through a consumer with a small prefetch
+// window, the last few with basic.get), and then either hands each
 // one back (a nack with requeue) or removes it (an ack). Until then the
 // dead letter stays on the broker, unacked: if the process, the connection
 // or the operation ends, the broker requeues it. List, Get, Each and
@@ -66,7 +67,13 @@
 //     command each). A pass therefore sends at most 16 acks or nacks
 //     between barriers (a basic.get, or a returned message showing in the
 //     queue's ready count), and leaves itself room to settle everything
-//     before it closes its channel.
+//     before it closes its channel. Reading through a consumer, it holds
+//     at most 16 dead letters unsettled (the prefetch window), which
+//     bounds the same way what the broker has not applied; it stops the
+//     consumer only once the window is spent (broker.Cursor), since a
+//     delivery still in flight when the consumer is cancelled is held by
+//     the broker until the channel closes, and then requeued out of its
+//     place.
 //   - basic.get slows down sharply as the messages one channel holds
 //     unacked grow, so a pass hands back as it goes instead of holding the
 //     queue.
@@ -76,8 +83,7 @@
 //     delivery limit, so nothing follows from it. Never apply a policy with
 //     a delivery-limit to them: with no dead-letter exchange, RabbitMQ 3.10
 //     drops a message past its limit.
-//   - While a pass runs, its basic.get counts as a consumer of the
-//     dead-letter queue.
+//   - While a pass runs, it counts as a consumer of the dead-letter queue.
 //
 // A dead-letter queue that is not the standard quorum one (classic, which
 // requeues in place, or declared with other arguments) is read holding
@@ -86,8 +92,8 @@
 //
 // # Scale
 //
-// A pass is bound by one basic.get round trip per dead letter, a thousand
-// or two a second: docs/operations.md has the figures for 100,000 dead
+// A pass reads through a consumer with a prefetch window of 16, a few
+// thousand dead letters a second: docs/operations.md has the figures for 100,000 dead
 // letters of every operation, with nothing lost and the order kept. List
 // holds its result in memory (about 2.8 KiB per dead letter in that test, most
 // of it the header tables); Each and Export stream. The broker's

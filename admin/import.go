@@ -148,6 +148,11 @@ func (a *Inspector) Import(ctx context.Context, queue string, r io.Reader, o Imp
 		}
 	}
 
+	left := 0 // dead letters of the queue not matched by a record yet
+	for _, n := range present {
+		left += n
+	}
+
 	im := &importer{a: a, target: target, res: &res, report: progressOf(ctx, "import")}
 	if im.pub, err = broker.NewPublisher(a.conn, importWindow); err != nil {
 		return res, fmt.Errorf("admin: import into %s: %w", target, err)
@@ -156,13 +161,14 @@ func (a *Inspector) Import(ctx context.Context, queue string, r io.Reader, o Imp
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if present != nil {
+		if left > 0 {
 			key, err := contentKey(m)
 			if err != nil {
 				return &RecordError{Line: line, Err: err}
 			}
 			if present[key] > 0 {
 				present[key]--
+				left--
 				res.Duplicates++
 				im.progress()
 				return nil

@@ -55,16 +55,8 @@ func (j journal) add(id string, n int) {
 
 // declareJournal declares queue's replay journal: a durable quorum queue.
 func (a *Inspector) declareJournal(ctx context.Context, queue string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	name := JournalQueue(queue)
-	ch, err := a.conn.Channel()
-	if err != nil {
-		return fmt.Errorf("admin: declare journal %s: %w", name, err)
-	}
-	defer ch.Close()
-	if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-queue-type": string(broker.Quorum)}); err != nil {
+	if err := broker.DeclarePlain(ctx, a.conn, name, broker.DeclareOptions{}); err != nil {
 		return fmt.Errorf("admin: declare journal %s: %w", name, err)
 	}
 	return nil
@@ -107,12 +99,7 @@ func (a *Inspector) readJournal(ctx context.Context, queue string, declare bool)
 // resolved every entry: no dead letter it refers to is left.
 func (a *Inspector) dropJournal(ctx context.Context, queue string) error {
 	name := JournalQueue(queue)
-	ch, err := a.conn.Channel()
-	if err != nil {
-		return fmt.Errorf("admin: delete journal %s: %w", name, err)
-	}
-	defer ch.Close()
-	if _, err := ch.QueueDelete(name, false, false, false); err != nil {
+	if _, err := broker.DeleteQueue(ctx, a.conn, name, broker.DeleteOptions{}); err != nil {
 		return fmt.Errorf("admin: delete journal %s: %w", name, err)
 	}
 	return nil

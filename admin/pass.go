@@ -33,6 +33,14 @@ import (
 // before it; and a returned message showing in the queue's ready count.
 const settleBudget = 16
 
+// readAhead is the prefetch window of a pass over a standard quorum
+// dead-letter queue, which reads through a consumer (broker.Cursor) until
+// the last messages it means to read. A consumer holds at most this many
+// messages unsettled, so the acks and returns the broker has not applied
+// stay within it, as they stay within settleBudget between two basic.get
+// barriers: it cannot be larger than settleBudget.
+const readAhead = settleBudget
+
 // returnTimeout bounds the wait for a batch of returned dead letters to
 // show in the queue.
 const returnTimeout = 10 * time.Second
@@ -45,7 +53,10 @@ const confirmGrace = 30 * time.Second
 // pass is one walk over a dead-letter queue, under its lock.
 //
 // A pass reads the dead letters the queue held when it began, once each,
-// in order, with basic.get without auto-ack. Each is then kept (handed
+// in order, without auto-ack: through a consumer with the prefetch window
+// readAhead, the last ones with basic.get (broker.Cursor), or with
+// basic.get only over a queue that is not a standard quorum dead-letter
+// queue or holds few dead letters. Each is then kept (handed
 // back with a nack and requeue) or removed (acked); a replayed one is
 // removed only once the broker has confirmed its copy. RabbitMQ 3.10's
 // quorum queues put a returned message at the back of the queue, so a pass
@@ -72,8 +83,7 @@ type pass struct {
 	a     *Inspector
 	queue string // the Warren queue
 	dlq   string
-	ch    *amqp.Channel // reads and settles
-	info  *amqp.Channel // passive declares; reopened after an error
+	cur   *broker.Cursor // reads, settles and counts
 
 	count  int  // messages ready when the pass began: it reads these and no more
 	read   int  // messages read so far
@@ -86,6 +96,7 @@ type pass struct {
 	ready0  int      // messages ready at the last read
 	since   int      // returns sent since the last read
 	broken  error    // the channel failed: no more reads or settles
+	blind   bool     // read through the consumer since the last barrier: ready0 unknown
 	damaged bool     // a dead letter had to be moved out of its place
 	unlock  func()
 
@@ -154,18 +165,22 @@ func (p *pass) open(ctx context.Context) error {
 		return fmt.Errorf("admin: %w", err)
 	}
 	if st.Consumers > 0 {
-		// Often a pass that just ended: the broker drops its basic.get
-		// consumer a moment after its channel closes.
+		// Often a pass that just ended: the broker drops its consumer a
+		// moment after its channel closes.
 		p.a.log.Info("admin: the dead-letter queue has consumers; other consumers would take dead letters while this operation runs",
 			"queue", p.queue, "consumers", st.Consumers)
 	}
 	p.count = st.Ready
-	p.rotate = p.standard()
+	p.rotate = p.standard(ctx)
 	if !p.rotate {
 		p.a.log.Info("admin: not a standard Warren dead-letter queue; holding what it keeps until the end",
 			"queue", p.queue, "dead_letters", p.count)
 	}
-	if p.ch, err = p.a.conn.Channel(); err != nil {
+	o := broker.CursorOptions{}
+	if p.rotate {
+		o = broker.CursorOptions{Prefetch: readAhead, Reads: p.count}
+	}
+	if p.cur, err = broker.OpenCursor(ctx, p.a.conn, p.dlq, o); err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
 	return nil
@@ -174,14 +189,8 @@ func (p *pass) open(ctx context.Context) error {
 // standard reports whether the dead-letter queue is a quorum queue as
 // broker.DeclareQueue declares it: redeclaring it with the same arguments
 // succeeds, and changes nothing. Any other answer means "not known to be".
-func (p *pass) standard() bool {
-	ch, err := p.a.conn.Channel()
-	if err != nil {
-		return false
-	}
-	defer ch.Close()
-	_, err = ch.QueueDeclare(p.dlq, true, false, false, false, amqp.Table{"x-queue-type": string(broker.Quorum)})
-	return err == nil
+func (p *pass) standard(ctx context.Context) bool {
+	return broker.DeclarePlain(ctx, p.a.conn, p.dlq, broker.DeclareOptions{}) == nil
 }
 
 // next reads the next dead letter of the pass, or reports false once it
@@ -204,7 +213,18 @@ func (p *pass) next(ctx context.Context) (amqp.Delivery, bool, error) {
 		p.resolveAll(ctx)
 		p.progress()
 	}
-	d, ok, err := p.get()
+	// A consumer whose whole window the pass holds delivers no more:
+	// wait for the first gate (a confirm, a flush), which lets the pass
+	// settle at least one.
+	for p.cur.Consuming() && len(p.items) >= readAhead && p.broken == nil {
+		if ctx.Err() != nil || !p.resolveFirst(ctx) {
+			p.resolveAll(ctx)
+			p.progress()
+			break
+		}
+		p.progress()
+	}
+	d, ok, err := p.get(ctx)
 	if err != nil || !ok {
 		return d, false, err
 	}
@@ -239,19 +259,28 @@ func (p *pass) walk(ctx context.Context, visit func(d *amqp.Delivery) error) (in
 	return inDoubt, readErr, finErr
 }
 
-// get reads one message; it is a barrier. An empty queue ends the reading.
-func (p *pass) get() (amqp.Delivery, bool, error) {
-	d, ok, err := p.ch.Get(p.dlq, false)
+// get reads one message. Read with basic.get, it is a barrier. Delivered
+// by the running consumer, it renews the budget only: the consumer's
+// window bounds the settles the broker has not applied (broker.Cursor).
+// An empty queue ends the reading.
+func (p *pass) get(ctx context.Context) (amqp.Delivery, bool, error) {
+	d, how, err := p.cur.Next(ctx)
 	if err != nil {
-		p.broken = &broker.OpError{Op: broker.OpConsume, Err: fmt.Errorf("admin: read %s: %w", p.dlq, err)}
+		p.broken = fmt.Errorf("admin: %w", err)
 		return d, false, p.broken
 	}
-	p.budget, p.unsure, p.since, p.ready0 = settleBudget, 0, 0, 0
-	if !ok {
+	switch how {
+	case broker.ReadEmpty, broker.ReadGet:
+		p.budget, p.unsure, p.since, p.ready0, p.blind = settleBudget, 0, 0, int(d.MessageCount), false
+	case broker.ReadConsumed:
+		p.budget, p.blind = settleBudget, true
+	default:
+		p.blind = true
+	}
+	if how == broker.ReadEmpty {
 		p.count = p.read
 		return d, false, nil
 	}
-	p.ready0 = int(d.MessageCount)
 	p.read++
 	return d, true, nil
 }
@@ -303,10 +332,10 @@ func (p *pass) progress() {
 		}
 		var err error
 		if it.remove {
-			err = p.ch.Ack(it.tag, false)
+			err = p.cur.Ack(it.tag)
 			p.unsure++
 		} else {
-			err = p.ch.Nack(it.tag, false, true)
+			err = p.cur.Return(it.tag)
 			p.since++
 		}
 		if err != nil {
@@ -327,6 +356,29 @@ func (p *pass) resolve(it *item, err error) {
 	if it.resolved != nil {
 		it.resolved(err)
 	}
+}
+
+// resolveFirst waits for the gate of the first item the pass holds,
+// unless ctx ends first; it reports false if that item has no gate or ctx
+// ended.
+func (p *pass) resolveFirst(ctx context.Context) bool {
+	it := p.items[0]
+	if it.pd == nil {
+		return false
+	}
+	select {
+	case <-it.pd.Done():
+	default:
+		if p.beforeWait != nil {
+			p.beforeWait()
+		}
+	}
+	err := it.pd.Wait(ctx)
+	if err != nil && ctx.Err() != nil {
+		return false
+	}
+	p.resolve(it, err)
+	return true
 }
 
 // resolveAll waits for every confirm still due: until ctx ends, then for
@@ -368,8 +420,8 @@ func (p *pass) finish(ctx context.Context) (inDoubt int, err error) {
 	if p.broken != nil {
 		return p.unsure, p.broken
 	}
-	if cerr := p.ch.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) {
-		return p.unsure, fmt.Errorf("admin: close channel on %s: %w", p.dlq, cerr)
+	if cerr := p.cur.Close(); cerr != nil {
+		return p.unsure, fmt.Errorf("admin: %w", cerr)
 	}
 	if p.damaged {
 		p.a.log.Warn("admin: a dead letter was moved out of its place in the queue", "queue", p.queue)
@@ -378,13 +430,17 @@ func (p *pass) finish(ctx context.Context) (inDoubt int, err error) {
 }
 
 func (p *pass) settleAll(ctx context.Context) error {
+	if err := p.cur.Stop(); err != nil {
+		p.broken = fmt.Errorf("admin: %w", err)
+		return p.broken
+	}
 	p.resolveAll(ctx)
 	for {
 		p.progress()
 		if p.broken != nil {
 			return p.broken
 		}
-		if len(p.items) == 0 {
+		if len(p.items) == 0 && !p.blind {
 			break
 		}
 		// Out of budget: a barrier. Reading on is one; past the end of the
@@ -392,7 +448,7 @@ func (p *pass) settleAll(ctx context.Context) error {
 		// returns (one of which then moves: not expected, since next
 		// leaves room) or nothing, which is the cleanest barrier.
 		past := p.read >= p.count
-		d, ok, err := p.get()
+		d, ok, err := p.get(context.WithoutCancel(ctx))
 		if err != nil {
 			return err
 		}
@@ -424,7 +480,7 @@ func (p *pass) giveBack(ctx context.Context) error {
 		return nil
 	}
 	ctx = context.WithoutCancel(ctx)
-	base, err := p.ready()
+	base, err := p.cur.Ready(ctx)
 	follow := err == nil
 	returned := 0
 	for len(p.kept) > 0 {
@@ -439,7 +495,7 @@ func (p *pass) giveBack(ctx context.Context) error {
 				}
 			}
 		}
-		if err := p.ch.Nack(p.kept[0], false, true); err != nil {
+		if err := p.cur.Return(p.kept[0]); err != nil {
 			p.broken = fmt.Errorf("admin: return a dead letter to %s: %w", p.dlq, err)
 			return p.broken
 		}
@@ -459,29 +515,10 @@ func (p *pass) giveBack(ctx context.Context) error {
 }
 
 func (p *pass) close() {
-	if p.ch != nil {
-		_ = p.ch.Close()
-	}
-	if p.info != nil {
-		_ = p.info.Close()
+	if p.cur != nil {
+		_ = p.cur.Close()
 	}
 	p.unlock()
-}
-
-// ready returns the messages ready in the dead-letter queue.
-func (p *pass) ready() (int, error) {
-	if p.info == nil || p.info.IsClosed() {
-		ch, err := p.a.conn.Channel()
-		if err != nil {
-			return 0, err
-		}
-		p.info = ch
-	}
-	q, err := p.info.QueueDeclarePassive(p.dlq, true, false, false, false, nil)
-	if err != nil {
-		return 0, fmt.Errorf("admin: inspect %s: %w", p.dlq, err)
-	}
-	return q.Messages, nil
 }
 
 // waitReady polls until the dead-letter queue holds at least want ready
@@ -491,7 +528,7 @@ func (p *pass) waitReady(ctx context.Context, want int) error {
 	deadline := time.Now().Add(returnTimeout)
 	delay := 100 * time.Microsecond
 	for {
-		n, err := p.ready()
+		n, err := p.cur.Ready(ctx)
 		if err != nil {
 			return err
 		}

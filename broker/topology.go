@@ -166,6 +166,35 @@ func mismatchHint(err error) error {
 	return err
 }
 
+// DeclareOptions shape a queue that is not a Warren task queue: a replay
+// journal, a dead-letter queue redeclared to check it, a lock. The zero
+// value is a durable quorum queue with no other arguments, as DeclareQueue
+// declares a dead-letter queue.
+type DeclareOptions struct {
+	// Exclusive declares a classic queue that belongs to the declaring
+	// connection: not durable, auto-delete, refused to any other
+	// connection (RESOURCE_LOCKED), and deleted by the broker when the
+	// connection closes. false means the durable quorum queue.
+	Exclusive bool
+}
+
+// DeclarePlain declares queue as o says. It is idempotent; a queue that
+// exists with other arguments fails with ErrQueueMismatch.
+func DeclarePlain(ctx context.Context, c *Conn, queue string, o DeclareOptions) error {
+	return c.withChannel(ctx, "declare queue "+queue, func(ch *amqp.Channel) error {
+		var err error
+		if o.Exclusive {
+			_, err = ch.QueueDeclare(queue, false, true, true, false, amqp.Table{"x-queue-type": string(Classic)})
+		} else {
+			_, err = ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": string(Quorum)})
+		}
+		if err != nil {
+			return classify(err, OpDeclare, "declare queue "+queue)
+		}
+		return nil
+	})
+}
+
 // DeleteOptions are the conditions of DeleteQueue. The zero value deletes
 // the queue whatever it holds.
 type DeleteOptions struct {
