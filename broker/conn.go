@@ -212,12 +212,7 @@ func (c *Conn) dialAny(ctx context.Context) (*amqp.Connection, endpoint, error) 
 		if err == nil {
 			return conn, ep, nil
 		}
-		err = scrub(unnest(err), ep.secret)
-		var ae *amqp.Error
-		if errors.Is(err, amqp.ErrSASL) || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) ||
-			(errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)) {
-			err = fmt.Errorf("%w: %w", ErrAccessRefused, err)
-		}
+		err = dialRefusal(scrub(unnest(err), ep.secret))
 		if len(c.endpoints) > 1 {
 			err = fmt.Errorf("%s: %w", ep.redacted, err)
 		}

@@ -106,6 +106,58 @@ func OpOf(err error) Op {
 	return ""
 }
 
+// Refusal says what the broker refused, in an AccessError.
+type Refusal int
+
+// The refusals an AccessError names.
+const (
+	// RefusedLogin: the user name or password (or the SASL mechanism).
+	RefusedLogin Refusal = iota + 1
+	// RefusedVHost: the user may not use the vhost, or the broker refused
+	// the connection to it for another reason (NOT_ALLOWED).
+	RefusedVHost
+	// VHostNotFound: the vhost does not exist.
+	VHostNotFound
+	// RefusedPermission: a permission on a queue or exchange (ACCESS_REFUSED
+	// on a channel).
+	RefusedPermission
+)
+
+// AccessError is a refusal by the broker, with what its reply names: the
+// fields are empty where RabbitMQ's text does not say. It matches
+// ErrAccessRefused with errors.Is; its text is Err's.
+type AccessError struct {
+	Refused    Refusal
+	User       string // the user refused
+	VHost      string // the vhost of the refusal
+	Permission string // "configure", "write" or "read", when said
+	Kind       string // "queue" or "exchange", for RefusedPermission
+	Name       string // the queue or exchange, for RefusedPermission
+	Err        error
+}
+
+func (e *AccessError) Error() string { return e.Err.Error() }
+func (e *AccessError) Unwrap() error { return e.Err }
+
+// AccessOf returns the first AccessError in err's chain or, failing that,
+// one read from an ACCESS_REFUSED *amqp.Error in it, or a RefusedPermission
+// naming nothing when err only matches ErrAccessRefused; nil when err is
+// no refusal.
+func AccessOf(err error) *AccessError {
+	var ac *AccessError
+	if errors.As(err, &ac) {
+		return ac
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+		return accessError(ae, err)
+	}
+	if errors.Is(err, ErrAccessRefused) {
+		return &AccessError{Refused: RefusedPermission, Err: err}
+	}
+	return nil
+}
+
 // classify maps an *amqp.Error to one of our sentinels where one fits,
 // wrapped around the broker's own text, in an OpError naming op.
 func classify(err error, op Op, what string) error {
@@ -124,7 +176,7 @@ func classifyText(err error, what string) error {
 	case amqp.PreconditionFailed:
 		return fmt.Errorf("%w: %s: %s", ErrQueueMismatch, what, ae.Reason)
 	case amqp.AccessRefused:
-		return fmt.Errorf("%w: %s: %s", ErrAccessRefused, what, ae.Reason)
+		return accessError(ae, fmt.Errorf("%w: %s: %s", ErrAccessRefused, what, ae.Reason))
 	}
 	return fmt.Errorf("broker: %s: %w", what, err)
 }

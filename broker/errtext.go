@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -40,4 +42,49 @@ func unnest(err error) error {
 	out := *ae
 	out.Reason = inner
 	return &out
+}
+
+// Texts of RabbitMQ's refusals (3.10 to 4.x).
+var (
+	// ACCESS_REFUSED on a channel; older brokers leave out the permission.
+	refusedRE = regexp.MustCompile(`(?:(configure|write|read) )?access to (queue|exchange) '([^']*)' in vhost '([^']*)' refused for user '([^']*)'`)
+	// NOT_ALLOWED at connection.open: the user may not use the vhost.
+	vhostRefusedRE = regexp.MustCompile(`access to vhost '([^']*)' refused for user '([^']*)'`)
+	// NOT_ALLOWED at connection.open: the vhost does not exist.
+	vhostMissingRE = regexp.MustCompile(`vhost (.*) not found`)
+)
+
+// accessError reads what the broker's refusal ae names, around err: a
+// channel's ACCESS_REFUSED, or connection.open's NOT_ALLOWED.
+func accessError(ae *amqp.Error, err error) *AccessError {
+	out := &AccessError{Refused: RefusedPermission, Err: err}
+	if ae.Code == amqp.NotAllowed {
+		out.Refused = RefusedVHost
+		if m := vhostMissingRE.FindStringSubmatch(ae.Reason); m != nil {
+			out.Refused, out.VHost = VHostNotFound, m[1]
+		} else if m := vhostRefusedRE.FindStringSubmatch(ae.Reason); m != nil {
+			out.VHost, out.User = m[1], m[2]
+		}
+		return out
+	}
+	if m := refusedRE.FindStringSubmatch(ae.Reason); m != nil {
+		out.Permission, out.Kind, out.Name, out.VHost, out.User = m[1], m[2], m[3], m[4], m[5]
+	}
+	return out
+}
+
+// dialRefusal marks a failed connection the broker refused (credentials,
+// the vhost) as an *AccessError matching ErrAccessRefused; any other
+// error is returned as it is.
+func dialRefusal(err error) error {
+	// amqp091-go's ErrSASL, ErrCredentials and ErrVhost carry ACCESS_REFUSED too.
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || (ae.Code != amqp.AccessRefused && ae.Code != amqp.NotAllowed) {
+		return err
+	}
+	wrapped := fmt.Errorf("%w: %w", ErrAccessRefused, err)
+	if ae.Code == amqp.NotAllowed {
+		return accessError(ae, wrapped)
+	}
+	return &AccessError{Refused: RefusedLogin, Err: wrapped}
 }

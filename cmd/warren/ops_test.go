@@ -172,7 +172,8 @@ func TestExplainAccessRefused(t *testing.T) {
 	refused := &amqp.Error{Code: amqp.AccessRefused, Reason: "ACCESS_REFUSED - read access to queue 'q' in vhost 'v' refused for user 'p'", Server: true}
 	for _, err := range []error{
 		fmt.Errorf("worker: consume q: %w", refused),
-		fmt.Errorf("%w: consume q: %s", broker.ErrAccessRefused, refused.Reason),
+		fmt.Errorf("worker: %w", &broker.AccessError{Refused: broker.RefusedPermission, User: "p", VHost: "v", Kind: "queue", Name: "q",
+			Err: fmt.Errorf("%w: consume q: %s", broker.ErrAccessRefused, refused.Reason)}),
 	} {
 		got := explain(err).Error()
 		if !strings.Contains(got, "access refused: user 'p' may not use queue 'q' in vhost 'v'") || !strings.Contains(got, "Least privilege") {
