@@ -87,7 +87,7 @@ func progName() string {
 type endpoint struct {
 	raw      string
 	redacted string
-	secret   string
+	secrets  Secrets
 }
 
 // Conn is a connection to RabbitMQ that re-establishes itself. When the
@@ -187,11 +187,11 @@ func parseURLs(raw string) ([]endpoint, error) {
 		if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
 			return nil, fmt.Errorf("broker: invalid URL %s: want amqp://user:password@host:port/vhost", redacted)
 		}
-		secret, _ := u.User.Password()
+		secrets := URLSecrets(part)
 		if _, err := amqp.ParseURI(part); err != nil {
-			return nil, fmt.Errorf("broker: invalid URL %s: %w", redacted, scrub(err, secret))
+			return nil, fmt.Errorf("broker: invalid URL %s: %w", redacted, secrets.RedactError(err))
 		}
-		eps = append(eps, endpoint{raw: part, redacted: redacted, secret: secret})
+		eps = append(eps, endpoint{raw: part, redacted: redacted, secrets: secrets})
 	}
 	if len(eps) == 0 {
 		return nil, errors.New("broker: no broker URL given")
@@ -212,7 +212,7 @@ func (c *Conn) dialAny(ctx context.Context) (*amqp.Connection, endpoint, error) 
 		if err == nil {
 			return conn, ep, nil
 		}
-		err = dialRefusal(scrub(unnest(err), ep.secret))
+		err = dialRefusal(ep.secrets.RedactError(unnest(err)))
 		if len(c.endpoints) > 1 {
 			err = fmt.Errorf("%s: %w", ep.redacted, err)
 		}

@@ -51,23 +51,6 @@ func RedactURL(raw string) string {
 	return u.String()
 }
 
-// scrub removes every occurrence of secret from err's message, keeping
-// errors.Is working through the returned error.
-func scrub(err error, secret string) error {
-	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
-	}
-	return &scrubbed{err: err, msg: strings.ReplaceAll(err.Error(), secret, "xxxxx")}
-}
-
-type scrubbed struct {
-	err error
-	msg string
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
-
 // Op names what Warren was doing with the broker when an operation
 // failed, so that a caller (the CLI explaining a refused permission, say)
 // can branch on it without reading the error's text.
