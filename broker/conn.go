@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -271,37 +270,6 @@ func (c *Conn) dial(ep endpoint) (*amqp.Connection, error) {
 	}
 	c.frameMax.Store(int64(conn.Config.FrameSize))
 	return conn, nil
-}
-
-// tlsConfig is the TLS configuration for an amqps endpoint: a copy of
-// base (each node of a cluster is checked against its own host name), or,
-// when base is nil, one from the URL's query (cacertfile, certfile,
-// keyfile, server_name_override), as amqp091-go builds it.
-func tlsConfig(base *tls.Config, uri amqp.URI) (*tls.Config, error) {
-	var cfg *tls.Config
-	if base != nil {
-		cfg = base.Clone()
-	} else {
-		cfg = &tls.Config{}
-		if uri.CACertFile != "" {
-			pem, err := os.ReadFile(uri.CACertFile)
-			if err != nil {
-				return nil, fmt.Errorf("read CA certificate: %w", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			cfg.RootCAs.AppendCertsFromPEM(pem)
-		}
-		if uri.CertFile != "" || uri.KeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(uri.CertFile, uri.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("load client certificate: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		cfg.ServerName = uri.ServerName
-	}
-	cfg.ServerName = cmp.Or(cfg.ServerName, uri.Host)
-	return cfg, nil
 }
 
 // FrameMax returns the frame_max negotiated with the broker on the current
