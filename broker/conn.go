@@ -211,7 +211,7 @@ func (c *Conn) dialAny(ctx context.Context) (*amqp.Connection, endpoint, error) 
 		if err == nil {
 			return conn, ep, nil
 		}
-		err = dialRefusal(ep.secrets.RedactError(unnest(err)))
+		err = classifyDial(ep.secrets.RedactError(unnest(err)))
 		if len(c.endpoints) > 1 {
 			err = fmt.Errorf("%s: %w", ep.redacted, err)
 		}

@@ -28,6 +28,9 @@ var (
 	ErrQueueMismatch = errors.New("broker: queue exists with different arguments")
 	// ErrAccessRefused: the broker refused the credentials or the permission.
 	ErrAccessRefused = errors.New("broker: access refused")
+	// ErrTLS: the TLS handshake with the broker failed: its certificate is
+	// not trusted or does not name the host, or no TLS listener is there.
+	ErrTLS = errors.New("broker: TLS handshake failed")
 	// ErrBlocked: the broker blocks publishing (a memory or disk alarm)
 	// and the caller's context ended before it lifted the block.
 	ErrBlocked = errors.New("broker: publishing blocked by a broker alarm")

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"regexp"
@@ -73,18 +75,43 @@ func accessError(ae *amqp.Error, err error) *AccessError {
 	return out
 }
 
-// dialRefusal marks a failed connection the broker refused (credentials,
-// the vhost) as an *AccessError matching ErrAccessRefused; any other
-// error is returned as it is.
-func dialRefusal(err error) error {
+// classifyDial marks a failed connection: one the broker refused
+// (credentials, the vhost) becomes an *AccessError matching
+// ErrAccessRefused, a failed TLS handshake matches ErrTLS (its text
+// unchanged); any other error is returned as it is.
+func classifyDial(err error) error {
 	// amqp091-go's ErrSASL, ErrCredentials and ErrVhost carry ACCESS_REFUSED too.
 	var ae *amqp.Error
-	if !errors.As(err, &ae) || (ae.Code != amqp.AccessRefused && ae.Code != amqp.NotAllowed) {
-		return err
+	switch {
+	case errors.As(err, &ae) && ae.Code == amqp.NotAllowed:
+		return accessError(ae, fmt.Errorf("%w: %w", ErrAccessRefused, err))
+	case errors.As(err, &ae) && ae.Code == amqp.AccessRefused:
+		return &AccessError{Refused: RefusedLogin, Err: fmt.Errorf("%w: %w", ErrAccessRefused, err)}
+	case isTLSError(err):
+		return &marked{err: err, as: ErrTLS}
 	}
-	wrapped := fmt.Errorf("%w: %w", ErrAccessRefused, err)
-	if ae.Code == amqp.NotAllowed {
-		return accessError(ae, wrapped)
-	}
-	return &AccessError{Refused: RefusedLogin, Err: wrapped}
+	return err
 }
+
+// isTLSError reports a failed certificate check or TLS handshake.
+func isTLSError(err error) bool {
+	var (
+		verr *tls.CertificateVerificationError
+		uerr x509.UnknownAuthorityError
+		herr x509.HostnameError
+		cerr x509.CertificateInvalidError
+		rerr tls.RecordHeaderError
+		aerr tls.AlertError
+	)
+	return errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) || errors.As(err, &cerr) ||
+		errors.As(err, &rerr) || errors.As(err, &aerr) || strings.Contains(err.Error(), "tls: ")
+}
+
+// marked is err that also matches the sentinel as with errors.Is, with
+// err's text.
+type marked struct {
+	err, as error
+}
+
+func (m *marked) Error() string   { return m.err.Error() }
+func (m *marked) Unwrap() []error { return []error{m.err, m.as} }

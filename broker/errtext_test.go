@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -50,12 +51,12 @@ func TestAccessErrorReadsTheRefusal(t *testing.T) {
 			AccessError{Refused: RefusedPermission, User: "u", VHost: "/", Kind: "exchange", Name: "x"}},
 		{"permission, unknown text", classify(&amqp.Error{Code: amqp.AccessRefused, Reason: "ACCESS_REFUSED - no"}, OpBind, "bind q"),
 			AccessError{Refused: RefusedPermission}},
-		{"vhost missing", dialRefusal(&amqp.Error{Code: amqp.NotAllowed, Reason: "NOT_ALLOWED - vhost no-such not found"}),
+		{"vhost missing", classifyDial(&amqp.Error{Code: amqp.NotAllowed, Reason: "NOT_ALLOWED - vhost no-such not found"}),
 			AccessError{Refused: VHostNotFound, VHost: "no-such"}},
-		{"vhost refused", dialRefusal(&amqp.Error{Code: amqp.NotAllowed, Reason: "NOT_ALLOWED - access to vhost 'v' refused for user 'u'"}),
+		{"vhost refused", classifyDial(&amqp.Error{Code: amqp.NotAllowed, Reason: "NOT_ALLOWED - access to vhost 'v' refused for user 'u'"}),
 			AccessError{Refused: RefusedVHost, User: "u", VHost: "v"}},
-		{"credentials", dialRefusal(fmt.Errorf("dial: %w", amqp.ErrCredentials)), AccessError{Refused: RefusedLogin}},
-		{"no vhost reply", dialRefusal(amqp.ErrVhost), AccessError{Refused: RefusedLogin}},
+		{"credentials", classifyDial(fmt.Errorf("dial: %w", amqp.ErrCredentials)), AccessError{Refused: RefusedLogin}},
+		{"no vhost reply", classifyDial(amqp.ErrVhost), AccessError{Refused: RefusedLogin}},
 		{"raw amqp error", fmt.Errorf("x: %w", &amqp.Error{Code: amqp.AccessRefused, Reason: "ACCESS_REFUSED - write access to exchange 'e' in vhost 'v' refused for user 'w'"}),
 			AccessError{Refused: RefusedPermission, User: "w", VHost: "v", Permission: "write", Kind: "exchange", Name: "e"}},
 	} {
@@ -75,14 +76,27 @@ func TestAccessErrorReadsTheRefusal(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", c.name, *got, c.want)
 		}
 	}
-	for _, none := range []error{errors.New("other"), dialRefusal(errors.New("connection refused")),
+	for _, none := range []error{errors.New("other"), classifyDial(errors.New("connection refused")),
 		classify(&amqp.Error{Code: amqp.NotFound, Reason: "NOT_FOUND"}, OpInspect, "inspect q")} {
 		if got := AccessOf(none); got != nil {
 			t.Errorf("AccessOf(%v) = %+v, want nil", none, got)
 		}
 	}
 	// The text is unchanged by the classification.
-	if got, want := dialRefusal(amqp.ErrCredentials).Error(), "broker: access refused: "+amqp.ErrCredentials.Error(); got != want {
+	if got, want := classifyDial(amqp.ErrCredentials).Error(), "broker: access refused: "+amqp.ErrCredentials.Error(); got != want {
 		t.Errorf("text %q, want %q", got, want)
+	}
+}
+
+func TestClassifyDialTLS(t *testing.T) {
+	cause := fmt.Errorf("dial: %w", x509.UnknownAuthorityError{})
+	err := classifyDial(cause)
+	if !errors.Is(err, ErrTLS) || !errors.Is(err, cause) || err.Error() != cause.Error() {
+		t.Errorf("classifyDial(%v) = %v: want ErrTLS with the same text", cause, err)
+	}
+	for _, other := range []error{errors.New("connection refused"), amqp.ErrCredentials} {
+		if errors.Is(classifyDial(other), ErrTLS) {
+			t.Errorf("%v matched ErrTLS", other)
+		}
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -24,24 +22,10 @@ func dialError(err error) error {
 		return fmt.Errorf("%w (access refused to the vhost: check the vhost in the URL, and that the user has permissions on it: rabbitmqctl set_permissions -p VHOST USER CONFIGURE WRITE READ)", err)
 	case ac != nil:
 		return fmt.Errorf("%w (check the user and password in --url, --url-file or WARREN_URL)", err)
-	case isTLSError(err):
+	case errors.Is(err, broker.ErrTLS):
 		return fmt.Errorf("%w (the TLS handshake failed: --tls-ca must name the CA that signed the broker's certificate, the URL's host must be named in that certificate, and the port must be the broker's amqps listener)", err)
 	}
 	return fmt.Errorf("%w (is RabbitMQ running there? set --url or WARREN_URL)", err)
-}
-
-// isTLSError reports a failed certificate check or TLS handshake.
-func isTLSError(err error) bool {
-	var (
-		verr *tls.CertificateVerificationError
-		uerr x509.UnknownAuthorityError
-		herr x509.HostnameError
-		cerr x509.CertificateInvalidError
-		rerr tls.RecordHeaderError
-		aerr tls.AlertError
-	)
-	return errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) || errors.As(err, &cerr) ||
-		errors.As(err, &rerr) || errors.As(err, &aerr) || strings.Contains(err.Error(), "tls: ")
 }
 
 // explain rewrites a command's error where the cause needs saying plainly:
