@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,7 +86,7 @@ func progName() string {
 type endpoint struct {
 	raw      string
 	redacted string
-	secret   string
+	secrets  Secrets
 }
 
 // Conn is a connection to RabbitMQ that re-establishes itself. When the
@@ -187,11 +186,11 @@ func parseURLs(raw string) ([]endpoint, error) {
 		if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
 			return nil, fmt.Errorf("broker: invalid URL %s: want amqp://user:password@host:port/vhost", redacted)
 		}
-		secret, _ := u.User.Password()
+		secrets := URLSecrets(part)
 		if _, err := amqp.ParseURI(part); err != nil {
-			return nil, fmt.Errorf("broker: invalid URL %s: %w", redacted, scrub(err, secret))
+			return nil, fmt.Errorf("broker: invalid URL %s: %w", redacted, secrets.RedactError(err))
 		}
-		eps = append(eps, endpoint{raw: part, redacted: redacted, secret: secret})
+		eps = append(eps, endpoint{raw: part, redacted: redacted, secrets: secrets})
 	}
 	if len(eps) == 0 {
 		return nil, errors.New("broker: no broker URL given")
@@ -212,12 +211,7 @@ func (c *Conn) dialAny(ctx context.Context) (*amqp.Connection, endpoint, error) 
 		if err == nil {
 			return conn, ep, nil
 		}
-		err = scrub(unnest(err), ep.secret)
-		var ae *amqp.Error
-		if errors.Is(err, amqp.ErrSASL) || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) ||
-			(errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)) {
-			err = fmt.Errorf("%w: %w", ErrAccessRefused, err)
-		}
+		err = classifyDial(ep.secrets.RedactError(unnest(err)))
 		if len(c.endpoints) > 1 {
 			err = fmt.Errorf("%s: %w", ep.redacted, err)
 		}
@@ -276,37 +270,6 @@ func (c *Conn) dial(ep endpoint) (*amqp.Connection, error) {
 	}
 	c.frameMax.Store(int64(conn.Config.FrameSize))
 	return conn, nil
-}
-
-// tlsConfig is the TLS configuration for an amqps endpoint: a copy of
-// base (each node of a cluster is checked against its own host name), or,
-// when base is nil, one from the URL's query (cacertfile, certfile,
-// keyfile, server_name_override), as amqp091-go builds it.
-func tlsConfig(base *tls.Config, uri amqp.URI) (*tls.Config, error) {
-	var cfg *tls.Config
-	if base != nil {
-		cfg = base.Clone()
-	} else {
-		cfg = &tls.Config{}
-		if uri.CACertFile != "" {
-			pem, err := os.ReadFile(uri.CACertFile)
-			if err != nil {
-				return nil, fmt.Errorf("read CA certificate: %w", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			cfg.RootCAs.AppendCertsFromPEM(pem)
-		}
-		if uri.CertFile != "" || uri.KeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(uri.CertFile, uri.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("load client certificate: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		cfg.ServerName = uri.ServerName
-	}
-	cfg.ServerName = cmp.Or(cfg.ServerName, uri.Host)
-	return cfg, nil
 }
 
 // FrameMax returns the frame_max negotiated with the broker on the current

@@ -28,6 +28,9 @@ var (
 	ErrQueueMismatch = errors.New("broker: queue exists with different arguments")
 	// ErrAccessRefused: the broker refused the credentials or the permission.
 	ErrAccessRefused = errors.New("broker: access refused")
+	// ErrTLS: the TLS handshake with the broker failed: its certificate is
+	// not trusted or does not name the host, or no TLS listener is there.
+	ErrTLS = errors.New("broker: TLS handshake failed")
 	// ErrBlocked: the broker blocks publishing (a memory or disk alarm)
 	// and the caller's context ended before it lifted the block.
 	ErrBlocked = errors.New("broker: publishing blocked by a broker alarm")
@@ -50,23 +53,6 @@ func RedactURL(raw string) string {
 	}
 	return u.String()
 }
-
-// scrub removes every occurrence of secret from err's message, keeping
-// errors.Is working through the returned error.
-func scrub(err error, secret string) error {
-	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
-	}
-	return &scrubbed{err: err, msg: strings.ReplaceAll(err.Error(), secret, "xxxxx")}
-}
-
-type scrubbed struct {
-	err error
-	msg string
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
 
 // Op names what Warren was doing with the broker when an operation
 // failed, so that a caller (the CLI explaining a refused permission, say)
@@ -106,6 +92,58 @@ func OpOf(err error) Op {
 	return ""
 }
 
+// Refusal says what the broker refused, in an AccessError.
+type Refusal int
+
+// The refusals an AccessError names.
+const (
+	// RefusedLogin: the user name or password (or the SASL mechanism).
+	RefusedLogin Refusal = iota + 1
+	// RefusedVHost: the user may not use the vhost, or the broker refused
+	// the connection to it for another reason (NOT_ALLOWED).
+	RefusedVHost
+	// VHostNotFound: the vhost does not exist.
+	VHostNotFound
+	// RefusedPermission: a permission on a queue or exchange (ACCESS_REFUSED
+	// on a channel).
+	RefusedPermission
+)
+
+// AccessError is a refusal by the broker, with what its reply names: the
+// fields are empty where RabbitMQ's text does not say. It matches
+// ErrAccessRefused with errors.Is; its text is Err's.
+type AccessError struct {
+	Refused    Refusal
+	User       string // the user refused
+	VHost      string // the vhost of the refusal
+	Permission string // "configure", "write" or "read", when said
+	Kind       string // "queue" or "exchange", for RefusedPermission
+	Name       string // the queue or exchange, for RefusedPermission
+	Err        error
+}
+
+func (e *AccessError) Error() string { return e.Err.Error() }
+func (e *AccessError) Unwrap() error { return e.Err }
+
+// AccessOf returns the first AccessError in err's chain or, failing that,
+// one read from an ACCESS_REFUSED *amqp.Error in it, or a RefusedPermission
+// naming nothing when err only matches ErrAccessRefused; nil when err is
+// no refusal.
+func AccessOf(err error) *AccessError {
+	var ac *AccessError
+	if errors.As(err, &ac) {
+		return ac
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+		return accessError(ae, err)
+	}
+	if errors.Is(err, ErrAccessRefused) {
+		return &AccessError{Refused: RefusedPermission, Err: err}
+	}
+	return nil
+}
+
 // classify maps an *amqp.Error to one of our sentinels where one fits,
 // wrapped around the broker's own text, in an OpError naming op.
 func classify(err error, op Op, what string) error {
@@ -124,7 +162,7 @@ func classifyText(err error, what string) error {
 	case amqp.PreconditionFailed:
 		return fmt.Errorf("%w: %s: %s", ErrQueueMismatch, what, ae.Reason)
 	case amqp.AccessRefused:
-		return fmt.Errorf("%w: %s: %s", ErrAccessRefused, what, ae.Reason)
+		return accessError(ae, fmt.Errorf("%w: %s: %s", ErrAccessRefused, what, ae.Reason))
 	}
 	return fmt.Errorf("broker: %s: %w", what, err)
 }

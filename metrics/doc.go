@@ -3,8 +3,9 @@
 // A Metrics is a worker.Observer and a producer.Observer: set it as the
 // Observer of a worker.Config and of a producer.Config. AddConn and
 // AddProducer add gauges read from a broker.Conn and a producer.Producer at
-// each scrape. Serve the registry with promhttp, as the warren CLI does
-// for `warren worker --metrics-addr`.
+// each scrape. Serve serves them on an address of their own with the Go
+// runtime's and the process's, beside health's /healthz and /readyz, as
+// `warren worker --metrics-addr` does.
 //
 // The metrics, with their labels:
 //

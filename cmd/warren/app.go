@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -71,8 +70,8 @@ type app struct {
 	connectTimeout time.Duration
 
 	log     *slog.Logger
-	secrets []string // forms of the URL's password, scrubbed from every message
-	running bool     // a command's RunE was reached: input was accepted
+	secrets broker.Secrets // the URL's passwords, scrubbed from every message
+	running bool           // a command's RunE was reached: input was accepted
 }
 
 // run runs the CLI with args (without the program name) and returns the
@@ -91,7 +90,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	err = explain(err)
-	fmt.Fprintf(a.stderr, "warren: %s\n", termtext.Text(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
+	fmt.Fprintf(a.stderr, "warren: %s\n", termtext.Text(a.secrets.Redact(strings.TrimPrefix(err.Error(), "warren: "))))
 	var ue *usageError
 	if errors.As(err, &ue) || !a.running {
 		if cmd == nil {
@@ -195,7 +194,7 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		}
 		a.url = strings.TrimSpace(string(b))
 	}
-	a.secrets = urlSecrets(a.url)
+	a.secrets = broker.URLSecrets(a.url)
 	if err := broker.ValidateURL(a.url); err != nil && usesBroker(cmd) {
 		return usagef("--url (or --url-file, WARREN_URL): %w", err)
 	}
@@ -218,14 +217,14 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	// Whatever a log line holds, the broker password never reaches stderr.
-	logOut := &scrubWriter{w: a.stderr, scrub: a.scrub}
+	logOut := &scrubWriter{w: a.stderr, scrub: a.secrets.Redact}
 	switch strings.ToLower(a.logFormat) {
 	case "text", "":
 		a.log = slog.New(slog.NewTextHandler(logOut, opts))
 	case "json":
 		// JSON escapes control characters but writes C1 controls and
 		// invisible format characters (bidi overrides) as they are.
-		jsonOut := &scrubWriter{w: a.stderr, scrub: func(s string) string { return termtext.JSON(a.scrub(s)) }}
+		jsonOut := &scrubWriter{w: a.stderr, scrub: func(s string) string { return termtext.JSON(a.secrets.Redact(s)) }}
 		a.log = slog.New(slog.NewJSONHandler(jsonOut, opts))
 	default:
 		return usagef("--log-format %q: want text or json", a.logFormat)
@@ -283,36 +282,6 @@ func noEnv(fs *pflag.FlagSet, names ...string) {
 	for _, n := range names {
 		_ = fs.SetAnnotation(n, noEnvAnnotation, []string{"true"})
 	}
-}
-
-// urlSecrets returns the passwords of raw (one URL, or a comma-separated
-// list of a cluster's) in the forms they may appear in a message: decoded,
-// and as written.
-func urlSecrets(raw string) []string {
-	var out []string
-	for _, part := range strings.Split(raw, ",") {
-		u, err := url.Parse(strings.TrimSpace(part))
-		if err != nil || u.User == nil {
-			continue
-		}
-		pw, ok := u.User.Password()
-		if !ok || pw == "" {
-			continue
-		}
-		out = append(out, pw)
-		if _, enc, ok := strings.Cut(u.User.String(), ":"); ok && enc != pw {
-			out = append(out, enc)
-		}
-	}
-	return out
-}
-
-// scrub removes the broker password from s, whatever produced s.
-func (a *app) scrub(s string) string {
-	for _, sec := range a.secrets {
-		s = strings.ReplaceAll(s, sec, "xxxxx")
-	}
-	return s
 }
 
 // dial connects to the broker within --connect-timeout. retries is

@@ -150,20 +150,6 @@ func TestUnreachableBrokerExitsOneWithoutPassword(t *testing.T) {
 	}
 }
 
-func TestScrub(t *testing.T) {
-	a := &app{secrets: urlSecrets("amqp://user:p%40ss%2Fword@host:5672/")}
-	got := a.scrub("failed: amqp://user:p%40ss%2Fword@host and p@ss/word")
-	if strings.Contains(got, "p@ss/word") || strings.Contains(got, "p%40ss%2Fword") {
-		t.Fatalf("scrub left the password: %q", got)
-	}
-	if got := urlSecrets("amqp://u:one@h1/,amqp://u:two@h2/"); len(got) != 2 || got[0] != "one" || got[1] != "two" {
-		t.Fatalf("cluster URL secrets: %q", got)
-	}
-	if urlSecrets("amqp://host/") != nil || urlSecrets("::bad") != nil {
-		t.Fatal("secrets found where there are none")
-	}
-}
-
 // parsed parses args for the command at path (after root flags) and runs
 // setup, as cobra does before RunE, returning the command.
 // goFieldRE matches Go configuration field names that a CLI error must

@@ -65,7 +65,7 @@ func (a *app) stream(ctx context.Context, p *producer.Producer, f *enqueueFlags,
 				err = fmt.Errorf("queue %s does not exist: only --queue is declared (declare it with: warren topology declare --queue %s)", r.Queue, r.Queue)
 			}
 			bar.Clear()
-			fmt.Fprintf(a.stderr, "warren: line %d: %s\n", r.Line, termtext.Text(a.scrub(strings.TrimPrefix(err.Error(), "warren: "))))
+			fmt.Fprintf(a.stderr, "warren: line %d: %s\n", r.Line, termtext.Text(a.secrets.Redact(strings.TrimPrefix(err.Error(), "warren: "))))
 		},
 		OnBatch: func(t producer.StreamTotals) {
 			if f.printIDs {

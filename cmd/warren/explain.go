@@ -1,15 +1,10 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren/broker"
 )
@@ -19,46 +14,18 @@ const permissionsHint = "the broker user lacks a permission for this; docs/opera
 
 // dialError adds to a failed connection what to check.
 func dialError(err error) error {
-	var ae *amqp.Error
-	switch {
-	case errors.As(err, &ae) && ae.Code == amqp.NotAllowed && vhostMissingRE.MatchString(ae.Reason):
-		m := vhostMissingRE.FindStringSubmatch(ae.Reason)
-		return &missingVhost{err: err, msg: fmt.Sprintf("broker: vhost %q does not exist on the broker: check the vhost (the URL's path, %%2F for /) or create it (rabbitmqctl add_vhost %s)", m[1], m[1])}
-	case errors.As(err, &ae) && ae.Code == amqp.NotAllowed:
+	switch ac := broker.AccessOf(err); {
+	case ac != nil && ac.Refused == broker.VHostNotFound:
+		// Not a permission problem, whatever the broker's reply code says.
+		return &explained{err: err, msg: fmt.Sprintf("broker: vhost %q does not exist on the broker: check the vhost (the URL's path, %%2F for /) or create it (rabbitmqctl add_vhost %s)", ac.VHost, ac.VHost)}
+	case ac != nil && ac.Refused == broker.RefusedVHost:
 		return fmt.Errorf("%w (access refused to the vhost: check the vhost in the URL, and that the user has permissions on it: rabbitmqctl set_permissions -p VHOST USER CONFIGURE WRITE READ)", err)
-	case errors.Is(err, broker.ErrAccessRefused):
+	case ac != nil:
 		return fmt.Errorf("%w (check the user and password in --url, --url-file or WARREN_URL)", err)
-	case isTLSError(err):
+	case errors.Is(err, broker.ErrTLS):
 		return fmt.Errorf("%w (the TLS handshake failed: --tls-ca must name the CA that signed the broker's certificate, the URL's host must be named in that certificate, and the port must be the broker's amqps listener)", err)
 	}
 	return fmt.Errorf("%w (is RabbitMQ running there? set --url or WARREN_URL)", err)
-}
-
-// vhostMissingRE reads RabbitMQ's refusal of a vhost that does not exist.
-var vhostMissingRE = regexp.MustCompile(`vhost (.*) not found`)
-
-// missingVhost is a connection refused because its vhost does not exist:
-// not a permission problem, whatever the broker's reply code says.
-type missingVhost struct {
-	msg string
-	err error
-}
-
-func (e *missingVhost) Error() string { return e.msg }
-func (e *missingVhost) Unwrap() error { return e.err }
-
-// isTLSError reports a failed certificate check or TLS handshake.
-func isTLSError(err error) bool {
-	var (
-		verr *tls.CertificateVerificationError
-		uerr x509.UnknownAuthorityError
-		herr x509.HostnameError
-		cerr x509.CertificateInvalidError
-		rerr tls.RecordHeaderError
-		aerr tls.AlertError
-	)
-	return errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) || errors.As(err, &cerr) ||
-		errors.As(err, &rerr) || errors.As(err, &aerr) || strings.Contains(err.Error(), "tls: ")
 }
 
 // explain rewrites a command's error where the cause needs saying plainly:
@@ -68,17 +35,15 @@ func explain(err error) error {
 	if errors.As(err, &ue) {
 		return err
 	}
-	var ae *amqp.Error
-	var mv *missingVhost
-	refused := errors.Is(err, broker.ErrAccessRefused) || (errors.As(err, &ae) && ae.Code == amqp.AccessRefused)
-	if !refused || errors.As(err, &mv) || strings.Contains(err.Error(), "check the user and password") {
-		return err
+	ac := broker.AccessOf(err)
+	if ac == nil || ac.Refused == broker.VHostNotFound || ac.Refused == broker.RefusedLogin {
+		return err // none, or explained at connect (dialError)
 	}
 	msg := err.Error()
 	var b strings.Builder
 	b.WriteString("access refused")
-	if m := refusedRE.FindStringSubmatch(msg); m != nil {
-		fmt.Fprintf(&b, ": user '%s' may not use %s '%s' in vhost '%s' for this", m[4], m[1], m[2], m[3])
+	if ac.Kind != "" {
+		fmt.Fprintf(&b, ": user '%s' may not use %s '%s' in vhost '%s' for this", ac.User, ac.Kind, ac.Name, ac.VHost)
 	}
 	if hint := accessHint(err); hint != "" {
 		b.WriteString("; " + hint)
@@ -86,10 +51,6 @@ func explain(err error) error {
 	fmt.Fprintf(&b, " (%s)\n  cause: %s", permissionsHint, msg)
 	return &explained{err: err, msg: b.String()}
 }
-
-// refusedRE reads RabbitMQ's ACCESS_REFUSED text (3.10 does not say which
-// permission was missing).
-var refusedRE = regexp.MustCompile(`access to (queue|exchange) '([^']*)' in vhost '([^']*)' refused for user '([^']*)'`)
 
 // accessHint names the permission the refused operation needs, from the
 // operation the error carries (broker.OpError).

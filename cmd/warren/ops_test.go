@@ -172,7 +172,8 @@ func TestExplainAccessRefused(t *testing.T) {
 	refused := &amqp.Error{Code: amqp.AccessRefused, Reason: "ACCESS_REFUSED - read access to queue 'q' in vhost 'v' refused for user 'p'", Server: true}
 	for _, err := range []error{
 		fmt.Errorf("worker: consume q: %w", refused),
-		fmt.Errorf("%w: consume q: %s", broker.ErrAccessRefused, refused.Reason),
+		fmt.Errorf("worker: %w", &broker.AccessError{Refused: broker.RefusedPermission, User: "p", VHost: "v", Kind: "queue", Name: "q",
+			Err: fmt.Errorf("%w: consume q: %s", broker.ErrAccessRefused, refused.Reason)}),
 	} {
 		got := explain(err).Error()
 		if !strings.Contains(got, "access refused: user 'p' may not use queue 'q' in vhost 'v'") || !strings.Contains(got, "Least privilege") {
@@ -190,8 +191,7 @@ func TestExplainAccessRefused(t *testing.T) {
 
 func TestLogsAreScrubbed(t *testing.T) {
 	var buf bytes.Buffer
-	a := &app{secrets: urlSecrets("amqp://u:hunter2@h/")}
-	w := &scrubWriter{w: &buf, scrub: a.scrub}
+	w := &scrubWriter{w: &buf, scrub: broker.URLSecrets("amqp://u:hunter2@h/").Redact}
 	if n, err := w.Write([]byte("url=amqp://u:hunter2@h/\n")); err != nil || n != 24 {
 		t.Fatalf("%d, %v", n, err)
 	}

@@ -2,52 +2,39 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/warrenq/warren/broker"
 )
+
+// tlsFlags names the flags behind each broker.TLSFiles field a
+// broker.TLSFileError can find at fault.
+var tlsFlags = map[string]string{"CA": "--tls-ca", "Cert and Key": "--tls-cert and --tls-key"}
 
 // tlsConfig builds the TLS settings of --tls-ca, --tls-cert and --tls-key,
 // or returns nil when none is given (amqps:// URLs then use the system's
 // CAs). Server-name checks stay on: the URL's host must be named in the
 // broker's certificate. Bad values are usage errors.
 func (a *app) tlsConfig() (*tls.Config, error) {
-	if a.tlsCA == "" && a.tlsCert == "" && a.tlsKey == "" {
+	files := broker.TLSFiles{CA: a.tlsCA, Cert: a.tlsCert, Key: a.tlsKey}
+	if files == (broker.TLSFiles{}) {
 		return nil, nil
-	}
-	if (a.tlsCert == "") != (a.tlsKey == "") {
-		return nil, usagef("--tls-cert and --tls-key go together (a client certificate and its private key)")
 	}
 	for _, part := range strings.Split(a.url, ",") {
 		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		if u, err := url.Parse(part); err == nil && u.Scheme != "amqps" {
+		if u, err := url.Parse(part); err == nil && part != "" && u.Scheme != "amqps" {
 			return nil, usagef("--tls-ca, --tls-cert and --tls-key apply to amqps:// URLs, and %s is not one", broker.RedactURL(part))
 		}
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if a.tlsCA != "" {
-		pem, err := os.ReadFile(a.tlsCA)
-		if err != nil {
-			return nil, usagef("--tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usagef("--tls-ca %s: no PEM certificate found in it", a.tlsCA)
-		}
-		cfg.RootCAs = pool
+	cfg, err := files.Config()
+	var fe *broker.TLSFileError
+	switch {
+	case errors.As(err, &fe) && fe.Path == "":
+		return nil, usagef("%s %w", tlsFlags[fe.Field], fe.Err)
+	case errors.As(err, &fe):
+		return nil, usagef("%s %s: %w", tlsFlags[fe.Field], fe.Path, fe.Err)
 	}
-	if a.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(a.tlsCert, a.tlsKey)
-		if err != nil {
-			return nil, usagef("--tls-cert %s, --tls-key %s: %w", a.tlsCert, a.tlsKey, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return cfg, err
 }

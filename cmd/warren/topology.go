@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/warrenq/warren"
+	"github.com/warrenq/warren/admin"
 	"github.com/warrenq/warren/broker"
 )
 
@@ -67,25 +67,21 @@ exchanges and queues.`,
 			if err := broker.DeclareShared(ctx, conn); err != nil {
 				return err
 			}
-			if output == "json" {
-				for _, q := range queues {
-					if err := broker.DeclareQueue(ctx, conn, q, qo); err != nil {
-						return err
-					}
-				}
-				return writeJSON(a.stdout, topologyJSONOf(queues, qo))
+			t := admin.DescribeTopology(queues, qo)
+			if output != "json" {
+				fmt.Fprintf(a.stdout, "declared shared topology: %d delay levels (%s0..%d), %s, %s\n",
+					broker.DelayLevels, broker.DelayPrefix, broker.DelayLevels-1, broker.DeliveryExchange, broker.UnroutableQueue)
 			}
-			fmt.Fprintf(a.stdout, "declared shared topology: %d delay levels (%s0..%d), %s, %s\n",
-				broker.DelayLevels, broker.DelayPrefix, broker.DelayLevels-1, broker.DeliveryExchange, broker.UnroutableQueue)
-			for _, q := range queues {
-				if err := broker.DeclareQueue(ctx, conn, q, qo); err != nil {
+			for _, q := range t.Queues {
+				if err := broker.DeclareQueue(ctx, conn, q.Name, qo); err != nil {
 					return err
 				}
-				desc := string(qo.Type)
-				if qo.Type == broker.Quorum {
-					desc += fmt.Sprintf(", delivery limit %d", qo.DeliveryLimit)
+				if output != "json" {
+					fmt.Fprintf(a.stdout, "declared queue %s (%s) with dead-letter queue %s\n", q.Name, q.Kind(), q.DeadLetterQueue)
 				}
-				fmt.Fprintf(a.stdout, "declared queue %s (%s) with dead-letter queue %s\n", q, desc, q+".dlq")
+			}
+			if output == "json" {
+				return writeJSON(a.stdout, t)
 			}
 			return nil
 		}),
@@ -94,38 +90,4 @@ exchanges and queues.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output `format`: table or json")
 	qf.add(cmd.Flags())
 	return cmd
-}
-
-// topologyJSON is the --output json of topology declare.
-type topologyJSON struct {
-	Exchanges []string        `json:"exchanges"`
-	Shared    []string        `json:"shared_queues"`
-	Queues    []topologyQueue `json:"queues"`
-}
-
-type topologyQueue struct {
-	Name            string `json:"name"`
-	DeadLetterQueue string `json:"dead_letter_queue"`
-	Type            string `json:"type"`
-	DeliveryLimit   int    `json:"delivery_limit,omitempty"`
-}
-
-func topologyJSONOf(queues []string, qo broker.QueueOptions) topologyJSON {
-	j := topologyJSON{
-		Exchanges: []string{broker.DeliveryExchange, broker.UnroutableExchange},
-		Shared:    []string{broker.UnroutableQueue},
-		Queues:    []topologyQueue{},
-	}
-	for k := 0; k < broker.DelayLevels; k++ {
-		j.Exchanges = append(j.Exchanges, broker.DelayExchange(k))
-		j.Shared = append(j.Shared, broker.DelayExchange(k))
-	}
-	for _, q := range queues {
-		tq := topologyQueue{Name: q, DeadLetterQueue: warren.DeadLetterQueue(q), Type: string(qo.Type)}
-		if qo.Type == broker.Quorum {
-			tq.DeliveryLimit = qo.DeliveryLimit
-		}
-		j.Queues = append(j.Queues, tq)
-	}
-	return j
 }

@@ -151,8 +151,8 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 		if ops, err = serveOps(f.metricsAddr, a.log); err != nil {
 			return err
 		}
-		defer ops.shutdown()
-		observer = ops.metrics
+		defer ops.Shutdown()
+		observer = ops.Metrics
 	}
 
 	conn, err := a.dial(ctx, "worker", 5)
@@ -161,7 +161,7 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 	}
 	defer a.closeConn(conn)
 	if ops != nil {
-		ops.metrics.AddConn(conn)
+		ops.Metrics.AddConn(conn)
 	}
 	cfg.Observer = observer
 	pool, err := worker.New(conn, h, cfg)
