@@ -151,7 +151,7 @@ func (a *Inspector) Replay(ctx context.Context, queue string, f Filter, o Replay
 		r.rate = newBucket(o.Rate, time.Now, sleepCtx)
 	}
 	if !o.DryRun {
-		if r.pub, err = broker.NewPublisher(a.conn, replayWindow); err != nil {
+		if r.pub, err = broker.NewSender(a.conn, broker.SenderConfig{Window: replayWindow}); err != nil {
 			_, ferr := p.finish(ctx)
 			return res, errors.Join(fmt.Errorf("admin: replay %s: %w", queue, err), ferr)
 		}
@@ -243,7 +243,7 @@ type replayer struct {
 	a       *Inspector
 	p       *pass
 	o       ReplayOptions
-	pub     *broker.Publisher // nil for a dry run
+	pub     *broker.Sender // nil for a dry run
 	targets map[string]error  // target queue → nil if it exists
 	stop    error             // why no more dead letters are replayed
 	journal journal           // the replay journal as this replay began

@@ -1293,13 +1293,8 @@ func (r *runner) drain(ctx context.Context) (map[string]DeadLetter, map[string]i
 	if err := r.mon.Await(dctx); err != nil {
 		return nil, nil, err
 	}
-	ch, err := r.mon.Channel()
-	if err != nil {
-		return nil, nil, err
-	}
-	defer ch.Close()
 	dead := map[string]DeadLetter{}
-	err = getAll(dctx, ch, warren.DeadLetterQueue(r.queue), func(d amqp.Delivery) {
+	err := r.getAll(dctx, warren.DeadLetterQueue(r.queue), func(d amqp.Delivery) {
 		key := keyOf(d.Body)
 		dl := dead[key]
 		dl.Key = key
@@ -1311,7 +1306,7 @@ func (r *runner) drain(ctx context.Context) (map[string]DeadLetter, map[string]i
 		return dead, nil, err
 	}
 	queued := map[string]int{}
-	err = getAll(dctx, ch, r.queue, func(d amqp.Delivery) { queued[keyOf(d.Body)]++ })
+	err = r.getAll(dctx, r.queue, func(d amqp.Delivery) { queued[keyOf(d.Body)]++ })
 	reasons := map[string]int{}
 	for _, dl := range dead {
 		reasons[dl.Reason]++
@@ -1350,14 +1345,23 @@ func keyOf(body []byte) string {
 	return p.Key
 }
 
-func getAll(ctx context.Context, ch *amqp.Channel, queue string, f func(amqp.Delivery)) error {
+// getAll removes every message of queue, handing each to f.
+func (r *runner) getAll(ctx context.Context, queue string, f func(amqp.Delivery)) error {
+	cur, err := broker.OpenCursor(ctx, r.mon, queue, broker.CursorOptions{})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", queue, err)
+	}
+	defer cur.Close()
 	for ctx.Err() == nil {
-		d, ok, err := ch.Get(queue, true)
+		d, how, err := cur.Next(ctx)
 		if err != nil {
 			return fmt.Errorf("get from %s: %w", queue, err)
 		}
-		if !ok {
+		if how == broker.ReadEmpty {
 			return nil
+		}
+		if err := cur.Ack(d.DeliveryTag); err != nil {
+			return fmt.Errorf("ack on %s: %w", queue, err)
 		}
 		f(d)
 	}
