@@ -243,13 +243,13 @@ type replayer struct {
 	a       *Inspector
 	p       *pass
 	o       ReplayOptions
-	pub     *broker.Sender // nil for a dry run
-	targets map[string]error  // target queue → nil if it exists
-	stop    error             // why no more dead letters are replayed
-	journal journal           // the replay journal as this replay began
-	bcc     []any             // the BCC header: the journal queue
-	inDoubt int               // replays whose confirm never came: the copy may be stored
-	rate    *bucket           // nil: no rate cap
+	pub     *broker.Sender   // nil for a dry run
+	targets map[string]error // target queue → nil if it exists
+	stop    error            // why no more dead letters are replayed
+	journal journal          // the replay journal as this replay began
+	bcc     []any            // the BCC header: the journal queue
+	inDoubt int              // replays whose confirm never came: the copy may be stored
+	rate    *bucket          // nil: no rate cap
 
 	res       ReplayResult
 	firstErr  error
