@@ -75,11 +75,7 @@ func (a *Inspector) Export(ctx context.Context, queue string, f Filter, w io.Wri
 	if o.Remove && !f.selects() {
 		return res, ErrNoSelector
 	}
-	m, err := newMatcher(f)
-	if err != nil {
-		return res, err
-	}
-	p, err := a.begin(ctx, queue)
+	p, m, err := a.beginMatching(ctx, queue, f)
 	if err != nil {
 		return res, err
 	}

@@ -39,11 +39,7 @@ func (a *Inspector) List(ctx context.Context, queue string, f Filter) ([]DeadLet
 // a message unacked past its consumer_timeout (30 minutes by default),
 // which requeues the dead letters (nothing is lost) and fails the pass.
 func (a *Inspector) Each(ctx context.Context, queue string, f Filter, fn func(DeadLetter) error) error {
-	m, err := newMatcher(f)
-	if err != nil {
-		return err
-	}
-	p, err := a.begin(ctx, queue)
+	p, m, err := a.beginMatching(ctx, queue, f)
 	if err != nil {
 		return err
 	}

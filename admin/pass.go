@@ -131,6 +131,16 @@ type item struct {
 	acked func()
 }
 
+// beginMatching is begin for a pass that selects dead letters by f.
+func (a *Inspector) beginMatching(ctx context.Context, queue string, f Filter) (*pass, *matcher, error) {
+	m, err := newMatcher(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := a.begin(ctx, queue)
+	return p, m, err
+}
+
 // begin locks queue's dead-letter queue and opens a pass over it.
 func (a *Inspector) begin(ctx context.Context, queue string) (*pass, error) {
 	if err := checkQueue(queue); err != nil {

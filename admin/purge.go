@@ -29,11 +29,7 @@ func (a *Inspector) Purge(ctx context.Context, queue string, f Filter) (PurgeRes
 	if !f.selects() {
 		return res, ErrNoSelector
 	}
-	m, err := newMatcher(f)
-	if err != nil {
-		return res, err
-	}
-	p, err := a.begin(ctx, queue)
+	p, m, err := a.beginMatching(ctx, queue, f)
 	if err != nil {
 		return res, err
 	}

@@ -226,7 +226,7 @@ func enqueueOne(ctx context.Context, p *producer.Producer, cfg ProducerConfig, l
 	body, _ := json.Marshal(Payload{Key: key})
 	first := time.Now()
 	fails := 0
-	backoff := 100 * time.Millisecond
+	backoff := retry.Policy{Base: 100 * time.Millisecond, Cap: 2 * time.Second, Min: 100 * time.Millisecond}
 	for {
 		ectx, cancel := context.WithTimeout(ctx, cfg.EnqueueTimeout)
 		id, err := p.Enqueue(ectx, cfg.Queue, typ, body, producer.WithID(key))
@@ -244,9 +244,8 @@ func enqueueOne(ctx context.Context, p *producer.Producer, cfg ProducerConfig, l
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(backoff.Backoff(fails)):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
