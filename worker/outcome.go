@@ -153,18 +153,9 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, j *job, f broke
 		p.oversized.Add(1)
 		f.Err = fmt.Errorf("worker: cannot retry: %w (last error: %w)", err, cause)
 		return p.deadLetter(ctx, pubs, j, f, warren.ReasonOversized)
-	} else if l.Trimmed {
-		p.oversized.Add(1)
-		p.logTask(slog.LevelWarn, t, "worker: retry metadata trimmed to fit the broker's frame size")
 	}
-	if err := pubs.publish(ctx, l.Exchange, l.Key, l.Msg); err != nil {
-		p.logTask(slog.LevelError, t, "worker: could not schedule the retry; handing the task back to the broker", "err", err, "cause", cause)
-		return p.requeue(j, t, "retry publish failed", broker.RequeueOptions{Counted: true})
-	}
-	if err := j.ack(); err != nil {
-		// The retry is stored; the original will come back too: the task
-		// may run twice (at-least-once).
-		p.logTask(slog.LevelWarn, t, "worker: ack after retry failed; the task may run twice", "err", err)
+	if out, ok := p.forward(ctx, pubs, j, t, l, "retry", cause); !ok {
+		return out
 	}
 	p.retried.Add(1)
 	p.logTask(slog.LevelWarn, t, "job retrying", "err", cause, "delay", time.Duration(broker.DelaySeconds(l.Delay))*time.Second, "next_attempt", t.Attempt+1)
@@ -182,20 +173,33 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, j *job, f broke
 		// story: the broker dead-letters the original instead.
 		p.oversized.Add(1)
 		return p.reject(j, t, warren.ReasonOversized, fmt.Errorf("%w (dead-lettering: %w)", err, cause))
-	} else if l.Trimmed {
-		p.oversized.Add(1)
-		p.logTask(slog.LevelWarn, t, "worker: dead-letter metadata trimmed to fit the broker's frame size")
 	}
-	if err := pubs.publish(ctx, l.Exchange, l.Key, l.Msg); err != nil {
-		p.logTask(slog.LevelError, t, "worker: could not dead-letter the task; handing it back to the broker", "err", err, "cause", cause)
-		return p.requeue(j, t, "dead-letter publish failed", broker.RequeueOptions{Counted: true})
-	}
-	if err := j.ack(); err != nil {
-		p.logTask(slog.LevelWarn, t, "worker: ack after dead-lettering failed; the task may be dead-lettered twice", "err", err)
+	if out, ok := p.forward(ctx, pubs, j, t, l, "dead letter", cause); !ok {
+		return out
 	}
 	p.dead.Add(1)
 	p.logTask(slog.LevelError, t, "job dead-lettered", "reason", string(reason), "err", cause)
 	return DeadLettered
+}
+
+// forward publishes l, the task's retry or dead letter (what names it in
+// logs), then acks the delivery. When the publish fails it hands the
+// delivery back to the broker and returns that outcome and false.
+func (p *Pool) forward(ctx context.Context, pubs *publishers, j *job, t *warren.Task, l broker.Letter, what string, cause error) (Outcome, bool) {
+	if l.Trimmed {
+		p.oversized.Add(1)
+		p.logTask(slog.LevelWarn, t, "worker: "+what+" metadata trimmed to fit the broker's frame size")
+	}
+	if err := pubs.publish(ctx, l.Exchange, l.Key, l.Msg); err != nil {
+		p.logTask(slog.LevelError, t, "worker: could not publish the "+what+"; handing the task back to the broker", "err", err, "cause", cause)
+		return p.requeue(j, t, what+" publish failed", broker.RequeueOptions{Counted: true}), false
+	}
+	if err := j.ack(); err != nil {
+		// The new message is stored; the original will come back too:
+		// the task may be handled twice (at-least-once).
+		p.logTask(slog.LevelWarn, t, "worker: ack after the "+what+" failed; the task may be handled twice", "err", err)
+	}
+	return "", true
 }
 
 // reject hands a delivery Warren cannot carry on (unreadable, or too
