@@ -32,6 +32,11 @@ var (
 
 // Config tunes an Inspector. The zero Config is ready to use.
 type Config struct {
+	// NoRabbitmqctl keeps Queues from asking rabbitmqctl for the counts
+	// AMQP cannot tell (QueueInfo.Unacked, QueueInfo.DelayedHeld stay -1):
+	// for a caller that samples often, like the dashboard. false asks it
+	// when the broker is the local node.
+	NoRabbitmqctl bool
 	// Logger receives the admin's events. nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -66,7 +71,11 @@ func New(conn *broker.Conn, cfg Config) *Inspector {
 		panic("admin: New: nil connection")
 	}
 	cfg = cfg.withDefaults()
-	return &Inspector{conn: conn, log: cfg.Logger, counts: rabbitmqctlCounts}
+	a := &Inspector{conn: conn, log: cfg.Logger, counts: rabbitmqctlCounts}
+	if cfg.NoRabbitmqctl {
+		a.counts = nil
+	}
+	return a
 }
 
 // Filter selects dead letters. A dead letter matches when it matches every

@@ -1,0 +1,246 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/warrenq/warren/admin"
+	"github.com/warrenq/warren/fleet"
+)
+
+// Queue is one Warren queue as the overview, the queue page and
+// GET /api/v1/queues show it: admin's QueueInfo (what `warren queues`
+// prints), with the queue's rates from the dashboard's samples.
+type Queue struct {
+	admin.QueueInfo
+	// EnqueueRate estimates the tasks arriving each second over the last
+	// sample interval: the change in ready and unacked tasks plus the
+	// tasks the workers finished. -1 until two samples were taken.
+	EnqueueRate float64
+	// CompleteRate is the tasks the workers finished (succeeded, retried or
+	// dead-lettered) each second over the last sample interval, from their
+	// heartbeats. -1 until two samples were taken.
+	CompleteRate float64
+}
+
+// MarshalJSON writes q as QueueInfo does, with the rates added (null while
+// unknown).
+func (q Queue) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(q.QueueInfo)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m["enqueue_rate"] = rateOrNull(q.EnqueueRate)
+	m["complete_rate"] = rateOrNull(q.CompleteRate)
+	return json.Marshal(m)
+}
+
+func rateOrNull(r float64) any {
+	if r < 0 {
+		return nil
+	}
+	return r
+}
+
+// Point is one sample of one queue, as the charts draw it.
+type Point struct {
+	At           time.Time `json:"at"`
+	Ready        int       `json:"ready"`
+	Unacked      int       `json:"unacked"`
+	DeadLetters  int       `json:"dead_letters"`
+	EnqueueRate  float64   `json:"enqueue_rate"`
+	CompleteRate float64   `json:"complete_rate"`
+}
+
+// sampler samples the queues' counts every SampleInterval and keeps their
+// history for the charts. Every dashboard instance samples on its own.
+type sampler struct {
+	s *Server
+
+	mu      sync.RWMutex
+	latest  []Queue
+	at      time.Time
+	err     error
+	history map[string][]Point
+	asked   map[string]time.Time // queues asked for by name, recently
+	// done is the finished count of each worker and queue at the last
+	// sample, so that a rate counts each worker's progress once.
+	done map[string]map[string]uint64
+}
+
+func newSampler(s *Server) *sampler {
+	return &sampler{s: s, history: map[string][]Point{}, asked: map[string]time.Time{}, done: map[string]map[string]uint64{}}
+}
+
+func (sm *sampler) run(ctx context.Context) {
+	t := time.NewTicker(sm.s.cfg.SampleInterval)
+	defer t.Stop()
+	for {
+		sm.sample(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ask adds queue to the sampled ones for a while: a queue page or API call
+// named it.
+func (sm *sampler) ask(queue string) {
+	sm.mu.Lock()
+	sm.asked[queue] = time.Now()
+	sm.mu.Unlock()
+}
+
+// names are the queues to sample: the configured ones, the ones workers
+// consume, the ones asked for in the last History.
+func (sm *sampler) names(workers []fleet.Worker, now time.Time) []string {
+	set := map[string]bool{}
+	for _, q := range sm.s.cfg.Queues {
+		set[q] = true
+	}
+	for _, w := range workers {
+		for _, q := range w.Queues {
+			set[q] = true
+		}
+	}
+	sm.mu.Lock()
+	for q, at := range sm.asked {
+		if now.Sub(at) > sm.s.cfg.History {
+			delete(sm.asked, q)
+			continue
+		}
+		set[q] = true
+	}
+	sm.mu.Unlock()
+	return slices.Sorted(maps.Keys(set))
+}
+
+// sample takes one sample of every queue.
+func (sm *sampler) sample(ctx context.Context) {
+	start := time.Now()
+	workers := sm.s.roster.Workers()
+	names := sm.names(workers, start)
+	ctx, cancel := context.WithTimeout(ctx, max(sm.s.cfg.SampleInterval, 5*time.Second))
+	defer cancel()
+	infos, err := sm.s.adm.Queues(ctx, names)
+	sm.s.stats.sampled(time.Since(start), err)
+	if err != nil {
+		sm.mu.Lock()
+		sm.err = err
+		sm.mu.Unlock()
+		sm.s.log.Warn("dashboard: sampling the queues failed", "err", err)
+		return
+	}
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	dt := start.Sub(sm.at).Seconds()
+	finished := sm.finished(workers)
+	prev := map[string]Queue{}
+	for _, q := range sm.latest {
+		prev[q.Name] = q
+	}
+	out := make([]Queue, len(infos))
+	for i, info := range infos {
+		info.Unacked = unacked(info, workers)
+		q := Queue{QueueInfo: info, EnqueueRate: -1, CompleteRate: -1}
+		if p, ok := prev[info.Name]; ok && dt > 0 {
+			q.CompleteRate = float64(finished[info.Name]) / dt
+			arrived := float64(info.Ready-p.Ready) + float64(max(info.Unacked, 0)-max(p.Unacked, 0)) + float64(finished[info.Name])
+			q.EnqueueRate = max(0, arrived) / dt
+		}
+		out[i] = q
+		h := append(sm.history[info.Name], Point{At: start, Ready: info.Ready, Unacked: info.Unacked,
+			DeadLetters: info.DeadLetters, EnqueueRate: q.EnqueueRate, CompleteRate: q.CompleteRate})
+		for len(h) > 0 && start.Sub(h[0].At) > sm.s.cfg.History {
+			h = h[1:]
+		}
+		sm.history[info.Name] = h
+	}
+	sm.latest, sm.at, sm.err = out, start, nil
+}
+
+// finished returns the tasks each queue's workers finished since the last
+// sample, and remembers their counts. Called with mu held.
+func (sm *sampler) finished(workers []fleet.Worker) map[string]uint64 {
+	out := map[string]uint64{}
+	seen := map[string]bool{}
+	for _, w := range workers {
+		seen[w.ID] = true
+		last, known := sm.done[w.ID]
+		if !known {
+			last = map[string]uint64{}
+			sm.done[w.ID] = last
+		}
+		for q, c := range w.Counts {
+			n := c.Succeeded + c.Retried + c.DeadLettered
+			// A worker first heard from that started before the last
+			// sample brings counts from before it: they are not this
+			// interval's.
+			if !known && w.Started.Before(sm.at) {
+				last[q] = n
+				continue
+			}
+			if n >= last[q] {
+				out[q] += n - last[q]
+			}
+			last[q] = n
+		}
+	}
+	for id := range sm.done {
+		if !seen[id] {
+			delete(sm.done, id)
+		}
+	}
+	return out
+}
+
+// unacked fills in what AMQP cannot tell: a queue with no consumers has
+// nothing unacked; one consumed only by Warren workers has what their
+// heartbeats say.
+func unacked(info admin.QueueInfo, workers []fleet.Worker) int {
+	if info.Unacked >= 0 || !info.Exists {
+		return info.Unacked
+	}
+	if info.Consumers == 0 {
+		return 0
+	}
+	n, heard := 0, 0
+	for _, w := range workers {
+		if w.Gone {
+			continue
+		}
+		if c, ok := w.Counts[info.Name]; ok {
+			n += c.Unacked
+			heard++
+		}
+	}
+	if heard == 0 || heard < info.Consumers {
+		return -1 // some consumers are not Warren workers we hear
+	}
+	return n
+}
+
+// snapshot returns the last sample of every queue, when it was taken, and
+// the error of the last try if it failed.
+func (sm *sampler) snapshot() ([]Queue, time.Time, error) {
+	sm.mu.RLock()
+	defer sm.mu.RUnlock()
+	return slices.Clone(sm.latest), sm.at, sm.err
+}
+
+// points returns queue's history.
+func (sm *sampler) points(queue string) []Point {
+	sm.mu.RLock()
+	defer sm.mu.RUnlock()
+	return slices.Clone(sm.history[queue])
+}
