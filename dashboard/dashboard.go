@@ -109,7 +109,6 @@ type Server struct {
 	started  time.Time
 	stats    *serverMetrics
 	signKey  []byte
-
 }
 
 // New returns a Server on conn. It opens a producer for the enqueue
