@@ -128,7 +128,7 @@ func New(ctx context.Context, conn *broker.Conn, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		conn:     conn,
-		adm:      admin.New(conn, admin.Config{Logger: cfg.Logger}),
+		adm:      admin.New(conn, admin.Config{Logger: cfg.Logger, NoRabbitmqctl: true}),
 		producer: prod,
 		roster:   fleet.NewRoster(conn, fleet.RosterConfig{Keep: cfg.KeepGone}),
 		log:      cfg.Logger,
