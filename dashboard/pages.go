@@ -271,7 +271,7 @@ type chartSeries struct {
 	Values []*float64 `json:"values"`
 }
 
-func known(v float64) *float64 {
+func knownValue(v float64) *float64 {
 	if v < 0 {
 		return nil
 	}
@@ -317,8 +317,8 @@ func (s *Server) ratesChart() chart {
 		if x.has {
 			done = x.done
 		}
-		c.Series[0].Values = append(c.Series[0].Values, known(in))
-		c.Series[1].Values = append(c.Series[1].Values, known(done))
+		c.Series[0].Values = append(c.Series[0].Values, knownValue(in))
+		c.Series[1].Values = append(c.Series[1].Values, knownValue(done))
 	}
 	return c
 }
@@ -331,7 +331,7 @@ func (s *Server) queueChart(queue string) chart {
 	for _, p := range s.samples.points(queue) {
 		c.T = append(c.T, p.At.Unix())
 		for i, v := range []float64{float64(p.Ready), float64(p.Unacked), float64(p.DeadLetters), p.EnqueueRate, p.CompleteRate} {
-			c.Series[i].Values = append(c.Series[i].Values, known(v))
+			c.Series[i].Values = append(c.Series[i].Values, knownValue(v))
 		}
 	}
 	return c
@@ -449,7 +449,7 @@ func (f filterForm) admin(now time.Time) (admin.Filter, error) {
 	return out, nil
 }
 
-type deadView struct {
+type deadListView struct {
 	page
 	Queue, DLQ    string
 	Total         int
@@ -458,7 +458,7 @@ type deadView struct {
 }
 
 // ExportURL is the API's export of the dead letters the filter selects.
-func (v deadView) ExportURL() string {
+func (v deadListView) ExportURL() string {
 	u := "/api/v1/queues/" + url.PathEscape(v.Queue) + "/dead-letters/export"
 	if q := v.Filter.Query(); q != "" {
 		u += "?" + q
@@ -480,7 +480,7 @@ func (s *Server) deadPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
-	v := deadView{page: s.page(w, r, "dead", "Dead letters of "+name, "overview"),
+	v := deadListView{page: s.page(w, r, "dead", "Dead letters of "+name, "overview"),
 		Queue: name, DLQ: warren.DeadLetterQueue(name), Total: infos[0].DeadLetters,
 		Filter: filterOf(r.URL.Query()), Limit: pageSize, Offset: max(offset, 0)}
 	s.render(w, r, http.StatusOK, "dead", "layout", v)
@@ -519,7 +519,7 @@ func (s *Server) groupsPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "groups", "layout", v)
 }
 
-type header struct{ Key, Value string }
+type headerRow struct{ Key, Value string }
 
 type deadLetterView struct {
 	page
@@ -527,7 +527,7 @@ type deadLetterView struct {
 	DL          admin.DeadLetter
 	PayloadKind string // "json", "text", "bytes" or "empty"
 	PayloadText string
-	Headers     []header
+	Headers     []headerRow
 }
 
 // newDeadLetterView lays out dl for its page: the payload pretty-printed
@@ -557,7 +557,7 @@ func newDeadLetterView(p page, queue string, dl admin.DeadLetter) deadLetterView
 			b, _ := json.Marshal(j.Headers[k])
 			val = string(b)
 		}
-		v.Headers = append(v.Headers, header{k, val})
+		v.Headers = append(v.Headers, headerRow{k, val})
 	}
 	return v
 }

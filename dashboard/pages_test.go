@@ -68,7 +68,7 @@ func sampleViews(p page) map[string]any {
 		"overview": overviewView{page: p, Queues: queues, Chart: mustJSON(chart{T: []int64{1, 2}}),
 			Broker: brokerView{Connected: true, Product: "RabbitMQ", Version: "3.10.8", URL: "amqp://guest:xxxxx@localhost:5672/"}, Workers: workerCounts{1, 1}},
 		"queue":      queueView{page: p, Queue: q, State: "running", Chart: mustJSON(chart{}), Window: "1h"},
-		"dead":       deadView{page: p, Queue: "emails", DLQ: "emails.dlq", Total: 3, Filter: filterForm{Type: "email:send"}, Limit: pageSize},
+		"dead":       deadListView{page: p, Queue: "emails", DLQ: "emails.dlq", Total: 3, Filter: filterForm{Type: "email:send"}, Limit: pageSize},
 		"groups":     groupsView{page: p, Queue: "emails", By: "error", Total: 3, Groups: []admin.Group{{Key: "boom", Count: 3, ExampleID: "task-1", Example: "boom"}}},
 		"deadletter": newDeadLetterView(p, "emails", dl),
 		"workers":    workersView{page: p, Workers: workers},
