@@ -34,6 +34,7 @@ func TestStaticServing(t *testing.T) {
 		"vendor/htmx/htmx.min.js":        "text/javascript; charset=utf-8",
 		"vendor/uplot/uPlot.iife.min.js": "text/javascript; charset=utf-8",
 		"vendor/uplot/uPlot.min.css":     "text/css; charset=utf-8",
+		"favicon.svg":                    "image/svg+xml",
 		"vendor/htmx/LICENSE":            "text/plain; charset=utf-8",
 	} {
 		w := get(t, s, assetPath(name))

@@ -206,7 +206,7 @@
         values: function (u, vals) { return vals.map(function (v) { return v == null ? "" : numFmt.format(v) + "/s"; }); }, size: 60 });
     }
     var series = [{}].concat(c.series.map(function (s, i) {
-      return { label: s.label, scale: s.scale, stroke: cssVar(palette[i % palette.length]), width: 2, spanGaps: false,
+      return { label: s.label, scale: s.scale, stroke: cssVar(palette[i % palette.length]), width: 2, spanGaps: false, points: { show: false },
         value: function (u, v) { return v == null ? "–" : (s.scale === "r" ? v.toFixed(2) + "/s" : numFmt.format(v)); } };
     }));
     var width = node.clientWidth || 600;
@@ -418,12 +418,8 @@
         act(action, q, { ids: [id] }, both).then(function (rep) {
           if (!rep) return;
           var done = action === "replay" ? rep.replayed : rep.purged;
-          if (done > 0) {
-            both.forEach(function (x) { x.disabled = true; });
-            var f = $("#flash");
-            f.appendChild(document.createTextNode(" "));
-            f.appendChild(el("a", { href: "/queues/" + encodeURIComponent(q) + "/dead", text: "Back to the dead letters" }));
-          }
+          // It is gone from the dead-letter queue: nothing more to do here.
+          if (done > 0) both.forEach(function (x) { x.disabled = true; });
         });
       });
     });
