@@ -105,7 +105,7 @@ func TestTemplatesParseAndRender(t *testing.T) {
 		if !strings.HasPrefix(html, "<!doctype html>") || !strings.Contains(html, "</html>") {
 			t.Errorf("%s: not a whole page:\n%s", name, html)
 		}
-		if !strings.Contains(html, "Warren v9.9.9") {
+		if name != "login" && !strings.Contains(html, "Warren v9.9.9") {
 			t.Errorf("%s: footer without the version", name)
 		}
 	}
@@ -303,8 +303,8 @@ func TestContractSelectors(t *testing.T) {
 			}
 		}
 	}
-	if html := renderPage(t, "login", views["login"]); strings.Contains(html, "<nav>") {
-		t.Error("the login page shows the navigation")
+	if html := renderPage(t, "login", views["login"]); strings.Contains(html, "<nav>") || strings.Contains(html, "v9.9.9") {
+		t.Error("the login page shows the navigation or the version")
 	}
 }
 
