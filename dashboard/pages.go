@@ -20,6 +20,7 @@ import (
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
+	"github.com/warrenq/warren/broker"
 	"github.com/warrenq/warren/fleet"
 )
 
@@ -466,22 +467,37 @@ func (v deadListView) ExportURL() string {
 	return u
 }
 
+// deadCount returns the dead letters queue's dead-letter queue holds now,
+// as the broker counts them (two passive declares, no pass over the
+// queue), or an error wrapping broker.ErrQueueNotFound if queue does not
+// exist.
+func (s *Server) deadCount(ctx context.Context, queue string) (int, error) {
+	if _, err := broker.Inspect(ctx, s.conn, queue); err != nil {
+		return 0, err
+	}
+	st, err := broker.Inspect(ctx, s.conn, warren.DeadLetterQueue(queue))
+	if errors.Is(err, broker.ErrQueueNotFound) {
+		return 0, nil
+	}
+	return st.Ready, err
+}
+
 // deadPage serves the dead-letter list's shell: the broker's count, the
 // filter and the actions. app.js loads the rows from the API.
 func (s *Server) deadPage(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("q")
-	infos, err := s.adm.Queues(r.Context(), []string{name})
+	total, err := s.deadCount(r.Context(), name)
+	if errors.Is(err, broker.ErrQueueNotFound) {
+		s.renderError(w, r, http.StatusNotFound, "No such queue", fmt.Sprintf("The queue %q does not exist.", name), "/")
+		return
+	}
 	if err != nil {
 		s.renderFailure(w, r, err, "/")
 		return
 	}
-	if !infos[0].Exists {
-		s.renderError(w, r, http.StatusNotFound, "No such queue", fmt.Sprintf("The queue %q does not exist.", name), "/")
-		return
-	}
 	offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
 	v := deadListView{page: s.page(w, r, "dead", "Dead letters of "+name, "overview"),
-		Queue: name, DLQ: warren.DeadLetterQueue(name), Total: infos[0].DeadLetters,
+		Queue: name, DLQ: warren.DeadLetterQueue(name), Total: total,
 		Filter: filterOf(r.URL.Query()), Limit: pageSize, Offset: max(offset, 0)}
 	s.render(w, r, http.StatusOK, "dead", "layout", v)
 }
@@ -506,7 +522,8 @@ func (s *Server) groupsPage(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusBadRequest, "Bad filter", err.Error(), back)
 		return
 	}
-	groups, err := s.adm.Group(r.Context(), name, f, by)
+	// A pass of the API's dead-letter index may hold the queue: wait for it.
+	groups, err := s.adm.Group(admin.WithLockWait(r.Context(), nil), name, f, by)
 	if err != nil {
 		s.renderFailure(w, r, err, back)
 		return
@@ -565,7 +582,7 @@ func newDeadLetterView(p page, queue string, dl admin.DeadLetter) deadLetterView
 func (s *Server) deadLetterPage(w http.ResponseWriter, r *http.Request) {
 	name, id := r.PathValue("q"), r.PathValue("id")
 	back := "/queues/" + url.PathEscape(name) + "/dead"
-	dl, err := s.adm.Get(r.Context(), name, id)
+	dl, err := s.adm.Get(admin.WithLockWait(r.Context(), nil), name, id)
 	if err != nil {
 		s.renderFailure(w, r, err, back)
 		return
