@@ -13,17 +13,16 @@ import (
 
 // templateFuncs are the formatting functions of the pages' templates.
 var templateFuncs = template.FuncMap{
-	"asset":     assetPath,
-	"num":       num,
-	"rate":      rate,
-	"ago":       func(t time.Time) string { return ago(t, time.Now()) },
-	"since":     func(t time.Time) string { return compact(time.Since(t)) },
-	"abstime":   abstime,
-	"rfc3339":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"dur":       dur,
-	"pathesc":   url.PathEscape,
-	"firstline": firstLine,
-	"has":       func(list []string, s string) bool { return slices.Contains(list, s) },
+	"asset":   assetPath,
+	"num":     num,
+	"rate":    rate,
+	"ago":     func(t time.Time) string { return ago(t, time.Now()) },
+	"since":   func(t time.Time) string { return compact(time.Since(t)) },
+	"abstime": abstime,
+	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"dur":     dur,
+	"pathesc": url.PathEscape,
+	"has":     func(list []string, s string) bool { return slices.Contains(list, s) },
 }
 
 // num writes an integer with thousands separators: 1,234,567.
@@ -140,9 +139,4 @@ func window(d time.Duration) string {
 	default:
 		return d.String()
 	}
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }

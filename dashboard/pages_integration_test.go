@@ -109,8 +109,9 @@ func TestPagesOnTheBroker(t *testing.T) {
 		`href="/queues/`+qp+`/dead"`)
 	page("/queues/"+qp+"/dead?type=page:test", http.StatusOK, `<span id="dead-total">1</span>`, `<form id="dl-filter"`, `value="page:test"`,
 		`<table id="dead-letters"`, `<a id="export"`, `<form id="import"`)
-	page("/queues/"+qp+"/dead/groups", http.StatusOK, `<table id="groups"`, `<td class="n count">1</td>`, id)
-	page("/queues/"+qp+"/dead/groups?by=type", http.StatusOK, `<code>page:test</code>`)
+	page("/queues/"+qp+"/dead/groups", http.StatusOK, `<table id="groups"`, `<span id="dead-total">1</span>`)
+	page("/queues/"+qp+"/dead/groups?by=type", http.StatusOK, `data-by="type"`)
+	page("/queues/"+qp+"-missing/dead/groups", http.StatusNotFound)
 	page("/queues/"+qp+"/dead/"+url.PathEscape(id), http.StatusOK, `<pre id="payload" class="payload json">`,
 		`&lt;script&gt;alert(1)&lt;/script&gt;`, `<table id="history"`, `<pre id="stack">`, "the page test&#39;s handler panics", `id="replay-one"`)
 	page("/queues/"+qp+"/dead/no-such-id", http.StatusNotFound)

@@ -69,7 +69,7 @@ func sampleViews(p page) map[string]any {
 			Broker: brokerView{Connected: true, Product: "RabbitMQ", Version: "3.10.8", URL: "amqp://guest:xxxxx@localhost:5672/"}, Workers: workerCounts{1, 1}},
 		"queue":      queueView{page: p, Queue: q, State: "running", Chart: mustJSON(chart{}), Window: "1h"},
 		"dead":       deadListView{page: p, Queue: "emails", DLQ: "emails.dlq", Total: 3, Filter: filterForm{Type: "email:send"}, Limit: pageSize},
-		"groups":     groupsView{page: p, Queue: "emails", By: "error", Total: 3, Groups: []admin.Group{{Key: "boom", Count: 3, ExampleID: "task-1", Example: "boom"}}},
+		"groups":     groupsView{page: p, Queue: "emails", DLQ: "emails.dlq", By: "error", Total: 3},
 		"deadletter": newDeadLetterView(p, "emails", dl),
 		"workers":    workersView{page: p, Workers: workers},
 		"enqueue":    enqueueView{page: p, Queue: "emails", Queues: []string{"bills", "emails"}},
@@ -287,7 +287,7 @@ func TestContractSelectors(t *testing.T) {
 			`<span id="dead-total">3</span>`, `id="dead-matched"`, `<table id="dead-letters"`, `id="replay-selected"`, `id="purge-selected"`,
 			`id="replay-filtered"`, `id="purge-filtered"`, `<a id="export"`, `href="/api/v1/queues/emails/dead-letters/export?type=email%3Asend"`,
 			`<form id="import"`, `<input type="file" name="file"`, `loading…`, `<dialog id="confirm">`, `id="confirm-text"`, `id="confirm-yes"`, `id="confirm-no"`, `id="flash"`},
-		"groups":     {`<table id="groups"`, `href="/queues/emails/dead/task-1"`},
+		"groups":     {`<table id="groups"`, `data-by="error"`, `<span id="dead-total">3</span>`, `loading…`},
 		"deadletter": {`<pre id="payload"`, `<table id="history"`, `<pre id="stack"`, `id="replay-one"`, `id="purge-one"`, "&#34;to&#34;: &#34;a@example.com&#34;"},
 		"workers": {`<table id="workers"`, `hx-get="/fragments/workers"`, `hx-trigger="every 2s"`, `<tr data-worker="h1/10/1" class="live">`,
 			`<tr data-worker="h2/11/1" class="gone">`, `class="host">h1<`, `class="n pid">10<`, `class="version">v1<`, `class="queues">`,
@@ -439,13 +439,6 @@ func TestFilterForm(t *testing.T) {
 	f := filterOf(map[string][]string{"type": {" a "}, "error": {"x|y"}, "since": {"2h"}})
 	if f.Empty() || f.Query() != "error=x%7Cy&since=2h&type=a" {
 		t.Errorf("filter %+v query %q", f, f.Query())
-	}
-	af, err := f.admin(time.Now())
-	if err != nil || len(af.Types) != 1 || af.ErrorRegexp == nil || af.Since.IsZero() {
-		t.Errorf("admin filter %+v %v", af, err)
-	}
-	if _, err := (filterForm{Error: "("}).admin(time.Now()); err == nil {
-		t.Error("a bad regexp passed")
 	}
 	if !(filterForm{}).Empty() || (filterForm{}).Query() != "" {
 		t.Error("empty filter")

@@ -406,6 +406,49 @@
     load(offset);
   }
 
+  // ---- dead letters: groups ----
+
+  function initGroups() {
+    var root = $("#dl-groups");
+    if (!root) return;
+    var queue = root.getAttribute("data-queue"), by = root.getAttribute("data-by");
+    var filter = root.getAttribute("data-filter") || "";
+    var tbody = $("#group-rows");
+    function message(cls, text) {
+      tbody.textContent = "";
+      tbody.appendChild(el("tr", { className: cls }, [el("td", { colspan: "5", text: text })]));
+    }
+    var url = queuePath(queue) + "/dead-letter-groups?by=" + encodeURIComponent(by) + (filter ? "&" + filter : "");
+    api("GET", url).then(function (groups) {
+      groups = groups || [];
+      var n = groups.reduce(function (a, g) { return a + (g.count || 0); }, 0);
+      $("#groups-summary").textContent = plural(n, "dead letter", "dead letters") + " in " + plural(groups.length, "group", "groups") + ".";
+      tbody.textContent = "";
+      if (!groups.length) { message("empty", "No dead letters."); return; }
+      var base = "/queues/" + encodeURIComponent(queue) + "/dead";
+      groups.forEach(function (g) {
+        var key;
+        if (by === "type") {
+          key = el("td", { className: "key" }, [el("a", { href: base + "?type=" + encodeURIComponent(g.key) }, [el("code", { text: g.key })])]);
+        } else {
+          key = el("td", { className: "key" }, [el("code", { text: g.key }),
+            g.example ? el("div", { className: "muted example", text: g.example }) : null]);
+        }
+        tbody.appendChild(el("tr", { "data-key": g.key }, [
+          el("td", { className: "n count", text: num(g.count) }),
+          key,
+          el("td", {}, [timeEl(g.first_failed_at)]),
+          el("td", {}, [timeEl(g.last_failed_at)]),
+          el("td", {}, g.example_id ? [el("a", { className: "show", href: base + "/" + encodeURIComponent(g.example_id) }, [el("code", { text: g.example_id })])] : [])
+        ]));
+      });
+    }).catch(function (err) {
+      message("failed", "Could not group the dead letters: " + err.message);
+      $("#groups-summary").textContent = "";
+      flash(err.message, "error");
+    });
+  }
+
   // ---- one dead letter ----
 
   function initDeadLetter() {
@@ -460,6 +503,7 @@
     $$("[data-chart]").forEach(makeChart);
     initQueuePage();
     initDeadList();
+    initGroups();
     initDeadLetter();
     initEnqueue();
   }
