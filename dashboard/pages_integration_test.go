@@ -121,6 +121,27 @@ func TestPagesOnTheBroker(t *testing.T) {
 	page("/workers", http.StatusOK, `<table id="workers"`)
 	page("/enqueue?queue="+url.QueryEscape(q), http.StatusOK, `<form id="enqueue-form"`, `value="`+q+`"`)
 
+	// Read-only: the same pages without a mutating control.
+	ro, err := New(ctx, conn, Config{Queues: []string{q}, Logger: quiet, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ro.Close(context.Background()) })
+	for _, path := range []string{"/", "/queues/" + qp, "/queues/" + qp + "/dead", "/queues/" + qp + "/dead/" + url.PathEscape(id), "/enqueue"} {
+		r := httptest.NewRequest(http.MethodGet, path, nil).WithContext(ctx)
+		w := httptest.NewRecorder()
+		ro.ServeHTTP(w, r)
+		body := w.Body.String()
+		if w.Code != http.StatusOK || !strings.Contains(body, `<body class="read-only"`) {
+			t.Errorf("read-only GET %s: %d\n%s", path, w.Code, body)
+		}
+		for _, c := range mutating {
+			if strings.Contains(body, c) {
+				t.Errorf("read-only GET %s renders %s", path, c)
+			}
+		}
+	}
+
 	// The chart of the queue fills once the sampler has taken two samples.
 	for {
 		if len(s.samples.points(q)) >= 2 {
