@@ -211,7 +211,7 @@ func (s *Server) queueState(ctx context.Context, queue string) (state, errText s
 	}
 }
 
-func (s *Server) queuesView(ctx context.Context) queuesView {
+func (s *Server) queuesTable(ctx context.Context) queuesView {
 	v := queuesView{Window: window(s.cfg.History)}
 	qs, at, err := s.queues(ctx)
 	v.At = at
@@ -234,7 +234,7 @@ func (s *Server) queuesView(ctx context.Context) queuesView {
 
 func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
 	v := overviewView{page: s.page(w, r, "overview", "Overview", "overview")}
-	v.Queues = s.queuesView(r.Context())
+	v.Queues = s.queuesTable(r.Context())
 	v.Chart = mustJSON(s.ratesChart())
 	v.Broker = brokerView{Connected: s.conn.Connected(), Blocked: s.conn.Blocked(), URL: s.conn.URL()}
 	if info, err := s.conn.Server(); err == nil {
@@ -252,7 +252,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
 
 // queuesFragment serves the overview's table alone, which it polls.
 func (s *Server) queuesFragment(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "overview", "queues-table", s.queuesView(r.Context()))
+	s.render(w, r, http.StatusOK, "overview", "queues-table", s.queuesTable(r.Context()))
 }
 
 // ---- charts ----
