@@ -138,7 +138,11 @@ func TestPauseErrors(t *testing.T) {
 // runRoster runs a roster on its own connection until the test ends.
 func runRoster(t *testing.T) *fleet.Roster {
 	t.Helper()
-	conn := testbroker.Dial(t)
+	return runRosterOn(t, testbroker.Dial(t))
+}
+
+func runRosterOn(t *testing.T, conn *broker.Conn) *fleet.Roster {
+	t.Helper()
 	r := fleet.NewRoster(conn, fleet.RosterConfig{Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -319,27 +323,38 @@ func TestRosterIgnoresMalformedBeats(t *testing.T) {
 	if err := broker.DeclareFanout(ctx, conn, fleet.HeartbeatExchange); err != nil {
 		t.Fatal(err)
 	}
+	id := "test-host/1/" + t.Name() + time.Now().Format("150405.000000000")
+	hear(t, ctx, conn, r, id, "not json", `{"host":"no id"}`)
+	for _, w := range r.Workers() {
+		if w.Host == "no id" || w.ID == "" {
+			t.Errorf("a malformed beat is listed: %+v", w)
+		}
+	}
+}
+
+// hear publishes junk and then a valid beat of id, again and again until
+// the roster lists id (it may not listen yet), failing after 10s.
+func hear(t *testing.T, ctx context.Context, conn *broker.Conn, r *fleet.Roster, id string, junk ...string) {
+	t.Helper()
 	pub := broker.NewBroadcaster(conn)
 	defer pub.Close()
-	id := "test-host/1/" + t.Name() + time.Now().Format("150405.000000000")
 	send := func(body string) {
 		t.Helper()
 		if err := pub.Publish(ctx, fleet.HeartbeatExchange, "", amqp.Publishing{Body: []byte(body), Expiration: "10000"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// The roster may not listen yet: send until it hears the valid beat.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		send("not json")
-		send(`{"host":"no id"}`)
+		for _, j := range junk {
+			send(j)
+		}
 		send(`{"id":"` + id + `","host":"test-host","pid":1,"interval_ns":1000000000}`)
-		seen := slices.ContainsFunc(r.Workers(), func(w fleet.Worker) bool { return w.ID == id })
-		if seen {
-			break
+		if slices.ContainsFunc(r.Workers(), func(w fleet.Worker) bool { return w.ID == id }) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the roster never heard the valid beat")
+			t.Fatalf("the roster never heard %s", id)
 		}
 		select {
 		case <-ctx.Done():
@@ -347,9 +362,26 @@ func TestRosterIgnoresMalformedBeats(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	for _, w := range r.Workers() {
-		if w.Host == "no id" || w.ID == "" {
-			t.Errorf("a malformed beat is listed: %+v", w)
-		}
+}
+
+// TestRosterListensAgainAfterAReconnect closes the roster's connection on
+// the broker's side: once it is back, the roster hears beats again.
+func TestRosterListensAgainAfterAReconnect(t *testing.T) {
+	conn := testbroker.Dial(t)
+	ctx := testbroker.Context(t, time.Minute)
+	if err := broker.DeclareFanout(ctx, conn, fleet.HeartbeatExchange); err != nil {
+		t.Fatal(err)
+	}
+	name := "test " + t.Name() + " " + time.Now().Format("150405.000000000")
+	rconn := testbroker.DialNamed(t, broker.Config{Name: name, Logger: quiet})
+	r := runRosterOn(t, rconn)
+	prefix := "test-host/1/" + t.Name() + time.Now().Format("150405.000000000")
+	hear(t, ctx, conn, r, prefix+"-before")
+	if n := testbroker.CloseConnection(t, name); n != 1 {
+		t.Fatalf("closed %d connections named %q, want 1", n, name)
+	}
+	hear(t, ctx, conn, r, prefix+"-after")
+	if rconn.Reconnects() == 0 {
+		t.Error("the roster's connection did not reconnect")
 	}
 }
