@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -240,6 +241,9 @@ func (c *consumer) forward(stop <-chan struct{}, jobs chan<- job) error {
 			select {
 			case <-stop:
 				return nil
+			case <-c.p.conn.Done():
+				// Closed for good: no channel of ours notices it now.
+				return cmp.Or(c.p.conn.Err(), broker.ErrClosed)
 			case <-pauseTick:
 				if !pausedNow() {
 					if err := c.resume(stop); err != nil {

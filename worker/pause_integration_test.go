@@ -234,3 +234,32 @@ func TestPauseCheckOffIgnoresPauses(t *testing.T) {
 	}
 	rec.next(t, 10*time.Second)
 }
+
+// TestPausedPoolStopsWhenTheConnectionCloses: a pool holding back a paused
+// queue has no channel to notice its connection closing for good, and
+// still returns ErrConnectionLost.
+func TestPausedPoolStopsWhenTheConnectionCloses(t *testing.T) {
+	e := setup(t)
+	unpauseAtEnd(t, e.conn, e.queue)
+	ctx := testbroker.Context(t, time.Minute)
+	if err := fleet.Pause(ctx, e.conn, e.queue); err != nil {
+		t.Fatal(err)
+	}
+	own := testbroker.Dial(t)
+	pool, err := worker.New(own, newRecorder(nil), worker.Config{Queues: []string{e.queue}, HeartbeatInterval: -1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pool.Run(ctx) }()
+	waitUntil(t, 10*time.Second, func() bool { return pool.Stats().Paused == 1 }, "the pool is not paused")
+	_ = own.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, worker.ErrConnectionLost) {
+			t.Errorf("Run: %v, want ErrConnectionLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of the connection closing")
+	}
+}

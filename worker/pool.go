@@ -25,7 +25,7 @@ type Stats struct {
 	Skipped      uint64 // tasks acked without running: already done (ErrAlreadyDone, Idempotent)
 	Retried      uint64 // failures republished for a later attempt
 	DeadLettered uint64
-	Requeued     uint64 // deliveries handed back to the broker (shutdown, or an outcome that could not be published)
+	Requeued     uint64 // deliveries handed back to the broker (shutdown, a pause, or an outcome that could not be published)
 	Redelivered  uint64 // deliveries the broker had delivered before
 	Voided       uint64 // runs whose delivery was lost with its channel: outcome dropped, the broker redelivers
 	Unreadable   uint64 // deliveries whose headers this client could not read (dead-lettered, or Held)
