@@ -1055,7 +1055,9 @@ func TestQueues(t *testing.T) {
 	if got.Paused {
 		t.Errorf("paused before any pause: %+v", got)
 	}
-	t.Cleanup(func() { _, _ = broker.DeleteQueue(context.Background(), b.conn, fleet.Marker(b.q), broker.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_, _ = broker.DeleteQueue(context.Background(), b.conn, fleet.Marker(b.q), broker.DeleteOptions{})
+	})
 	for _, paused := range []bool{true, false} {
 		do := fleet.Resume
 		if paused {

@@ -177,7 +177,7 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Fatalf("the worker exited while the queue was paused:\n%s", wk.log.String())
 	case <-time.After(1500 * time.Millisecond):
 	}
-	if wk.log.count("task_id=" + held) != 0 {
+	if wk.log.count("task_id="+held) != 0 {
 		t.Fatalf("the worker took a task of the paused queue:\n%s", wk.log.String())
 	}
 	mustOK("operator: queue resume", run(opURL, "queue", "resume", q))
