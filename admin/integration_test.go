@@ -21,6 +21,7 @@ import (
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/fleet"
 	"github.com/warrenq/warren/internal/testbroker"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
@@ -1049,6 +1050,26 @@ func TestQueues(t *testing.T) {
 	}
 	if _, err := b.adm.Queues(b.ctx, []string{"bad name"}); !errors.Is(err, warren.ErrInvalidQueueName) {
 		t.Errorf("bad name: %v", err)
+	}
+	// Paused follows fleet.Pause and fleet.Resume.
+	if got.Paused {
+		t.Errorf("paused before any pause: %+v", got)
+	}
+	t.Cleanup(func() {
+		_, _ = broker.DeleteQueue(context.Background(), b.conn, fleet.Marker(b.q), broker.DeleteOptions{})
+	})
+	for _, paused := range []bool{true, false} {
+		do := fleet.Resume
+		if paused {
+			do = fleet.Pause
+		}
+		if err := do(b.ctx, b.conn, b.q); err != nil {
+			t.Fatal(err)
+		}
+		infos, err := b.adm.Queues(b.ctx, []string{b.q})
+		if err != nil || infos[0].Paused != paused {
+			t.Errorf("after pause %v: %+v, %v", paused, infos, err)
+		}
 	}
 	// A failing rabbitmqctl is not an error.
 	b.adm.counts = func(context.Context, string) (map[string]queueCounts, error) { return nil, errors.New("no node") }

@@ -158,7 +158,8 @@ func (q QueueInfo) MarshalJSON() ([]byte, error) {
 		DeadLetters int    `json:"dead_letters"`
 		Delayed     int    `json:"delayed"`
 		DelayedHeld *int   `json:"delayed_held"`
-	}{q.Name, q.Exists, q.Ready, countOrNull(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, countOrNull(q.DelayedHeld)})
+		Paused      bool   `json:"paused"`
+	}{q.Name, q.Exists, q.Ready, countOrNull(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, countOrNull(q.DelayedHeld), q.Paused})
 }
 
 // timeOrNull is nil for the zero time.

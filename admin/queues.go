@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/fleet"
 	"github.com/warrenq/warren/internal/rabbitmqctl"
 )
 
@@ -45,10 +46,14 @@ type QueueInfo struct {
 	DelayedHeld int
 	// Exists is false if the queue does not exist; the counts are 0 then.
 	Exists bool
+	// Paused is true while the queue is paused (fleet.Pause): workers take
+	// none of its tasks.
+	Paused bool
 }
 
 // Queues reports, for each Warren queue named, its depth, consumers, dead
-// letters and the tasks waiting in the shared delay levels. A queue that
+// letters, whether it is paused, and the tasks waiting in the shared delay
+// levels. A queue that
 // does not exist is reported with Exists false, not as an error.
 //
 // The counts come from passive declares, so they are what the broker calls
@@ -98,6 +103,9 @@ func (a *Inspector) Queues(ctx context.Context, names []string) ([]QueueInfo, er
 			if c, ok := counts[name]; ok {
 				info.Unacked = c.Unacked
 			}
+		}
+		if info.Paused, err = fleet.Paused(ctx, a.conn, name); err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
 		}
 		dl, err := broker.Inspect(ctx, a.conn, warren.DeadLetterQueue(name))
 		switch {

@@ -88,17 +88,28 @@ func WriteGroups(w io.Writer, by GroupBy, groups []Group) error {
 
 // WriteQueues writes the depths of queues as aligned columns; a count
 // that is unknown (-1) is "?", and a queue that does not exist says so.
+// STATE is "paused" or "running" (workers may take its tasks; it says
+// nothing of whether any do).
 func WriteQueues(w io.Writer, queues []QueueInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "QUEUE\tREADY\tUNACKED\tCONSUMERS\tDEAD\tDELAYED\tHELD")
+	fmt.Fprintln(tw, "QUEUE\tSTATE\tREADY\tUNACKED\tCONSUMERS\tDEAD\tDELAYED\tHELD")
 	for _, q := range queues {
 		if !q.Exists {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t%d\t%d\t%s\t(no such queue)\n", termtext.Line(q.Name), q.DeadLetters, q.Delayed, known(q.DelayedHeld))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%d\t%d\t%s\t(no such queue)\n", termtext.Line(q.Name), q.DeadLetters, q.Delayed, known(q.DelayedHeld))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\n", termtext.Line(q.Name), q.Ready, known(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, known(q.DelayedHeld))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n", termtext.Line(q.Name), q.State(), q.Ready, known(q.Unacked), q.Consumers, q.DeadLetters, q.Delayed, known(q.DelayedHeld))
 	}
 	return tw.Flush()
+}
+
+// State is "paused" or "running", as `warren queues` and the dashboard
+// show it.
+func (q QueueInfo) State() string {
+	if q.Paused {
+		return "paused"
+	}
+	return "running"
 }
 
 // known prints a count that is -1 when unknown.

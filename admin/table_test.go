@@ -128,13 +128,40 @@ func TestWriteGroups(t *testing.T) {
 }
 
 func TestQueueInfoJSON(t *testing.T) {
-	out, err := json.Marshal(QueueInfo{Name: "q", Exists: true, Ready: 3, Unacked: -1, DelayedHeld: 2})
+	out, err := json.Marshal(QueueInfo{Name: "q", Exists: true, Ready: 3, Unacked: -1, DelayedHeld: 2, Paused: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"name":"q","exists":true,"ready":3,"unacked":null,"consumers":0,"dead_letters":0,"delayed":0,"delayed_held":2}`
+	want := `{"name":"q","exists":true,"ready":3,"unacked":null,"consumers":0,"dead_letters":0,"delayed":0,"delayed_held":2,"paused":true}`
 	if string(out) != want {
 		t.Errorf("got  %s\nwant %s", out, want)
+	}
+}
+
+func TestWriteQueuesState(t *testing.T) {
+	var b bytes.Buffer
+	err := WriteQueues(&b, []QueueInfo{
+		{Name: "a", Exists: true, Ready: 1, Unacked: -1, DelayedHeld: -1, Paused: true},
+		{Name: "b", Exists: true, Unacked: 2, DelayedHeld: 0},
+		{Name: "c", Unacked: -1, DelayedHeld: -1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := [][]string{
+		{"QUEUE", "STATE", "READY", "UNACKED", "CONSUMERS", "DEAD", "DELAYED", "HELD"},
+		{"a", "paused", "1", "?", "0", "0", "0", "?"},
+		{"b", "running", "0", "2", "0", "0", "0", "0"},
+		{"c", "-", "-", "-", "-", "0", "0", "?", "(no", "such", "queue)"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), b.String())
+	}
+	for i, l := range lines {
+		if got := strings.Fields(l); strings.Join(got, " ") != strings.Join(want[i], " ") {
+			t.Errorf("line %d: got %q, want %q", i, got, want[i])
+		}
 	}
 }
 

@@ -1,11 +1,20 @@
+// Package fleet is what Warren knows of its running workers: which queues
+// are paused, and which worker pools are alive, what they consume and
+// what they run now.
+//
+// A pause lives on the broker: queue Q is paused while the durable queue
+// PausePrefix+Q exists. Pause declares it, Resume deletes it, and every
+// worker pool consuming Q checks for it (worker.Config.PauseCheckInterval)
+// and stops taking Q's tasks while it exists. Producers are not affected.
+//
+// Worker pools publish a Beat as JSON to the fanout exchange
+// HeartbeatExchange every few seconds (worker.Config.HeartbeatInterval); a
+// Roster listens and keeps the pools it heard from. docs/protocol.md
+// describes both on the wire.
 package fleet
 
 import (
-	"context"
-	"errors"
 	"time"
-
-	"github.com/warrenq/warren/broker"
 )
 
 // HeartbeatExchange is the fanout exchange worker pools publish their
@@ -15,9 +24,6 @@ const HeartbeatExchange = "warren.heartbeats"
 // PausePrefix names a paused queue's marker: queue Q is paused while the
 // durable queue PausePrefix+Q exists.
 const PausePrefix = "warren.paused."
-
-// ErrNotImplemented is a placeholder while the package is being built.
-var ErrNotImplemented = errors.New("fleet: not implemented yet")
 
 // Beat is one heartbeat of one worker pool: who it is, what it consumes and
 // what it runs now. It is JSON on the wire (docs/protocol.md).
@@ -36,8 +42,12 @@ type Beat struct {
 	Interval time.Duration `json:"interval_ns"`
 	// Stopping is set on the last beat of a pool that shuts down.
 	Stopping bool `json:"stopping,omitempty"`
-	// Running lists the tasks the pool runs now.
+	// Running lists the tasks the pool runs now, the longest-running
+	// first, at most MaxRunning of them.
 	Running []Running `json:"running"`
+	// RunningTotal counts the tasks the pool runs now, those left out of
+	// Running too.
+	RunningTotal int `json:"running_total"`
 	// Counts holds per-queue counters since the pool started.
 	Counts map[string]QueueCounts `json:"counts"`
 	// Paused lists the queues the pool holds back because they are paused.
@@ -72,31 +82,6 @@ type Worker struct {
 	LastSeen time.Time `json:"last_seen"`
 }
 
-// Roster keeps the pools heard from on HeartbeatExchange.
-type Roster struct{}
-
-// RosterConfig tunes a Roster.
-type RosterConfig struct {
-	// Keep is how long a pool that went away stays listed. 0 means 1h.
-	Keep time.Duration
-}
-
-// NewRoster returns a roster for conn. Run it to listen.
-func NewRoster(conn *broker.Conn, cfg RosterConfig) *Roster { return &Roster{} }
-
-// Run listens until ctx ends, binding again after reconnects.
-func (r *Roster) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-
-// Workers returns every pool known: live ones first, by host and pid.
-func (r *Roster) Workers() []Worker { return nil }
-
-// Pause pauses queue: workers stop taking its tasks within a second.
-func Pause(ctx context.Context, conn *broker.Conn, queue string) error { return ErrNotImplemented }
-
-// Resume resumes a paused queue.
-func Resume(ctx context.Context, conn *broker.Conn, queue string) error { return ErrNotImplemented }
-
-// Paused reports whether queue is paused.
-func Paused(ctx context.Context, conn *broker.Conn, queue string) (bool, error) {
-	return false, ErrNotImplemented
-}
+// MaxRunning bounds Beat.Running: a pool running more tasks at once lists
+// the MaxRunning that started first, and RunningTotal counts them all.
+const MaxRunning = 100

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/warrenq/warren"
@@ -25,6 +26,12 @@ const (
 	// the broker's consumer_timeout, for the outcome's publish and ack and
 	// for the broker's once-a-minute check.
 	consumerTimeoutMargin = time.Minute
+	// DefaultPauseCheckInterval is how often a zero Config checks whether
+	// a queue is paused.
+	DefaultPauseCheckInterval = 500 * time.Millisecond
+	// DefaultHeartbeatInterval is how often a zero Config's pool publishes
+	// its heartbeat.
+	DefaultHeartbeatInterval = 2 * time.Second
 )
 
 // DefaultPrefetch is the prefetch a zero Config.Prefetch gets for a
@@ -84,6 +91,22 @@ type Config struct {
 	// consumer the broker dropped without telling (see consumer.checkAlive).
 	// 0 means 10s.
 	ConsumerCheckInterval time.Duration
+	// PauseCheckInterval is how often each queue is checked for a pause
+	// (fleet.Pause): while its marker queue exists the pool takes none of
+	// its tasks, hands back those prefetched, and lets those running
+	// finish. Each check is a passive declare, on a channel of its own.
+	// 0 means 500ms, so that a pause takes hold within a second; negative
+	// turns the checks off (the pool never pauses).
+	PauseCheckInterval time.Duration
+	// HeartbeatInterval is how often the pool publishes a heartbeat
+	// (fleet.Beat) to the fanout exchange fleet.HeartbeatExchange, for
+	// dashboards (fleet.Roster) to list it. 0 means 2s; negative turns
+	// heartbeats off. A user that may not declare the exchange or publish
+	// to it gets one log line and no heartbeats; the pool runs on.
+	HeartbeatInterval time.Duration
+	// Version is the version the heartbeats state. "" means the version of
+	// the warren module in the program's build information, or "dev".
+	Version string
 	// Logger receives the pool's events. nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -100,8 +123,37 @@ func (c Config) withDefaults() Config {
 	if c.ConsumerCheckInterval <= 0 {
 		c.ConsumerCheckInterval = 10 * time.Second
 	}
+	c.PauseCheckInterval = cmp.Or(c.PauseCheckInterval, DefaultPauseCheckInterval)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.Version = cmp.Or(c.Version, moduleVersion())
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
+}
+
+// modulePath is the warren module's path, as build information names it.
+const modulePath = "github.com/warrenq/warren"
+
+// moduleVersion is the version of the warren module the program was built
+// with, or "dev" when unknown (a build from a checkout, or a test).
+func moduleVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	mods := append([]*debug.Module{&info.Main}, info.Deps...)
+	for _, m := range mods {
+		if m.Path != modulePath {
+			continue
+		}
+		v := m.Version
+		if m.Replace != nil {
+			v = m.Replace.Version
+		}
+		if v != "" && v != "(devel)" {
+			return v
+		}
+	}
+	return "dev"
 }
 
 // FieldError is one problem Config.Validate found, with the Config field

@@ -30,4 +30,17 @@
 // Idempotent middleware skips a task whose ID (or key) a DoneStore has
 // seen complete: the pool acks it unrun, Outcome Skipped. Give it a store
 // on your database for a fleet of workers; MemoryStore serves one process.
+//
+// # Pauses and heartbeats
+//
+// A queue paused with fleet.Pause (or `warren queue pause`) is held back:
+// within Config.PauseCheckInterval the pool cancels its consumer, hands
+// back the deliveries no handler started, and lets the running ones finish;
+// it consumes the queue again once it is resumed. A pool started on a
+// paused queue does not consume it. Ready counts a paused queue as consumed.
+//
+// Every Config.HeartbeatInterval the pool publishes a fleet.Beat (its
+// queues, the tasks it runs, its counts) for a fleet.Roster, the
+// dashboard's list of workers, to read. docs/protocol.md, section 9, gives
+// both on the wire.
 package worker

@@ -39,6 +39,7 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	p.started.Add(1)
 	p.inFlight.Add(1)
 	start := time.Now()
+	ended := p.runStart(t, start)
 	runCtx := hardCtx
 	if !p.cfg.KeepRunningOnDisconnect && j.live != nil {
 		var cancel context.CancelCauseFunc
@@ -49,6 +50,7 @@ func (p *Pool) process(hardCtx context.Context, pubs *publishers, j job) {
 	}
 	err = p.run(runCtx, t)
 	dur := time.Since(start)
+	ended()
 	p.inFlight.Add(-1)
 	ev.Err, ev.Duration = err, dur
 
@@ -85,6 +87,7 @@ func (p *Pool) carryOut(ctx context.Context, pubs *publishers, j *job, t *warren
 			return
 		}
 		p.succeeded.Add(1)
+		p.queueCounts(t.Queue).succeeded.Add(1)
 		ev.Outcome = Succeeded
 		p.logTask(slog.LevelInfo, t, "job succeeded", "duration", dur)
 	case actRequeue:
@@ -158,6 +161,7 @@ func (p *Pool) retryLater(ctx context.Context, pubs *publishers, j *job, f broke
 		return out
 	}
 	p.retried.Add(1)
+	p.queueCounts(t.Queue).retried.Add(1)
 	p.logTask(slog.LevelWarn, t, "job retrying", "err", cause, "delay", time.Duration(broker.DelaySeconds(l.Delay))*time.Second, "next_attempt", t.Attempt+1)
 	return Retried
 }
@@ -178,6 +182,7 @@ func (p *Pool) deadLetter(ctx context.Context, pubs *publishers, j *job, f broke
 		return out
 	}
 	p.dead.Add(1)
+	p.queueCounts(t.Queue).dead.Add(1)
 	p.logTask(slog.LevelError, t, "job dead-lettered", "reason", string(reason), "err", cause)
 	return DeadLettered
 }
@@ -218,6 +223,7 @@ func (p *Pool) reject(j *job, t *warren.Task, reason warren.DeadReason, cause er
 		return Voided
 	}
 	p.dead.Add(1)
+	p.queueCounts(t.Queue).dead.Add(1)
 	p.logTask(slog.LevelError, t, "job dead-lettered by the broker (rejected)", "reason", string(reason), "err", cause)
 	return DeadLettered
 }

@@ -25,7 +25,7 @@ type Stats struct {
 	Skipped      uint64 // tasks acked without running: already done (ErrAlreadyDone, Idempotent)
 	Retried      uint64 // failures republished for a later attempt
 	DeadLettered uint64
-	Requeued     uint64 // deliveries handed back to the broker (shutdown, or an outcome that could not be published)
+	Requeued     uint64 // deliveries handed back to the broker (shutdown, a pause, or an outcome that could not be published)
 	Redelivered  uint64 // deliveries the broker had delivered before
 	Voided       uint64 // runs whose delivery was lost with its channel: outcome dropped, the broker redelivers
 	Unreadable   uint64 // deliveries whose headers this client could not read (dead-lettered, or Held)
@@ -33,6 +33,7 @@ type Stats struct {
 	Held         uint64 // unreadable deliveries left unacked in place: their queue has no dead-letter target
 	Reconnects   uint64 // connections re-established (see broker.Conn.Reconnects)
 	InFlight     int64
+	Paused       int // queues paused now (fleet.Pause): the pool takes none of their tasks
 }
 
 // Pool consumes queues and runs a Handler on each task. Create it with New
@@ -48,9 +49,12 @@ type Pool struct {
 	unreadable, oversized, held                                               atomic.Uint64
 	inFlight                                                                  atomic.Int64
 
-	running  atomic.Bool
-	stopping atomic.Bool
-	active   atomic.Int32 // queues being consumed now
+	running      atomic.Bool
+	stopping     atomic.Bool
+	active       atomic.Int32 // queues being consumed now
+	pausedQueues atomic.Int32 // queues paused now
+
+	beats // heartbeats: who the pool is, what it runs (beat.go)
 }
 
 // ErrNotReady is wrapped by Ready's error.
@@ -58,7 +62,7 @@ var ErrNotReady = errors.New("worker: not ready")
 
 // Ready returns nil while the pool consumes every queue on a live,
 // unblocked connection: the answer a readiness probe wants. Otherwise it
-// says why not.
+// says why not. A paused queue (fleet.Pause) counts as consumed.
 func (p *Pool) Ready() error {
 	switch {
 	case !p.running.Load():
@@ -70,7 +74,8 @@ func (p *Pool) Ready() error {
 	case p.conn.Blocked() != "":
 		return fmt.Errorf("%w: the broker blocks publishing: %s", ErrNotReady, p.conn.Blocked())
 	}
-	if n, want := int(p.active.Load()), len(p.cfg.Queues); n < want {
+	// A paused queue is as intended: it counts as consumed.
+	if n, want := int(p.active.Load()+p.pausedQueues.Load()), len(p.cfg.Queues); n < want {
 		return fmt.Errorf("%w: consuming %d of %d queues", ErrNotReady, n, want)
 	}
 	return nil
@@ -91,8 +96,10 @@ func New(conn *broker.Conn, h Handler, cfg Config) (*Pool, error) {
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
-	return &Pool{conn: conn, handler: h, cfg: cfg, log: cfg.Logger,
-		rules: rules{retry: cfg.Retry, byType: cfg.RetryByType, noDeclare: cfg.NoDeclare}}, nil
+	p := &Pool{conn: conn, handler: h, cfg: cfg, log: cfg.Logger,
+		rules: rules{retry: cfg.Retry, byType: cfg.RetryByType, noDeclare: cfg.NoDeclare}}
+	p.beats.init(cfg)
+	return p, nil
 }
 
 // Stats returns the pool's counters.
@@ -111,6 +118,7 @@ func (p *Pool) Stats() Stats {
 		Held:         p.held.Load(),
 		Reconnects:   p.conn.Reconnects(),
 		InFlight:     p.inFlight.Load(),
+		Paused:       int(p.pausedQueues.Load()),
 	}
 }
 
@@ -188,6 +196,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		}()
 	}
 	p.log.Info("worker: started", "queues", p.cfg.Queues, "concurrency", p.cfg.Concurrency, "prefetch", p.cfg.Prefetch)
+	beatsDone := p.startBeats(open)
 
 	var runErr error
 	select {
@@ -213,6 +222,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		hardCancel()
 		<-drained
 	}
+	beatsDone(runErr == nil)
 	p.log.Info("worker: stopped", "succeeded", p.succeeded.Load(), "retried", p.retried.Load(), "dead_lettered", p.dead.Load())
 	return runErr
 }
@@ -266,7 +276,7 @@ func (p *Pool) startOnce(ctx context.Context) (*publishers, []*consumer, error) 
 	}
 	var cs []*consumer
 	for _, q := range p.cfg.Queues {
-		c, err := p.consume(ctx, q)
+		c, err := p.newConsumer(ctx, q)
 		if err != nil {
 			for _, c := range cs {
 				c.close()

@@ -163,6 +163,28 @@ func TestLeastPrivilege(t *testing.T) {
 	if wk.log.count(`msg="job retrying"`, "task_id="+id) != 1 {
 		t.Errorf("the failing task was not retried once:\n%s", wk.log.String())
 	}
+	// The operator pauses the queue; the worker, which may declare
+	// nothing, sees the pause and holds back a task enqueued meanwhile,
+	// and takes it once the operator resumes. The producer may not pause.
+	// The worker may not declare the heartbeat exchange: it says so once,
+	// and runs on.
+	refused("producer: queue pause", run(prodURL, "queue", "pause", q), "configure permission")
+	mustOK("operator: queue pause", run(opURL, "queue", "pause", q))
+	wk.waitLog(10*time.Second, "worker: queue paused", "queue="+q)
+	held := strings.TrimSpace(mustOK("producer: enqueue while paused", run(prodURL, "enqueue", "--no-declare", "--queue", q, "--type", "ok")).stdout)
+	select {
+	case <-wk.done:
+		t.Fatalf("the worker exited while the queue was paused:\n%s", wk.log.String())
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if wk.log.count("task_id="+held) != 0 {
+		t.Fatalf("the worker took a task of the paused queue:\n%s", wk.log.String())
+	}
+	mustOK("operator: queue resume", run(opURL, "queue", "resume", q))
+	wk.waitLog(30*time.Second, `msg="job succeeded"`, "task_id="+held)
+	if n := wk.log.count("worker: heartbeats off"); n != 1 {
+		t.Errorf("the worker said %d times that heartbeats are off, want once:\n%s", n, wk.log.String())
+	}
 	wk.signal(syscall.SIGTERM)
 	if code := wk.wait(30 * time.Second); code != 0 {
 		t.Fatalf("worker exit %d", code)

@@ -352,6 +352,8 @@ func TestAccessHintFollowsTheOperation(t *testing.T) {
 		{refused(broker.OpDeclare, "publish"), "declaring needs the configure permission"},
 		{refused(broker.OpBind, "x"), "declaring needs the configure permission"},
 		{refused(broker.OpPublish, "declare"), "write permission on the exchange"},
+		{&broker.OpError{Op: broker.OpDeclare, Err: &broker.AccessError{Refused: broker.RefusedPermission, Kind: "queue", Name: "warren.paused.q", Err: broker.ErrAccessRefused}},
+			"configure permission on warren.paused.<queue>"},
 		{fmt.Errorf("%w: declare lock queue consume publish", broker.ErrAccessRefused), ""},
 	} {
 		if got := accessHint(c.err); (c.want == "" && got != "") || !strings.Contains(got, c.want) {

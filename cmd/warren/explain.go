@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/fleet"
 )
 
 // permissionsHint points at the documentation of the permissions each role needs.
@@ -55,6 +56,9 @@ func explain(err error) error {
 // accessHint names the permission the refused operation needs, from the
 // operation the error carries (broker.OpError).
 func accessHint(err error) string {
+	if ac := broker.AccessOf(err); ac != nil && ac.Kind == "queue" && strings.HasPrefix(ac.Name, fleet.PausePrefix) {
+		return "pausing and resuming a queue need the configure permission on warren.paused.<queue>"
+	}
 	switch broker.OpOf(err) {
 	case broker.OpLock:
 		return "dlq commands need the configure permission on warren.lock.<queue>.dlq and <queue>.dlq, and read on <queue>.dlq"

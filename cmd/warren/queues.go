@@ -15,9 +15,10 @@ func (a *app) queuesCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "queues --queue Q [--queue ...] [--output table|json]",
-		Short: "Show queue depths: ready, unacked, consumers, dead letters, delayed",
-		Long: `Show, for each queue, the tasks ready, delivered but not acked (when known),
-its consumers and its dead letters. DELAYED counts every task waiting in the
+		Short: "Show queue depths: state, ready, unacked, consumers, dead letters, delayed",
+		Long: `Show, for each queue, its STATE (paused by "warren queue pause", or running),
+the tasks ready, delivered but not acked (when known), its consumers and its
+dead letters. DELAYED counts every task waiting in the
 delay levels, which all queues share (retries and delayed enqueues). HELD
 counts the tasks the delay levels have passed on but their queue has not
 confirmed yet: RabbitMQ 3.10 holds them while the node leading the queue is

@@ -25,6 +25,8 @@ type workerFlags struct {
 	retryCap        time.Duration
 	noDeclare       bool
 	metricsAddr     string
+	pauseCheck      time.Duration
+	heartbeat       time.Duration
 	queueFlags
 }
 
@@ -59,6 +61,11 @@ With --metrics-addr, the worker serves on that address:
             broker alarm, shutting down
 
 The worker reconnects by itself when the broker goes away and comes back.
+While a queue is paused (warren queue pause) it takes none of its tasks;
+it checks every --pause-check-interval. Every --heartbeat-interval it
+publishes a heartbeat (its queues, the tasks it runs, its counts) to the
+exchange warren.heartbeats, for dashboards; a user that may not declare or
+write that exchange gets one warning and no heartbeats.
 
 Exit status: 0 after a graceful drain, 1 when the worker cannot start (broker
 unreachable, access refused, --metrics-addr taken) or loses the broker for
@@ -83,6 +90,8 @@ good, 2 on bad input.`,
 	fs.DurationVar(&f.retryCap, "retry-cap", retry.DefaultCap, "longest backoff between attempts")
 	fs.BoolVar(&f.noDeclare, "no-declare", false, "do not declare the queues (they must exist)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this `address` (like :9464)")
+	fs.DurationVar(&f.pauseCheck, "pause-check-interval", worker.DefaultPauseCheckInterval, "check this often whether a queue is paused (warren queue pause); negative: never")
+	fs.DurationVar(&f.heartbeat, "heartbeat-interval", worker.DefaultHeartbeatInterval, "publish a heartbeat for dashboards this often; negative: never")
 	f.queueFlags.add(fs)
 	_ = cmd.MarkFlagRequired("queue")
 	_ = cmd.MarkFlagRequired("exec")
@@ -119,16 +128,19 @@ func (a *app) runWorker(cmd *cobra.Command, f *workerFlags) error {
 		return err
 	}
 	cfg := worker.Config{
-		Queues:          f.queues,
-		Concurrency:     f.concurrency,
-		Prefetch:        f.prefetch,
-		HandlerTimeout:  f.handlerTimeout,
-		ShutdownTimeout: f.shutdownTimeout,
-		ConsumerTimeout: f.consumerTimeout,
-		Retry:           retry.Policy{MaxAttempts: f.maxAttempts, Base: f.retryBase, Cap: f.retryCap},
-		QueueOptions:    qo,
-		NoDeclare:       f.noDeclare,
-		Logger:          a.log,
+		Queues:             f.queues,
+		Concurrency:        f.concurrency,
+		Prefetch:           f.prefetch,
+		HandlerTimeout:     f.handlerTimeout,
+		ShutdownTimeout:    f.shutdownTimeout,
+		ConsumerTimeout:    f.consumerTimeout,
+		Retry:              retry.Policy{MaxAttempts: f.maxAttempts, Base: f.retryBase, Cap: f.retryCap},
+		QueueOptions:       qo,
+		NoDeclare:          f.noDeclare,
+		PauseCheckInterval: f.pauseCheck,
+		HeartbeatInterval:  f.heartbeat,
+		Version:            version,
+		Logger:             a.log,
 	}
 	// worker.New checks the same, but only once connected.
 	if err := cfg.Validate(); err != nil {
