@@ -130,7 +130,7 @@ func New(ctx context.Context, conn *broker.Conn, cfg Config) (*Server, error) {
 		conn:     conn,
 		adm:      admin.New(conn, admin.Config{Logger: cfg.Logger, NoRabbitmqctl: true}),
 		producer: prod,
-		roster:   fleet.NewRoster(conn, fleet.RosterConfig{Keep: cfg.KeepGone}),
+		roster:   fleet.NewRoster(conn, fleet.RosterConfig{Keep: cfg.KeepGone, Logger: cfg.Logger}),
 		log:      cfg.Logger,
 		started:  time.Now(),
 		mux:      http.NewServeMux(),

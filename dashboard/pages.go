@@ -26,7 +26,7 @@ import (
 // pageSize is the dead letters one page of the list shows.
 const pageSize = 50
 
-// stateTimeout bounds asking the broker whether the shown queues are paused.
+// stateTimeout bounds asking the broker whether the shown queue is paused.
 const stateTimeout = 2 * time.Second
 
 // pageRoutes registers the pages, their fragments and the static assets.
@@ -218,13 +218,11 @@ func (s *Server) queuesTable(ctx context.Context) queuesView {
 	if err != nil {
 		v.Err = err.Error()
 	}
-	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
-	defer cancel()
 	for _, q := range qs {
-		row := queueRow{Queue: q}
-		if q.Exists {
-			row.State, row.StateErr = s.queueState(ctx, q.Name)
-		} else {
+		// The sample's pause state: a pause or resume from this instance
+		// updates it at once (sampler.setPaused), others' within a sample.
+		row := queueRow{Queue: q, State: q.State()}
+		if !q.Exists {
 			row.State = "missing"
 		}
 		v.Rows = append(v.Rows, row)

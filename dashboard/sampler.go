@@ -238,6 +238,18 @@ func (sm *sampler) snapshot() ([]Queue, time.Time, error) {
 	return slices.Clone(sm.latest), sm.at, sm.err
 }
 
+// setPaused records a pause or resume made through this instance in the
+// last sample, so that the overview shows it before the next one.
+func (sm *sampler) setPaused(queue string, paused bool) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	for i := range sm.latest {
+		if sm.latest[i].Name == queue {
+			sm.latest[i].Paused = paused
+		}
+	}
+}
+
 // points returns queue's history.
 func (sm *sampler) points(queue string) []Point {
 	sm.mu.RLock()
