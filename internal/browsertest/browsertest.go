@@ -513,7 +513,8 @@ type fetchResult struct {
 }
 
 // Fetch calls fetch() from the page (with its cookies; same origin) and
-// returns the answer. headers may be nil; body "" sends none.
+// returns the answer, after redirects. A fetch with no answer fails the
+// test. headers may be nil; body "" sends none.
 func (p *Page) Fetch(method, path string, headers map[string]string, body string) Response {
 	p.t.Helper()
 	if headers == nil {
@@ -524,10 +525,25 @@ func (p *Page) Fetch(method, path string, headers map[string]string, body string
 	if body != "" {
 		b = jsString(body)
 	}
+	// A fetch can wait for ever: Chromium waits for credentials on a 401
+	// with "WWW-Authenticate: Basic". Abort it before the step's timeout,
+	// so that the failure says what happened.
+	wait := max(p.b.opts.StepTimeout-2*time.Second, p.b.opts.StepTimeout/2)
 	r := Eval[fetchResult](p, fmt.Sprintf(`(async () => {
-  const r = await fetch(%s, {method: %s, headers: %s, body: %s, credentials: "same-origin", redirect: "manual"});
-  return {status: r.status, body: await r.text(), contentType: r.headers.get("Content-Type") || ""};
-})()`, jsString(path), jsString(method), h, b))
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), %d);
+  try {
+    const r = await fetch(%s, {method: %s, headers: %s, body: %s, credentials: "same-origin", signal: ctl.signal});
+    return {status: r.status, body: await r.text(), contentType: r.headers.get("Content-Type") || ""};
+  } catch (e) {
+    return {status: 0, body: String(e), contentType: ""};
+  } finally {
+    clearTimeout(timer);
+  }
+})()`, wait.Milliseconds(), jsString(path), jsString(method), h, b))
+	if r.Status == 0 {
+		p.fatalf("fetch %s %s: no answer within %v (%s); a 401 with WWW-Authenticate: Basic makes Chromium wait for credentials", method, path, wait, r.Body)
+	}
 	return Response{Status: r.Status, Body: r.Body, ContentType: r.ContentType}
 }
 
