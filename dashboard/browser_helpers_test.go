@@ -53,27 +53,34 @@ type browserEnv struct {
 	named map[string]string
 }
 
-// startBrowserEnv declares a fresh queue (and one more per prefix in
-// named, called prefix-<random>: nicer names for the screenshots), serves
-// a dashboard with cfg (its Queues get them all; SampleInterval defaults
-// to 200ms) and starts a Chromium. Everything is torn down when t ends: the browser first, then
-// the server, then the queues.
+// startBrowserEnv declares a fresh queue, serves a dashboard with cfg (its
+// Queues get the queue; SampleInterval defaults to 200ms) and starts a
+// Chromium. With named prefixes, the queues are called prefix-<random>
+// instead (nicer names for the screenshots; e.named maps the prefixes to
+// them) and the first is the test's queue. Everything is torn down when t
+// ends: the browser first, then the server, then the queues.
 func startBrowserEnv(t *testing.T, cfg dashboard.Config, named ...string) *browserEnv {
 	t.Helper()
 	ctx := testbroker.Context(t, 4*time.Minute)
 	conn := testbroker.Dial(t)
-	q := testbroker.Queue(t, conn)
-	e := &browserEnv{t: t, ctx: ctx, conn: conn, queue: q, adm: admin.New(conn, admin.Config{Logger: browserLogger(t)})}
-	e.declare(q)
-	e.named = map[string]string{}
+	e := &browserEnv{t: t, ctx: ctx, conn: conn, adm: admin.New(conn, admin.Config{Logger: browserLogger(t)}),
+		named: map[string]string{}}
 	for _, prefix := range named {
 		var b [3]byte
 		_, _ = rand.Read(b[:])
 		name := prefix + "-" + hex.EncodeToString(b[:])
 		t.Cleanup(func() { testbroker.DeleteQueue(t, conn, name) })
-		e.declare(name)
 		e.named[prefix] = name
 		cfg.Queues = append(cfg.Queues, name)
+	}
+	if len(named) == 0 {
+		e.queue = testbroker.Queue(t, conn)
+		cfg.Queues = append(cfg.Queues, e.queue)
+	} else {
+		e.queue = e.named[named[0]]
+	}
+	for _, q := range cfg.Queues {
+		e.declare(q)
 	}
 
 	p, err := producer.New(ctx, conn, producer.Config{Logger: browserLogger(t)})
@@ -85,14 +92,12 @@ func startBrowserEnv(t *testing.T, cfg dashboard.Config, named ...string) *brows
 
 	// The dashboard has a connection of its own, as in production.
 	dconn := testbroker.DialNamed(t, broker.Config{Name: "dashboard " + t.Name()})
-	cfg.Queues = append(cfg.Queues, q)
 	if cfg.SampleInterval == 0 {
 		cfg.SampleInterval = 200 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = browserLogger(t)
 	}
-	cfg.Version = "v-browser-test"
 	e.cfg = cfg
 	srv, err := dashboard.New(ctx, dconn, cfg)
 	if err != nil {
