@@ -9,15 +9,15 @@ import (
 	"github.com/warrenq/warren/fleet"
 )
 
-func worker(id string, started time.Time, gone bool, counts map[string]fleet.QueueCounts) fleet.Worker {
+func beatOf(id string, started time.Time, gone bool, counts map[string]fleet.QueueCounts) fleet.Worker {
 	return fleet.Worker{Beat: fleet.Beat{ID: id, Started: started, Counts: counts}, Gone: gone}
 }
 
 func TestUnacked(t *testing.T) {
 	live := []fleet.Worker{
-		worker("a", time.Time{}, false, map[string]fleet.QueueCounts{"q": {Unacked: 3}}),
-		worker("b", time.Time{}, false, map[string]fleet.QueueCounts{"q": {Unacked: 4}}),
-		worker("c", time.Time{}, true, map[string]fleet.QueueCounts{"q": {Unacked: 100}}),
+		beatOf("a", time.Time{}, false, map[string]fleet.QueueCounts{"q": {Unacked: 3}}),
+		beatOf("b", time.Time{}, false, map[string]fleet.QueueCounts{"q": {Unacked: 4}}),
+		beatOf("c", time.Time{}, true, map[string]fleet.QueueCounts{"q": {Unacked: 100}}),
 	}
 	for _, c := range []struct {
 		name string
@@ -41,13 +41,13 @@ func TestFinishedCountsEachWorkerOnce(t *testing.T) {
 	t0 := time.Now()
 	sm := newSampler(&Server{})
 	sm.at = t0
-	old := worker("old", t0.Add(-time.Hour), false, map[string]fleet.QueueCounts{"q": {Succeeded: 1000}})
+	old := beatOf("old", t0.Add(-time.Hour), false, map[string]fleet.QueueCounts{"q": {Succeeded: 1000}})
 	// First heard: its counts are from before; nothing finished now.
 	if got := sm.finished([]fleet.Worker{old}); got["q"] != 0 {
 		t.Errorf("first sample of an old worker: %d finished, want 0", got["q"])
 	}
 	old.Counts["q"] = fleet.QueueCounts{Succeeded: 1010, Retried: 2, DeadLettered: 1}
-	young := worker("young", t0.Add(time.Second), false, map[string]fleet.QueueCounts{"q": {Succeeded: 5}})
+	young := beatOf("young", t0.Add(time.Second), false, map[string]fleet.QueueCounts{"q": {Succeeded: 5}})
 	if got := sm.finished([]fleet.Worker{old, young}); got["q"] != 13+5 {
 		t.Errorf("second sample: %d finished, want 18", got["q"])
 	}

@@ -220,7 +220,10 @@ func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string
 		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
-	if _, ok := s.cfg.Auth.(*Basic); ok {
+	// A page's own fetch (a browser sends Sec-Fetch-Site) gets no Basic
+	// challenge: it would open the browser's password prompt instead of
+	// the login page the page sends its user to.
+	if _, ok := s.cfg.Auth.(*Basic); ok && (r.Header.Get("Sec-Fetch-Site") == "" || r.Header.Get("Authorization") != "") {
 		w.Header().Set("WWW-Authenticate", `Basic realm="warren"`)
 	} else {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="warren"`)
