@@ -1,7 +1,7 @@
 # Warren build, test and demo targets.
 #
 #   make build             build bin/warren
-#   make test              ensure RabbitMQ and python3-pika, vet, docs check, unit, integration, fuzz, bounded chaos
+#   make test              ensure RabbitMQ, python3-pika and chromium, vet, docs check, unit, integration, fuzz, bounded chaos
 #   make test-unit         unit tests only (no broker needed)
 #   make test-integration  ensure RabbitMQ, then the integration tests
 #   make chaos             the chaos suite (CHAOS_JOBS, CHAOS_DURATION)
@@ -31,7 +31,7 @@ build:
 ensure-rabbitmq:
 	bash scripts/ensure-rabbitmq.sh
 
-# ensure-test-deps: what integration tests need besides RabbitMQ (python3-pika).
+# ensure-test-deps: what integration tests need besides RabbitMQ (python3-pika, chromium).
 ensure-test-deps:
 	bash scripts/ensure-test-deps.sh
 
