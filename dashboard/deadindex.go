@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
@@ -526,3 +527,7 @@ func groups(entries []*deadSummary, by admin.GroupBy) []admin.Group {
 	}
 	return out
 }
+
+// sizeofSummary is the fixed size of a deadSummary, without the bytes of
+// its strings.
+const sizeofSummary = int(unsafe.Sizeof(deadSummary{}))
