@@ -56,6 +56,10 @@ type api struct {
 	// concurrent tries with one ID publish once.
 	inflight *claims
 	dead     *deadIndex
+	// depths answers a queue page's first look at a queue the sampler has
+	// not sampled yet, without asking rabbitmqctl (slow) on a request. It
+	// takes no lock: every dead-letter operation goes through s.adm.
+	depths *admin.Inspector
 }
 
 func newAPI(s *Server) *api {
@@ -64,6 +68,7 @@ func newAPI(s *Server) *api {
 		dedup:    NewMemoryDeduper(0, 0),
 		inflight: newClaims(),
 		dead:     newDeadIndex(s.adm, s.conn, deadIndexConfig{Logger: s.log}),
+		depths:   admin.New(s.conn, admin.Config{NoRabbitmqctl: true, Logger: s.log}),
 	}
 }
 

@@ -101,7 +101,7 @@ func (a *api) queue(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if q == nil {
-		infos, err := a.s.adm.Queues(r.Context(), []string{name})
+		infos, err := a.depths.Queues(r.Context(), []string{name})
 		if err != nil {
 			a.fail(w, r, err)
 			return
