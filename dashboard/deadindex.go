@@ -35,8 +35,8 @@ import (
 // bytes, a payload preview of at most maxIndexPreview bytes, the failure
 // and enqueue times and a few small fields; type, queue, reason and error
 // fingerprint strings are shared between entries. That is about 200 bytes
-// of fixed size (deadSummary) plus the ID, error and preview bytes: about
-// 350 bytes for a typical dead letter (a UUID, a 60-byte error, a 60-byte
+// of fixed size (deadSummary, 176 bytes on 64-bit) plus the ID, error and
+// preview bytes: about 350 bytes for a typical dead letter (a UUID, a 60-byte error, a 60-byte
 // JSON payload), at most about 800. MaxEntries (default 500,000) bounds the
 // entries of all queues together, so the index stays under about 175 MiB
 // typical (400 MiB at worst); the least recently used queues' indexes are
@@ -46,9 +46,11 @@ import (
 // A pass holds the dead-letter queue's lock, which makes a concurrent
 // replay, purge or list from the CLI or another dashboard fail with busy.
 // So the index is rebuilt only when someone looks at the list, never on a
-// timer, and at most every max(minRefreshGap, 2 × the last pass's
-// duration); an action of this dashboard on the queue cancels a rebuild
-// running here instead of waiting for it.
+// timer, and no sooner after a pass than the pass took (nor than
+// minRefreshGap): the lock stays free at least half the time. An action of
+// this dashboard on the queue (replay, purge, import, export) cancels a
+// rebuild running here instead of waiting for it; a read (show, count)
+// waits for it.
 
 const (
 	maxIndexError   = 300 // bytes of error text kept per dead letter
@@ -313,7 +315,7 @@ func (x *deadIndex) start(qi *queueIndex) *indexPass {
 		took := time.Since(began)
 		x.mu.Lock()
 		qi.pass = nil
-		qi.nextPass = time.Now().Add(max(minRefreshGap, 2*took))
+		qi.nextPass = time.Now().Add(max(minRefreshGap, took))
 		if err != nil {
 			qi.lastErr = err
 			x.log.Debug("dashboard: indexing dead letters failed", "queue", qi.name, "err", err)
