@@ -35,7 +35,9 @@ import (
 //
 //	go test -tags integration -run '^$' -bench HTTPEnqueueBatch -benchtime 20000x ./dashboard/
 func BenchmarkHTTPEnqueueBatch(b *testing.B) {
-	payload := func(i int) string { return fmt.Sprintf(`{"n":%d,"to":"user%d@example.com","template":"welcome"}`, i, i) }
+	payload := func(i int) string {
+		return fmt.Sprintf(`{"n":%d,"to":"user%d@example.com","template":"welcome"}`, i, i)
+	}
 	for _, c := range []struct {
 		batch, clients int
 	}{{500, 1}, {500, 4}, {1000, 4}} {
