@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/warrenq/warren"
 	"github.com/warrenq/warren/admin"
@@ -60,6 +62,13 @@ type api struct {
 	// not sampled yet, without asking rabbitmqctl (slow) on a request. It
 	// takes no lock: every dead-letter operation goes through s.adm.
 	depths *admin.Inspector
+	// cache holds the JSON of the sampler's last sample.
+	cache struct {
+		sync.Mutex
+		at   time.Time
+		n    int
+		body json.RawMessage
+	}
 }
 
 func newAPI(s *Server) *api {
