@@ -730,3 +730,19 @@ func TestAPIDeadLettersErrors(t *testing.T) {
 		t.Errorf("list of an empty dead-letter queue: %s", r.body)
 	}
 }
+
+// TestAPIBodyLimits checks that every body is bounded by MaxBody: 413
+// too_large, and nothing done.
+func TestAPIBodyLimits(t *testing.T) {
+	e := newEnv(t, dashboard.Config{MaxBody: 1024})
+	q := e.queue()
+	base := "/api/v1/queues/" + q
+	big := strings.Repeat(" ", 2048)
+	want(t, "selection over MaxBody", e.do("POST", base+"/dead-letters/purge", `{"all":true}`+big), 413, dashboard.CodeTooLarge)
+	want(t, "batch over MaxBody", e.do("POST", base+"/tasks/batch", `{"tasks":[{"type":"a"}]}`+big), 413, dashboard.CodeTooLarge)
+	line := `{"v":1,"id":"x"}` + "\n"
+	want(t, "import over MaxBody", e.do("POST", base+"/dead-letters/import", []byte(strings.Repeat(line, 200)), "Content-Type", "application/x-ndjson"), 413, dashboard.CodeTooLarge)
+	if n := e.ready(q); n != 0 {
+		t.Errorf("%d tasks after refused bodies", n)
+	}
+}

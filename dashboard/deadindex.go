@@ -305,9 +305,17 @@ func (x *deadIndex) queue(name string) *queueIndex {
 
 // start begins a pass over qi's dead-letter queue. Called with mu held.
 func (x *deadIndex) start(qi *queueIndex) *indexPass {
+	// A pass outlives the request that started it, not the connection.
 	ctx, cancel := context.WithTimeout(context.Background(), x.cfg.PassTimeout)
 	p := &indexPass{done: make(chan struct{}), cancel: cancel}
 	qi.pass = p
+	go func() {
+		select {
+		case <-x.conn.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	go func() {
 		defer cancel()
 		began := time.Now()
@@ -319,6 +327,7 @@ func (x *deadIndex) start(qi *queueIndex) *indexPass {
 		if err != nil {
 			qi.lastErr = err
 			x.log.Debug("dashboard: indexing dead letters failed", "queue", qi.name, "err", err)
+			x.forget(qi)
 		} else {
 			qi.entries, qi.count, qi.partial, qi.built, qi.dirty = entries, count, partial, true, false
 			qi.indexedAt, qi.lastErr = began, nil
@@ -443,6 +452,16 @@ func (x *deadIndex) unhold(qi *queueIndex, removed []string, changed bool) {
 	if qi.holds == 0 {
 		close(qi.released)
 		qi.released = make(chan struct{})
+	}
+	x.forget(qi)
+}
+
+// forget drops qi if it holds nothing and nothing uses it (a queue looked
+// up that has no index: missing, or its first pass failed), so that
+// requests for many names leave nothing behind. Called with mu held.
+func (x *deadIndex) forget(qi *queueIndex) {
+	if !qi.built && qi.pass == nil && qi.holds == 0 && x.queues[qi.name] == qi {
+		delete(x.queues, qi.name)
 	}
 }
 
