@@ -69,13 +69,16 @@ type deadListResponse struct {
 	// Matched counts the index's dead letters that match the filter.
 	Matched int `json:"matched"`
 	// Indexed is how many dead letters the index was built from.
-	Indexed   int        `json:"indexed"`
-	IndexedAt time.Time  `json:"indexed_at"`
-	Stale     bool       `json:"stale"`
-	Partial   bool       `json:"partial,omitempty"`
-	Offset    int        `json:"offset"`
-	Limit     int        `json:"limit"`
-	Items     []deadItem `json:"items"`
+	Indexed   int       `json:"indexed"`
+	IndexedAt time.Time `json:"indexed_at"`
+	Stale     bool      `json:"stale"`
+	Partial   bool      `json:"partial,omitempty"`
+	// Indexing is set while the first pass over the queue runs: matched
+	// and items cover the dead letters read so far; ask again.
+	Indexing bool       `json:"indexing,omitempty"`
+	Offset   int        `json:"offset"`
+	Limit    int        `json:"limit"`
+	Items    []deadItem `json:"items"`
 }
 
 // filterParams are the filter of a dead-letter selection, as text: the
@@ -193,7 +196,7 @@ func (a *api) deadList(w http.ResponseWriter, r *http.Request) {
 	}
 	matched, _ := queryOf(f).filter(view.Entries)
 	out := deadListResponse{Total: view.Live, Matched: len(matched), Indexed: view.Count, IndexedAt: view.IndexedAt.UTC(),
-		Stale: view.Stale, Partial: view.Partial, Offset: offset, Limit: limit, Items: []deadItem{}}
+		Stale: view.Stale, Partial: view.Partial, Indexing: view.Indexing, Offset: offset, Limit: limit, Items: []deadItem{}}
 	if offset < len(matched) {
 		for _, e := range matched[offset:min(offset+limit, len(matched))] {
 			out.Items = append(out.Items, itemOf(e))

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -29,7 +30,9 @@ import (
 // count the index was built from, or the index is older than MaxAge, or an
 // action changed the queue in a way the index could not follow, the index
 // is rebuilt in the background and the list says "stale": true, with
-// "indexed_at", until then. Only the first look at a queue waits for a pass.
+// "indexed_at", until then. Only the first look at a queue waits for a pass,
+// and for at most FirstWait (2s): it then answers with the dead letters the
+// pass has read so far ("indexing": true), and the client asks again.
 //
 // Memory: a summary holds the ID, the error text cut to maxIndexError
 // bytes, a payload preview of at most maxIndexPreview bytes, the failure
@@ -65,6 +68,9 @@ type deadIndexConfig struct {
 	MaxAge time.Duration
 	// MaxEntries bounds the summaries kept over all queues. 0 means 500,000.
 	MaxEntries int
+	// FirstWait is how long a list waits for the first pass over a queue
+	// before it answers with the dead letters read so far. 0 means 2s.
+	FirstWait time.Duration
 	// PassTimeout bounds one indexing pass. 0 means 10 minutes.
 	PassTimeout time.Duration
 	// Logger receives the index's events. nil means slog.Default().
@@ -171,13 +177,18 @@ type queueIndex struct {
 	lastUsed  time.Time
 	nextPass  time.Time // no background pass before then
 	lastErr   error
-	pass      *indexPass // the pass running now, or nil
-	holds     int        // actions of this dashboard under way: no pass starts meanwhile
+	pass      *indexPass    // the pass running now, or nil
+	progress  []deadSummary // what the first pass has read so far
+	holds     int           // actions of this dashboard under way: no pass starts meanwhile
 	released  chan struct{}
 }
 
 // indexPass is one indexing pass under way.
 type indexPass struct {
+	began time.Time
+	// held is the count of the dead-letter queue when the pass began
+	// (admin's Progress.Total).
+	held   atomic.Int64
 	done   chan struct{}
 	cancel context.CancelFunc
 	err    error
@@ -187,6 +198,7 @@ func newDeadIndex(adm *admin.Inspector, conn *broker.Conn, cfg deadIndexConfig) 
 	cfg.MaxAge = cmp.Or(cfg.MaxAge, 5*time.Minute)
 	cfg.MaxEntries = cmp.Or(cfg.MaxEntries, 500_000)
 	cfg.PassTimeout = cmp.Or(cfg.PassTimeout, 10*time.Minute)
+	cfg.FirstWait = cmp.Or(cfg.FirstWait, 2*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -215,6 +227,9 @@ type deadView struct {
 	IndexedAt time.Time
 	Stale     bool
 	Partial   bool
+	// Indexing is set while the first pass runs: Entries are the dead
+	// letters it has read so far.
+	Indexing bool
 }
 
 // get returns queue's index, with the broker's live count. fresh asks for
@@ -229,6 +244,7 @@ func (x *deadIndex) get(ctx context.Context, queue string, fresh bool) (deadView
 		}
 		x.mu.Lock()
 		qi := x.queue(queue)
+		live = qi.total(live)
 		stale := !qi.built || qi.dirty || qi.count != live || time.Since(qi.indexedAt) > x.cfg.MaxAge
 		v := deadView{Entries: qi.entries, Live: live, Count: qi.count, IndexedAt: qi.indexedAt, Stale: stale, Partial: qi.partial}
 		if !stale || (qi.built && !fresh) {
@@ -254,8 +270,24 @@ func (x *deadIndex) get(ctx context.Context, queue string, fresh bool) (deadView
 			p = x.start(qi)
 		}
 		x.mu.Unlock()
+		var firstWait <-chan time.Time
+		if !fresh {
+			t := time.NewTimer(x.cfg.FirstWait)
+			firstWait = t.C
+			defer t.Stop() // get returns after this select
+		}
 		select {
 		case <-p.done:
+		case <-firstWait:
+			// A long first pass: answer with what it has read so far.
+			if now, err := x.liveCount(ctx, queue); err == nil {
+				live = now
+			}
+			x.mu.Lock()
+			v := deadView{Entries: qi.progress, Live: qi.total(live), Count: len(qi.progress), IndexedAt: p.began,
+				Stale: true, Partial: true, Indexing: true}
+			x.mu.Unlock()
+			return v, nil
 		case <-ctx.Done():
 			return deadView{}, ctx.Err()
 		}
@@ -292,6 +324,18 @@ func (x *deadIndex) get(ctx context.Context, queue string, fresh bool) (deadView
 	}
 }
 
+// total corrects the broker's count of the dead-letter queue while a pass
+// of this index runs: RabbitMQ's count then leaves out the few dead letters
+// the pass holds (up to about 32), and nothing but new dead letters can
+// change the queue (the pass holds its lock), so the count is at least
+// what the queue held when the pass began. Called with mu held.
+func (qi *queueIndex) total(live int) int {
+	if qi.pass != nil {
+		return max(live, int(qi.pass.held.Load()))
+	}
+	return live
+}
+
 // queue returns queue's index entry, creating it. Called with mu held.
 func (x *deadIndex) queue(name string) *queueIndex {
 	qi, ok := x.queues[name]
@@ -307,7 +351,7 @@ func (x *deadIndex) queue(name string) *queueIndex {
 func (x *deadIndex) start(qi *queueIndex) *indexPass {
 	// A pass outlives the request that started it, not the connection.
 	ctx, cancel := context.WithTimeout(context.Background(), x.cfg.PassTimeout)
-	p := &indexPass{done: make(chan struct{}), cancel: cancel}
+	p := &indexPass{began: time.Now(), done: make(chan struct{}), cancel: cancel}
 	qi.pass = p
 	go func() {
 		select {
@@ -319,10 +363,10 @@ func (x *deadIndex) start(qi *queueIndex) *indexPass {
 	go func() {
 		defer cancel()
 		began := time.Now()
-		entries, count, partial, err := x.scan(ctx, qi.name)
+		entries, count, partial, err := x.scan(ctx, qi)
 		took := time.Since(began)
 		x.mu.Lock()
-		qi.pass = nil
+		qi.pass, qi.progress = nil, nil
 		qi.nextPass = time.Now().Add(max(minRefreshGap, took))
 		if err != nil {
 			qi.lastErr = err
@@ -342,17 +386,27 @@ func (x *deadIndex) start(qi *queueIndex) *indexPass {
 
 // scan reads queue's dead letters once and summarises them, keeping at
 // most the entries the budget leaves.
-func (x *deadIndex) scan(ctx context.Context, queue string) ([]deadSummary, int, bool, error) {
+func (x *deadIndex) scan(ctx context.Context, qi *queueIndex) ([]deadSummary, int, bool, error) {
+	queue := qi.name
 	x.mu.Lock()
 	budget := x.cfg.MaxEntries
+	first := !qi.built
 	x.mu.Unlock()
 	var entries []deadSummary
 	in := interner{}
 	count := 0
+	p := qi.pass
+	ctx = admin.WithProgress(ctx, func(pr admin.Progress) { p.held.Store(int64(pr.Total)) })
 	err := x.adm.Each(ctx, queue, admin.Filter{}, func(dl admin.DeadLetter) error {
 		count++
 		if len(entries) < budget {
 			entries = append(entries, summarize(dl, in))
+			if first && len(entries)%512 == 0 {
+				// Readers get entries[:n], which this pass never writes again.
+				x.mu.Lock()
+				qi.progress = entries
+				x.mu.Unlock()
+			}
 		}
 		return nil
 	})
