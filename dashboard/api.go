@@ -204,16 +204,6 @@ func queueParam(r *http.Request) (string, error) {
 // isJSONType reports whether a Content-Type is JSON.
 func isJSONType(ct string) bool { return producer.IsJSON(ct) }
 
-// decodeBody reads r's JSON body into v: it must be JSON (415 otherwise),
-// at most MaxBody bytes (413), one object with no unknown field (400).
-func (a *api) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	if !isJSONType(r.Header.Get("Content-Type")) {
-		return unsupported("the body must be JSON (Content-Type: application/json), not %q", r.Header.Get("Content-Type"))
-	}
-	body := http.MaxBytesReader(w, r.Body, a.s.cfg.MaxBody)
-	return decodeJSON(body, v)
-}
-
 // decodeJSON decodes exactly one JSON object from rd into v, refusing
 // unknown fields and trailing data. Its errors are *requestError (or wrap
 // *http.MaxBytesError).

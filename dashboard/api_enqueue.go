@@ -168,7 +168,7 @@ func (t taskRequest) job(queue string, maxPayload int) (producer.Job, error) {
 // decodeTask reads the body of a single enqueue.
 func decodeTask(data []byte, queue string, maxPayload int) (taskRequest, producer.Job, error) {
 	var t taskRequest
-	if err := decodeJSON(bytesReader(data), &t); err != nil {
+	if err := decodeJSON(bytes.NewReader(data), &t); err != nil {
 		return t, producer.Job{}, err
 	}
 	j, err := t.job(queue, maxPayload)
@@ -179,7 +179,7 @@ func decodeTask(data []byte, queue string, maxPayload int) (taskRequest, produce
 // most maxBatch (413 beyond).
 func decodeBatch(data []byte, queue string, maxPayload, maxBatch int) ([]taskRequest, []producer.Job, error) {
 	var b batchRequest
-	if err := decodeJSON(bytesReader(data), &b); err != nil {
+	if err := decodeJSON(bytes.NewReader(data), &b); err != nil {
 		return nil, nil, err
 	}
 	if len(b.Tasks) == 0 {
@@ -207,7 +207,7 @@ func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if !isJSONType(r.Header.Get("Content-Type")) {
 		return nil, unsupported("the body must be JSON (Content-Type: application/json), not %q", r.Header.Get("Content-Type"))
 	}
-	data, err := readAll(http.MaxBytesReader(w, r.Body, a.s.cfg.MaxBody))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.s.cfg.MaxBody))
 	if err != nil {
 		return nil, tooLargeOr(err)
 	}
@@ -373,11 +373,6 @@ func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusCreated, batchResponse{Tasks: out})
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
-// readAll reads rd whole.
-func readAll(rd io.Reader) ([]byte, error) { return io.ReadAll(rd) }
 
 // tooLargeOr turns a body over its limit into a 413, and any other read
 // error into a 400.

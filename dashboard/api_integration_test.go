@@ -753,3 +753,28 @@ func TestAPIBodyLimits(t *testing.T) {
 		t.Errorf("%d tasks after refused bodies", n)
 	}
 }
+
+// TestAPIBrokerGone checks the answers once the broker connection is
+// gone: 503 broker_unavailable, with no password in the message.
+func TestAPIBrokerGone(t *testing.T) {
+	e := newEnv(t, dashboard.Config{})
+	q := e.queue()
+	if err := e.conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []reply{
+		e.do("POST", "/api/v1/queues/"+q+"/tasks", `{"type":"a"}`),
+		e.do("GET", "/api/v1/queues/"+q+"/dead-letters", nil),
+		e.do("POST", "/api/v1/queues/"+q+"/dead-letters/count", `{"all":true}`),
+	} {
+		want(t, "request without a broker", r, 503, dashboard.CodeBrokerUnavailable)
+		if strings.Contains(string(r.body), ":guest@") {
+			t.Errorf("a password in %s", r.body)
+		}
+	}
+	r := e.do("GET", "/api/v1/overview", nil)
+	want(t, "overview without a broker", r, 200)
+	if !strings.Contains(string(r.body), `"connected":false`) {
+		t.Errorf("overview: %s", r.body)
+	}
+}
