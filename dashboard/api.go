@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,7 +75,7 @@ type api struct {
 func newAPI(s *Server) *api {
 	return &api{
 		s:        s,
-		dedup:    NewMemoryDeduper(0, 0),
+		dedup:    cmp.Or[Deduper](s.cfg.Deduper, NewMemoryDeduper(0, 0)),
 		inflight: newClaims(),
 		dead:     newDeadIndex(s.adm, s.conn, deadIndexConfig{Logger: s.log}),
 		depths:   admin.New(s.conn, admin.Config{NoRabbitmqctl: true, Logger: s.log}),
@@ -84,6 +85,7 @@ func newAPI(s *Server) *api {
 // apiRoutes registers the JSON API under /api/v1 (see openapi.json).
 func (s *Server) apiRoutes() {
 	a := newAPI(s)
+	s.api = a
 	for _, rt := range apiTable {
 		s.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { rt.handle(a, w, r) })
 	}

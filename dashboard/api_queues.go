@@ -195,6 +195,7 @@ func (a *api) setPaused(w http.ResponseWriter, r *http.Request, paused bool) {
 		a.fail(w, r, err)
 		return
 	}
+	a.s.samples.setPaused(queue, paused)
 	a.s.audit(r, action, queue, 1)
 	writeJSON(w, http.StatusOK, pauseResponse{Queue: queue, Paused: paused})
 }

@@ -51,6 +51,12 @@ type Config struct {
 	// MaxBody bounds a request body in bytes (an import upload, a batch).
 	// 0 means 32 MiB.
 	MaxBody int64
+	// Deduper remembers the caller task IDs the enqueue endpoints have
+	// enqueued, so that a retried request enqueues once. nil means a
+	// memory store of this instance (100,000 IDs for 24h): behind a load
+	// balancer, give every instance one shared store, or route retries of
+	// an ID to one instance.
+	Deduper Deduper
 	// KeepGone is how long workers that went away stay listed. 0 means 1h.
 	KeepGone time.Duration
 	// Version is shown in the page footer and /api/v1/overview.
@@ -108,6 +114,7 @@ type Server struct {
 	log      *slog.Logger
 	started  time.Time
 	stats    *serverMetrics
+	api      *api
 	signKey  []byte
 }
 
@@ -162,24 +169,33 @@ func (s *Server) Run(ctx context.Context) error {
 	return rosterErr
 }
 
-// Close waits for the producer's pending confirms (until ctx ends) and
-// releases it. The connection is the caller's.
-func (s *Server) Close(ctx context.Context) error { return s.producer.Close(ctx) }
+// Close ends the dead-letter indexing passes under way, waits for the
+// producer's pending confirms (until ctx ends) and releases it. The connection is the caller's.
+func (s *Server) Close(ctx context.Context) error {
+	s.api.dead.close()
+	return s.producer.Close(ctx)
+}
 
 // ServeHTTP serves the pages under /, the API under /api/v1, /metrics and
 // /healthz.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// routes registers every route: the API's (api.go), the pages' (pages.go)
-// and the server's own.
+// routes registers every route: the server's own, the API's (api.go) and
+// the pages' (pages.go).
 func (s *Server) routes() {
+	s.ownRoutes()
+	s.apiRoutes()
+	s.pageRoutes()
+}
+
+// ownRoutes registers what is neither API nor page: health, metrics, and
+// logging in and out.
+func (s *Server) ownRoutes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.Handle("GET /metrics", s.stats.handler(s))
 	s.mux.HandleFunc("GET /login", s.loginPage)
 	s.mux.HandleFunc("POST /login", s.login)
 	s.mux.HandleFunc("POST /logout", s.logout)
-	s.apiRoutes()
-	s.pageRoutes()
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

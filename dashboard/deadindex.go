@@ -160,6 +160,10 @@ type deadIndex struct {
 	cfg  deadIndexConfig
 	log  *slog.Logger
 
+	// base ends every pass when the Server closes.
+	base context.Context
+	stop context.CancelFunc
+
 	mu     sync.Mutex
 	queues map[string]*queueIndex
 }
@@ -202,8 +206,12 @@ func newDeadIndex(adm *admin.Inspector, conn *broker.Conn, cfg deadIndexConfig) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &deadIndex{adm: adm, conn: conn, cfg: cfg, log: cfg.Logger, queues: map[string]*queueIndex{}}
+	base, stop := context.WithCancel(context.Background())
+	return &deadIndex{adm: adm, conn: conn, cfg: cfg, log: cfg.Logger, base: base, stop: stop, queues: map[string]*queueIndex{}}
 }
+
+// close ends every pass under way: their dead letters go back to the broker.
+func (x *deadIndex) close() { x.stop() }
 
 // liveCount returns the broker's count of queue's dead letters now.
 func (x *deadIndex) liveCount(ctx context.Context, queue string) (int, error) {
@@ -349,8 +357,9 @@ func (x *deadIndex) queue(name string) *queueIndex {
 
 // start begins a pass over qi's dead-letter queue. Called with mu held.
 func (x *deadIndex) start(qi *queueIndex) *indexPass {
-	// A pass outlives the request that started it, not the connection.
-	ctx, cancel := context.WithTimeout(context.Background(), x.cfg.PassTimeout)
+	// A pass outlives the request that started it, not the connection
+	// or the Server.
+	ctx, cancel := context.WithTimeout(x.base, x.cfg.PassTimeout)
 	p := &indexPass{began: time.Now(), done: make(chan struct{}), cancel: cancel}
 	qi.pass = p
 	go func() {

@@ -30,7 +30,8 @@ func newPageServer(t *testing.T, cfg Config) *Server {
 		s.signKey = cfg.Auth.Key()
 	}
 	s.samples = newSampler(s)
-	s.routes()
+	s.ownRoutes() // no API: it needs a broker
+	s.pageRoutes()
 	s.handler = s.stats.instrument(s.mux, s.secure(s.mux))
 	return s
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -31,23 +33,22 @@ type Queue struct {
 // unknown).
 func (q Queue) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal(q.QueueInfo)
-	if err != nil {
-		return nil, err
+	if err != nil || len(b) < 2 || b[len(b)-1] != '}' {
+		return b, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	m["enqueue_rate"] = rateOrNull(q.EnqueueRate)
-	m["complete_rate"] = rateOrNull(q.CompleteRate)
-	return json.Marshal(m)
+	// QueueInfo's object, with the two rates added before its brace.
+	b = append(b[:len(b)-1], `,"enqueue_rate":`...)
+	b = appendRate(b, q.EnqueueRate)
+	b = append(b, `,"complete_rate":`...)
+	b = appendRate(b, q.CompleteRate)
+	return append(b, '}'), nil
 }
 
-func rateOrNull(r float64) any {
-	if r < 0 {
-		return nil
+func appendRate(b []byte, r float64) []byte {
+	if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		return append(b, "null"...)
 	}
-	return r
+	return strconv.AppendFloat(b, r, 'g', -1, 64)
 }
 
 // Point is one sample of one queue, as the charts draw it.
