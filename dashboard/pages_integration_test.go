@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,19 @@ func TestPagesOnTheBroker(t *testing.T) {
 		}
 		return body
 	}
+	// The overview shows the sampler's counts: wait for a sample that has
+	// the dead letter.
+	for {
+		qs, _, _ := s.samples.snapshot()
+		if len(qs) == 1 && qs[0].DeadLetters == 1 {
+			break
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("no sample with the dead letter: %+v", qs)
+		case <-tick.C:
+		}
+	}
 	qp := url.PathEscape(q)
 	page("/", http.StatusOK, `<tr data-queue="`+q+`"`, `<td class="n dead"><a href="/queues/`+qp+`/dead">1</a></td>`,
 		`id="rates-chart"`, `id="broker"`, "RabbitMQ", `<meta name="csrf-token" content="`, "Warren v1.2.3")
@@ -142,9 +156,10 @@ func TestPagesOnTheBroker(t *testing.T) {
 		}
 	}
 
-	// The chart of the queue fills once the sampler has taken two samples.
+	// The chart of the queue fills once the sampler has taken two samples
+	// with the dead letter.
 	for {
-		if len(s.samples.points(q)) >= 2 {
+		if p := s.samples.points(q); len(p) >= 2 && p[len(p)-1].DeadLetters == 1 && p[len(p)-2].DeadLetters == 1 {
 			break
 		}
 		select {
@@ -153,5 +168,8 @@ func TestPagesOnTheBroker(t *testing.T) {
 		case <-tick.C:
 		}
 	}
-	page("/fragments/chart?queue="+url.QueryEscape(q), http.StatusOK, `"label":"dead"`, `"values":[1,1`)
+	chart := page("/fragments/chart?queue="+url.QueryEscape(q), http.StatusOK, `"label":"dead"`)
+	if !regexp.MustCompile(`"label":"dead","scale":"n","values":\[[0-9,]*1,1\]`).MatchString(chart) {
+		t.Errorf("the chart's dead series does not end with the two samples of 1 dead letter: %s", chart)
+	}
 }
