@@ -54,8 +54,8 @@ them all. Every mutating action writes an audit line (to stderr, or to
 HTTPS.`,
 		Example: `  warren dashboard --queue emails
   warren dashboard --listen :8080 --token-file /run/secrets/dashboard-token
-  warren dashboard --listen :8443 --basic-auth-file users.txt --read-only \
-      --listen-tls-cert cert.pem --listen-tls-key key.pem`,
+  warren dashboard --listen :8443 --basic-auth-file users.txt --listen-tls-cert cert.pem --listen-tls-key key.pem
+  warren dashboard --listen :8080 --token-file token.txt --read-only --audit-file /var/log/warren-audit.json`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error { return a.runDashboard(cmd, f) }),
 	}
