@@ -46,41 +46,64 @@ func (a *Inspector) Group(ctx context.Context, queue string, f Filter, by GroupB
 	if by != ByError && by != ByType {
 		return nil, fmt.Errorf("admin: group by %q: want %q or %q", by, ByError, ByType)
 	}
-	g := grouper{by: by, index: make(map[string]int)}
-	if err := a.Each(ctx, queue, f, func(dl DeadLetter) error { g.add(dl); return nil }); err != nil {
+	g := NewGrouper(by)
+	err := a.Each(ctx, queue, f, func(dl DeadLetter) error {
+		g.Add(g.Key(dl.Type, dl.Error, string(dl.Reason)), dl.ID, dl.Error, dl.FailedAt)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	return g.sorted(), nil
+	return g.Groups(), nil
 }
 
-// grouper gathers groups in the order their keys first appear.
-type grouper struct {
+// Grouper gathers dead letters into the Groups that Group returns, for a
+// caller that reads them its own way (the dashboard groups the summaries
+// it keeps).
+type Grouper struct {
 	by     GroupBy
 	index  map[string]int
 	groups []Group
 }
 
-func (g *grouper) add(dl DeadLetter) {
-	key := dl.Type
-	if g.by == ByError {
-		key = Fingerprint(dl.Error)
-		if key == "" && dl.Reason != "" {
-			key = "(no error: " + string(dl.Reason) + ")"
-		}
+// NewGrouper returns a Grouper counting by by (ByError or ByType).
+func NewGrouper(by GroupBy) *Grouper { return &Grouper{by: by, index: make(map[string]int)} }
+
+// Key is the key a dead letter counts under: its type (ByType), or its
+// error's Fingerprint (ByError), "(no error: <reason>)" for one without an
+// error text.
+func (g *Grouper) Key(taskType, errText, reason string) string {
+	if g.by == ByType {
+		return taskType
 	}
+	return ErrorKey(errText, reason)
+}
+
+// ErrorKey is the key ByError counts a dead letter under.
+func ErrorKey(errText, reason string) string {
+	key := Fingerprint(errText)
+	if key == "" && reason != "" {
+		key = "(no error: " + reason + ")"
+	}
+	return key
+}
+
+// Add counts one dead letter, in queue order, under key (Key): id and
+// errText are its group's example when it is the first.
+func (g *Grouper) Add(key, id, errText string, failedAt time.Time) {
 	i, ok := g.index[key]
 	if !ok {
 		i = len(g.groups)
 		g.index[key] = i
-		gr := Group{Key: key, ExampleID: dl.ID}
+		gr := Group{Key: key, ExampleID: id}
 		if g.by == ByError {
-			gr.Example = dl.Error
+			gr.Example = errText
 		}
 		g.groups = append(g.groups, gr)
 	}
 	gr := &g.groups[i]
 	gr.Count++
-	if at := dl.FailedAt; !at.IsZero() {
+	if at := failedAt; !at.IsZero() {
 		at = at.UTC()
 		if gr.OldestFailure.IsZero() || at.Before(gr.OldestFailure) {
 			gr.OldestFailure = at
@@ -91,8 +114,9 @@ func (g *grouper) add(dl DeadLetter) {
 	}
 }
 
-// sorted returns the groups, largest first (ties in order of appearance).
-func (g *grouper) sorted() []Group {
+// Groups returns the groups, largest first (ties in order of appearance);
+// an empty slice, not nil, when there are none.
+func (g *Grouper) Groups() []Group {
 	out := slices.Clone(g.groups)
 	slices.SortStableFunc(out, func(a, b Group) int { return cmp.Compare(b.Count, a.Count) })
 	if out == nil {

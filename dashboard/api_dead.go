@@ -441,21 +441,33 @@ func (a *api) checkExpect(ctx context.Context, queue string, sel Selection, f ad
 	return nil
 }
 
-// deadReplay serves POST /api/v1/queues/{queue}/dead-letters/replay.
-func (a *api) deadReplay(w http.ResponseWriter, r *http.Request) {
+// beginAction reads an action's selection, holds the queue's index (ending
+// a pass under way) and checks the selection's expected count. It answers
+// the request itself when it returns ok false; otherwise the caller must
+// call release with what the action removed.
+func (a *api) beginAction(w http.ResponseWriter, r *http.Request) (queue string, f admin.Filter, release func([]string, bool), ok bool) {
 	queue, sel, f, err := a.readSelection(w, r)
 	if err != nil {
 		a.fail(w, r, err)
-		return
+		return "", f, nil, false
 	}
-	release, err := a.dead.hold(r.Context(), queue, true)
+	release, err = a.dead.hold(r.Context(), queue, true)
 	if err != nil {
 		a.fail(w, r, err)
-		return
+		return "", f, nil, false
 	}
 	if err := a.checkExpect(r.Context(), queue, sel, f); err != nil {
 		release(nil, false)
 		a.fail(w, r, err)
+		return "", f, nil, false
+	}
+	return queue, f, release, true
+}
+
+// deadReplay serves POST /api/v1/queues/{queue}/dead-letters/replay.
+func (a *api) deadReplay(w http.ResponseWriter, r *http.Request) {
+	queue, f, release, ok := a.beginAction(w, r)
+	if !ok {
 		return
 	}
 	res, err := a.s.adm.Replay(r.Context(), queue, f, admin.ReplayOptions{})
@@ -472,19 +484,8 @@ func (a *api) deadReplay(w http.ResponseWriter, r *http.Request) {
 
 // deadPurge serves POST /api/v1/queues/{queue}/dead-letters/purge.
 func (a *api) deadPurge(w http.ResponseWriter, r *http.Request) {
-	queue, sel, f, err := a.readSelection(w, r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	release, err := a.dead.hold(r.Context(), queue, true)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if err := a.checkExpect(r.Context(), queue, sel, f); err != nil {
-		release(nil, false)
-		a.fail(w, r, err)
+	queue, f, release, ok := a.beginAction(w, r)
+	if !ok {
 		return
 	}
 	res, err := a.s.adm.Purge(r.Context(), queue, f)

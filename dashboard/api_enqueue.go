@@ -214,16 +214,24 @@ func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return data, nil
 }
 
+// queueAndBody reads an enqueue's queue and body, or answers the error and
+// returns ok false.
+func (a *api) queueAndBody(w http.ResponseWriter, r *http.Request) (queue string, data []byte, ok bool) {
+	queue, err := queueParam(r)
+	if err == nil {
+		data, err = a.readBody(w, r)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return "", nil, false
+	}
+	return queue, data, true
+}
+
 // enqueue serves POST /api/v1/queues/{queue}/tasks.
 func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
-	queue, err := queueParam(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	data, err := a.readBody(w, r)
-	if err != nil {
-		a.fail(w, r, err)
+	queue, data, ok := a.queueAndBody(w, r)
+	if !ok {
 		return
 	}
 	t, job, err := decodeTask(data, queue, a.s.cfg.MaxPayload)
@@ -274,14 +282,8 @@ type batchResponse struct {
 // their confirms. Tasks whose caller ID was enqueued before, or earlier in
 // the batch, are answered as duplicates and not published.
 func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
-	queue, err := queueParam(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	data, err := a.readBody(w, r)
-	if err != nil {
-		a.fail(w, r, err)
+	queue, data, ok := a.queueAndBody(w, r)
+	if !ok {
 		return
 	}
 	tasks, jobs, err := decodeBatch(data, queue, a.s.cfg.MaxPayload, a.s.cfg.MaxBatch)

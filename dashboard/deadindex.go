@@ -116,7 +116,7 @@ func summarize(dl admin.DeadLetter, in interner) deadSummary {
 		Type:        in.get(dl.Type),
 		Queue:       in.get(dl.Queue),
 		Reason:      in.get(string(dl.Reason)),
-		Fingerprint: in.get(groupKey(dl.Error, string(dl.Reason))),
+		Fingerprint: in.get(admin.ErrorKey(dl.Error, string(dl.Reason))),
 		Error:       dl.Error,
 		FailedAt:    dl.FailedAt,
 		EnqueuedAt:  dl.EnqueuedAt,
@@ -141,16 +141,6 @@ func summarize(dl admin.DeadLetter, in interner) deadSummary {
 	}
 	s.Preview = admin.Printable(p)
 	return s
-}
-
-// groupKey is the key admin.Group counts a dead letter under by error:
-// its error's fingerprint, or "(no error: <reason>)".
-func groupKey(errText, reason string) string {
-	key := admin.Fingerprint(errText)
-	if key == "" && reason != "" {
-		key = "(no error: " + reason + ")"
-	}
-	return key
 }
 
 // deadIndex is the per-queue index of dead-letter summaries.
@@ -576,40 +566,15 @@ func (q deadQuery) filter(entries []deadSummary) ([]*deadSummary, bool) {
 // groups counts entries as admin.Group does: by error fingerprint or by
 // type, largest first, ties in order of appearance.
 func groups(entries []*deadSummary, by admin.GroupBy) []admin.Group {
-	index := map[string]int{}
-	var out []admin.Group
+	g := admin.NewGrouper(by)
 	for _, e := range entries {
 		key := e.Type
 		if by == admin.ByError {
 			key = e.Fingerprint
 		}
-		i, ok := index[key]
-		if !ok {
-			i = len(out)
-			index[key] = i
-			g := admin.Group{Key: key, ExampleID: e.ID}
-			if by == admin.ByError {
-				g.Example = e.Error
-			}
-			out = append(out, g)
-		}
-		g := &out[i]
-		g.Count++
-		if at := e.FailedAt; !at.IsZero() {
-			at = at.UTC()
-			if g.OldestFailure.IsZero() || at.Before(g.OldestFailure) {
-				g.OldestFailure = at
-			}
-			if g.NewestFailure.IsZero() || at.After(g.NewestFailure) {
-				g.NewestFailure = at
-			}
-		}
+		g.Add(key, e.ID, e.Error, e.FailedAt)
 	}
-	slices.SortStableFunc(out, func(a, b admin.Group) int { return cmp.Compare(b.Count, a.Count) })
-	if out == nil {
-		out = []admin.Group{}
-	}
-	return out
+	return g.Groups()
 }
 
 // sizeofSummary is the fixed size of a deadSummary, without the bytes of
