@@ -109,7 +109,6 @@ func (a *api) queues(w http.ResponseWriter, r *http.Request) {
 type queueResponse struct {
 	Queue   Queue   `json:"queue"`
 	History []Point `json:"history"`
-	Paused  *bool   `json:"paused,omitempty"`
 }
 
 // queue serves GET /api/v1/queues/{queue}: the queue's last sample and its
@@ -151,8 +150,9 @@ func (a *api) queue(w http.ResponseWriter, r *http.Request) {
 		hist = []Point{}
 	}
 	out := queueResponse{Queue: *q, History: hist}
+	// The sample may be a few seconds old: ask for the pause state now.
 	if p, err := fleet.Paused(r.Context(), a.s.conn, name); err == nil {
-		out.Paused = &p
+		out.Queue.Paused = p
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -44,6 +44,7 @@ func (q Queue) MarshalJSON() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
+// appendRate appends r, or null when it is unknown (negative).
 func appendRate(b []byte, r float64) []byte {
 	if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
 		return append(b, "null"...)
@@ -59,6 +60,23 @@ type Point struct {
 	DeadLetters  int       `json:"dead_letters"`
 	EnqueueRate  float64   `json:"enqueue_rate"`
 	CompleteRate float64   `json:"complete_rate"`
+}
+
+// MarshalJSON writes p with the counts and rates that are unknown (-1) as
+// null, as Queue does.
+func (p Point) MarshalJSON() ([]byte, error) {
+	b := append([]byte(`{"at":`), p.At.Format(`"`+time.RFC3339Nano+`"`)...)
+	b = append(b, `,"ready":`...)
+	b = strconv.AppendInt(b, int64(p.Ready), 10)
+	b = append(b, `,"unacked":`...)
+	b = appendRate(b, float64(p.Unacked))
+	b = append(b, `,"dead_letters":`...)
+	b = strconv.AppendInt(b, int64(p.DeadLetters), 10)
+	b = append(b, `,"enqueue_rate":`...)
+	b = appendRate(b, p.EnqueueRate)
+	b = append(b, `,"complete_rate":`...)
+	b = appendRate(b, p.CompleteRate)
+	return append(b, '}'), nil
 }
 
 // sampler samples the queues' counts every SampleInterval and keeps their

@@ -75,3 +75,19 @@ func TestQueueJSON(t *testing.T) {
 		t.Errorf("unknown rate left out instead of null: %s", b)
 	}
 }
+
+func TestPointJSON(t *testing.T) {
+	at := time.Date(2026, 12, 3, 7, 0, 0, 5, time.UTC)
+	b, err := json.Marshal(Point{At: at, Ready: 3, Unacked: -1, DeadLetters: 2, EnqueueRate: 0.5, CompleteRate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"at":"2026-12-03T07:00:00.000000005Z","ready":3,"unacked":null,"dead_letters":2,"enqueue_rate":0.5,"complete_rate":null}`
+	if string(b) != want {
+		t.Errorf("Point JSON = %s, want %s", b, want)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Errorf("Point JSON does not parse: %v", err)
+	}
+}

@@ -8,7 +8,8 @@
 #   broken  exits 65: a permanent failure, straight to the dead-letter queue
 #   doomed  always exits 1: retried until --max-attempts, then dead-lettered
 # Then it "fixes" the handler, replays the dead-letter queue and watches the
-# replayed jobs succeed.
+# replayed jobs succeed, pauses the queue (a new job waits) and resumes it,
+# and asks a briefly started dashboard's HTTP API about the queue.
 #
 # Environment:
 #   WARREN_BIN     the warren binary (default bin/warren)
@@ -329,6 +330,33 @@ peek dlq list --queue "$QUEUE" --output table
 
 step "Queue depths"
 peek queues --queue "$QUEUE"
+
+step "Pausing the queue: the worker takes none of its tasks, enqueueing still works"
+show queue pause "$QUEUE"
+worker_paused() { grep -qF 'msg="worker: queue paused' "$LOG"; }
+wait_for "the worker saw the pause (it checks every 500ms)" worker_paused
+enqueue email 4 '{"to":"barbara@example.com","template":"welcome"}'
+ready_is() { "$WARREN" queues --queue "$QUEUE" --output json 2>/dev/null | grep -q "\"ready\": *$1[,}]"; }
+wait_for "the new email waits in the paused queue" ready_is 1
+logged "job succeeded" "${EMAIL[3]}" && die "the worker ran a task of the paused queue"
+peek queues --queue "$QUEUE"
+show queue resume "$QUEUE"
+wait_for "the email ran once the queue was resumed" all_logged "job succeeded" "${EMAIL[3]}"
+
+step "The dashboard and its HTTP API (warren dashboard; here on a free port, briefly)"
+DASH_LOG="$WORK/dashboard.log"
+"$WARREN" dashboard --listen 127.0.0.1:0 --queue "$QUEUE" 2>"$DASH_LOG" &
+DASH_PID=$!
+dash_url() { grep -oE 'http://127\.0\.0\.1:[0-9]+/' "$DASH_LOG" | head -n 1; }
+dash_up() { [[ -n "$(dash_url)" ]]; }
+wait_for "the dashboard serves" dash_up
+DASH="$(dash_url)"
+info "open ${DASH} in a browser to see the queues, dead letters and workers"
+info "GET ${DASH}api/v1/queues/$QUEUE"
+curl -fsS "${DASH}api/v1/queues/$QUEUE" | head -c 400 | sed 's/^/    /'
+echo
+kill "$DASH_PID" 2>/dev/null || true
+wait "$DASH_PID" 2>/dev/null || true
 
 step "Stopping the worker (SIGTERM: it finishes in-flight jobs, then exits)"
 rc=0
