@@ -4,6 +4,9 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren/broker"
+	"github.com/warrenq/warren/dashboard"
 	"github.com/warrenq/warren/internal/testnode"
 )
 
@@ -87,6 +91,20 @@ func workerPerms(q string) (configure, write, read string) {
 func operatorPerms(q string) (configure, write, read string) {
 	qq := regexpQuote(q)
 	return `^(warren\..*|` + qq + `|` + qq + `\.dlq(\.replayed)?)$`, `^(warren\..*|amq\.default|` + qq + `)$`, `^(warren\..*|` + qq + `|` + qq + `\.dlq(\.replayed)?)$`
+}
+
+// workerBeatPerms are workerPerms with the heartbeat exchange
+// (docs/operations.md, "worker with heartbeats").
+func workerBeatPerms(q string) (configure, write, read string) {
+	return `^warren\.heartbeats$`, `^(amq\.default|warren\.delay\.[0-9]+|warren\.heartbeats)$`, "^" + regexpQuote(q) + "$"
+}
+
+// dashboardPerms are operatorPerms with the dashboard's server-named
+// heartbeat queue (docs/operations.md, "dashboard").
+func dashboardPerms(q string) (configure, write, read string) {
+	qq := regexpQuote(q)
+	return `^(warren\..*|` + qq + `|` + qq + `\.dlq(\.replayed)?|amq\.gen-.*)$`, `^(warren\..*|amq\.default|` + qq + `|amq\.gen-.*)$`,
+		`^(warren\..*|` + qq + `|` + qq + `\.dlq(\.replayed)?|amq\.gen-.*)$`
 }
 
 func regexpQuote(s string) string { return strings.ReplaceAll(s, ".", `\.`) }
@@ -213,6 +231,58 @@ func TestLeastPrivilege(t *testing.T) {
 		return err == nil && st.Ready == 1
 	}, "the replayed task is not back in %s", q)
 	mustOK("operator: queues", run(opURL, "queues", "--queue", q))
+
+	// A dashboard with the documented "dashboard" permissions hears a
+	// worker that holds the "worker with heartbeats" ones, lists dead
+	// letters, and pauses and resumes the queue.
+	c, w, r = workerBeatPerms(q)
+	beatURL := n.URLFor("lp-worker-beats", addUser(t, n, "lp-worker-beats", vhost, c, w, r), vhost)
+	c, w, r = dashboardPerms(q)
+	dashConn := dialNode(t, n.URLFor("lp-dashboard", addUser(t, n, "lp-dashboard", vhost, c, w, r), vhost))
+	dctx, stopDash := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer stopDash()
+	dash, err := dashboard.New(dctx, dashConn, dashboard.Config{Queues: []string{q}, SampleInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("dashboard user: dashboard.New: %v", err)
+	}
+	defer dash.Close(context.Background())
+	dashRan := make(chan error, 1)
+	go func() { dashRan <- dash.Run(dctx) }()
+	ts := httptest.NewServer(dash)
+	defer ts.Close()
+	api := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(dctx, method, ts.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("dashboard user: %s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	wb := startOn(t, beatURL, nil, "worker", "--no-declare", "--queue", q, "--exec", "true", "--heartbeat-interval", "200ms")
+	eventually(t, 20*time.Second, func() bool {
+		code, body := api("GET", "/api/v1/workers")
+		return code == http.StatusOK && strings.Contains(body, `"queues":["`+q+`"]`) && strings.Contains(body, `"gone":false`)
+	}, "the dashboard user does not list the worker with heartbeats")
+	if n := wb.log.count("worker: heartbeats off"); n != 0 {
+		t.Errorf("the worker with heartbeat permissions turned heartbeats off:\n%s", wb.log.String())
+	}
+	for _, call := range []string{"GET /api/v1/queues/" + q + "/dead-letters", "POST /api/v1/queues/" + q + "/pause", "POST /api/v1/queues/" + q + "/resume"} {
+		method, path, _ := strings.Cut(call, " ")
+		if code, body := api(method, path); code != http.StatusOK {
+			t.Errorf("dashboard user: %s: %d %s", call, code, body)
+		}
+	}
+	wb.signal(syscall.SIGTERM)
+	if code := wb.wait(30 * time.Second); code != 0 {
+		t.Fatalf("worker with heartbeats: exit %d", code)
+	}
+	stopDash()
+	if err := <-dashRan; err != nil {
+		t.Errorf("dashboard user: Run: %v", err)
+	}
 
 	// A user with no permissions on the vhost is refused at connect, and
 	// told so (not told to check its password).
