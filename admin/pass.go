@@ -98,6 +98,8 @@ type pass struct {
 	broken  error    // the channel failed: no more reads or settles
 	blind   bool     // read through the consumer since the last barrier: ready0 unknown
 	damaged bool     // a dead letter had to be moved out of its place
+	// damage says how the pass stood when it had to: for the warning.
+	damage []any
 	unlock  func()
 
 	// beforeWait, if set, runs before the pass blocks on the gates of the
@@ -434,7 +436,7 @@ func (p *pass) finish(ctx context.Context) (inDoubt int, err error) {
 		return p.unsure, fmt.Errorf("admin: %w", cerr)
 	}
 	if p.damaged {
-		p.a.log.Warn("admin: a dead letter was moved out of its place in the queue", "queue", p.queue)
+		p.a.log.Warn("admin: a dead letter was moved out of its place in the queue", append([]any{"queue", p.queue}, p.damage...)...)
 	}
 	return 0, err
 }
@@ -458,13 +460,15 @@ func (p *pass) settleAll(ctx context.Context) error {
 		// returns (one of which then moves: not expected, since next
 		// leaves room) or nothing, which is the cleanest barrier.
 		past := p.read >= p.count
+		before := []any{"read", p.read, "count", p.count, "blind", p.blind, "unsettled", len(p.items),
+			"budget", p.budget, "since", p.since, "unsure", p.unsure}
 		d, ok, err := p.get(context.WithoutCancel(ctx))
 		if err != nil {
 			return err
 		}
 		if ok {
-			if past {
-				p.damaged = true
+			if past && !p.damaged {
+				p.damaged, p.damage = true, before
 			}
 			p.keep(&d)
 		}
