@@ -100,7 +100,7 @@ type pass struct {
 	damaged bool     // a dead letter had to be moved out of its place
 	// damage says how the pass stood when it had to: for the warning.
 	damage []any
-	unlock  func()
+	unlock func()
 
 	// beforeWait, if set, runs before the pass blocks on the gates of the
 	// items it holds: an export flushes its output there, so that its
