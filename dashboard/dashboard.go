@@ -170,7 +170,8 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Close ends the dead-letter indexing passes under way, waits for the
-// producer's pending confirms (until ctx ends) and releases it. The connection is the caller's.
+// producer's pending confirms (until ctx ends) and releases it. The
+// connection is the caller's.
 func (s *Server) Close(ctx context.Context) error {
 	s.api.dead.close()
 	return s.producer.Close(ctx)
