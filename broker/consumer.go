@@ -47,8 +47,7 @@ type Consumer struct {
 	in    <-chan amqp.Delivery
 	acker *acker
 
-	done      chan struct{} // closed once the channel is gone
-	err       error         // why, set before done is closed
+	lost      *closeWatch // Done and Err
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -85,16 +84,7 @@ func Consume(ctx context.Context, c *Conn, queue string, o ConsumeOptions) (*Con
 		_ = ch.Close()
 		return nil, consumeError(err, queue)
 	}
-	cs := &Consumer{ch: ch, queue: queue, tag: o.Tag, in: in, acker: newAcker(ch, o.Prefetch, ackFlushInterval), done: make(chan struct{})}
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	go func() {
-		if e := <-closed; e != nil {
-			cs.err = fmt.Errorf("%w: %w", ErrClosed, e)
-		} else {
-			cs.err = ErrClosed
-		}
-		close(cs.done)
-	}()
+	cs := &Consumer{ch: ch, queue: queue, tag: o.Tag, in: in, acker: newAcker(ch, o.Prefetch, ackFlushInterval), lost: watchClose(ch)}
 	return cs, nil
 }
 
@@ -124,19 +114,12 @@ func (c *Consumer) Deliveries() <-chan amqp.Delivery { return c.in }
 // Done is closed once the consumer's channel is gone: Close, a channel
 // error, or the connection dropping. Its unsettled deliveries are then
 // back in the queue.
-func (c *Consumer) Done() <-chan struct{} { return c.done }
+func (c *Consumer) Done() <-chan struct{} { return c.lost.done }
 
 // Err returns nil while the channel is open, and once Done is closed an
 // error wrapping ErrClosed and, when the broker or the connection closed
 // the channel, the *amqp.Error that says why.
-func (c *Consumer) Err() error {
-	select {
-	case <-c.done:
-		return c.err
-	default:
-		return nil
-	}
-}
+func (c *Consumer) Err() error { return c.lost.Err() }
 
 // Ack settles the delivery tag positively: the broker forgets the
 // message. It returns before the ack is sent: acks of contiguous tags go
@@ -203,4 +186,38 @@ func (c *Consumer) Close() error {
 		}
 	})
 	return c.closeErr
+}
+
+// closeWatch follows a channel until it closes: what Consumer and
+// Subscription report as Done and Err.
+type closeWatch struct {
+	done chan struct{} // closed once the channel is gone
+	err  error         // why, set before done is closed
+}
+
+// watchClose starts following ch.
+func watchClose(ch *amqp.Channel) *closeWatch {
+	w := &closeWatch{done: make(chan struct{})}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		if e := <-closed; e != nil {
+			w.err = fmt.Errorf("%w: %w", ErrClosed, e)
+		} else {
+			w.err = ErrClosed
+		}
+		close(w.done)
+	}()
+	return w
+}
+
+// Err returns nil while the channel is open, and once done is closed an
+// error wrapping ErrClosed and, when the broker or the connection closed
+// the channel, the *amqp.Error that says why.
+func (w *closeWatch) Err() error {
+	select {
+	case <-w.done:
+		return w.err
+	default:
+		return nil
+	}
 }

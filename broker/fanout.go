@@ -116,8 +116,7 @@ type Subscription struct {
 	ch    *amqp.Channel
 	queue string
 	in    <-chan amqp.Delivery
-	done  chan struct{}
-	err   error
+	lost  *closeWatch // Done and Err
 	once  sync.Once
 }
 
@@ -151,17 +150,7 @@ func Subscribe(ctx context.Context, c *Conn, exchange string, maxLen int) (*Subs
 		_ = ch.Close()
 		return nil, classify(err, OpConsume, "consume "+q.Name)
 	}
-	s := &Subscription{ch: ch, queue: q.Name, in: in, done: make(chan struct{})}
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	go func() {
-		if e := <-closed; e != nil {
-			s.err = fmt.Errorf("%w: %w", ErrClosed, e)
-		} else {
-			s.err = ErrClosed
-		}
-		close(s.done)
-	}()
-	return s, nil
+	return &Subscription{ch: ch, queue: q.Name, in: in, lost: watchClose(ch)}, nil
 }
 
 // Queue returns the name the broker gave the subscription's queue.
@@ -172,19 +161,12 @@ func (s *Subscription) Queue() string { return s.queue }
 func (s *Subscription) Deliveries() <-chan amqp.Delivery { return s.in }
 
 // Done is closed once the subscription's channel is gone.
-func (s *Subscription) Done() <-chan struct{} { return s.done }
+func (s *Subscription) Done() <-chan struct{} { return s.lost.done }
 
 // Err returns nil while the channel is open, and once Done is closed an
 // error wrapping ErrClosed and, when the broker or the connection closed
 // the channel, the *amqp.Error that says why.
-func (s *Subscription) Err() error {
-	select {
-	case <-s.done:
-		return s.err
-	default:
-		return nil
-	}
-}
+func (s *Subscription) Err() error { return s.lost.Err() }
 
 // Close closes the channel; the broker deletes the queue. It may be
 // called more than once.
