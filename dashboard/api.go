@@ -59,10 +59,6 @@ type api struct {
 	// concurrent tries with one ID publish once.
 	inflight *claims
 	dead     *deadIndex
-	// depths answers a queue page's first look at a queue the sampler has
-	// not sampled yet, without asking rabbitmqctl (slow) on a request. It
-	// takes no lock: every dead-letter operation goes through s.adm.
-	depths *admin.Inspector
 	// cache holds the JSON of the sampler's last sample.
 	cache struct {
 		sync.Mutex
@@ -78,7 +74,6 @@ func newAPI(s *Server) *api {
 		dedup:    cmp.Or[Deduper](s.cfg.Deduper, NewMemoryDeduper(0, 0)),
 		inflight: newClaims(),
 		dead:     newDeadIndex(s.adm, s.conn, deadIndexConfig{Logger: s.log}),
-		depths:   admin.New(s.conn, admin.Config{NoRabbitmqctl: true, Logger: s.log}),
 	}
 }
 
@@ -135,9 +130,6 @@ func conflict(format string, args ...any) error {
 	return &requestError{http.StatusConflict, CodeConflict, fmt.Sprintf(format, args...)}
 }
 
-// errQueueMissing: the Warren queue named by a request does not exist.
-var errQueueMissing = errors.New("queue not found")
-
 // classify maps an error to the status and code it answers with.
 func classify(err error) (int, string) {
 	var re *requestError
@@ -150,7 +142,7 @@ func classify(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, CodeTooLarge
 	case errors.Is(err, admin.ErrBusy):
 		return http.StatusConflict, CodeBusy
-	case errors.Is(err, errQueueMissing), errors.Is(err, broker.ErrQueueNotFound), errors.Is(err, producer.ErrUnroutable):
+	case errors.Is(err, broker.ErrQueueNotFound), errors.Is(err, producer.ErrUnroutable):
 		return http.StatusNotFound, CodeQueueNotFound
 	case errors.Is(err, admin.ErrNotFound):
 		return http.StatusNotFound, CodeNotFound

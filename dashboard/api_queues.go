@@ -121,25 +121,10 @@ func (a *api) queue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.s.samples.ask(name)
-	qs, _, _ := a.snapshot()
-	var q *Queue
-	for i := range qs {
-		if qs[i].Name == name {
-			q = &qs[i]
-			break
-		}
-	}
-	if q == nil {
-		infos, err := a.depths.Queues(r.Context(), []string{name})
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		if len(infos) != 1 {
-			a.fail(w, r, errQueueMissing)
-			return
-		}
-		q = &Queue{QueueInfo: infos[0], EnqueueRate: -1, CompleteRate: -1}
+	q, err := a.s.queueInfo(r.Context(), name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	if !q.Exists {
 		a.fail(w, r, badQueue(name))
@@ -149,7 +134,7 @@ func (a *api) queue(w http.ResponseWriter, r *http.Request) {
 	if hist == nil {
 		hist = []Point{}
 	}
-	out := queueResponse{Queue: *q, History: hist}
+	out := queueResponse{Queue: q, History: hist}
 	// The sample may be a few seconds old: ask for the pause state now.
 	if p, err := fleet.Paused(r.Context(), a.s.conn, name); err == nil {
 		out.Queue.Paused = p

@@ -185,14 +185,14 @@ func (s *Server) queues(ctx context.Context) ([]Queue, time.Time, error) {
 		return qs, at, err
 	}
 	now := time.Now()
-	infos, err := s.adm.Queues(ctx, s.samples.names(s.roster.Workers(), now))
+	workers := s.roster.Workers()
+	infos, err := s.adm.Queues(ctx, s.samples.names(workers, now))
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	qs = make([]Queue, len(infos))
 	for i, info := range infos {
-		info.Unacked = unacked(info, s.roster.Workers())
-		qs[i] = Queue{QueueInfo: info, EnqueueRate: -1, CompleteRate: -1}
+		qs[i] = unsampled(info, workers)
 	}
 	return qs, now, nil
 }
@@ -377,9 +377,7 @@ func (s *Server) queueInfo(ctx context.Context, queue string) (Queue, error) {
 	if err != nil {
 		return Queue{}, err
 	}
-	info := infos[0]
-	info.Unacked = unacked(info, s.roster.Workers())
-	return Queue{QueueInfo: info, EnqueueRate: -1, CompleteRate: -1}, nil
+	return unsampled(infos[0], s.roster.Workers()), nil
 }
 
 func (s *Server) queuePage(w http.ResponseWriter, r *http.Request) {

@@ -170,20 +170,19 @@ func (sm *sampler) sample(ctx context.Context) {
 	}
 	out := make([]Queue, len(infos))
 	for i, info := range infos {
-		info.Unacked = unacked(info, workers)
-		q := Queue{QueueInfo: info, EnqueueRate: -1, CompleteRate: -1}
-		if p, ok := prev[info.Name]; ok && dt > 0 {
-			q.CompleteRate = float64(finished[info.Name]) / dt
-			arrived := float64(info.Ready-p.Ready) + float64(max(info.Unacked, 0)-max(p.Unacked, 0)) + float64(finished[info.Name])
+		q := unsampled(info, workers)
+		if p, ok := prev[q.Name]; ok && dt > 0 {
+			q.CompleteRate = float64(finished[q.Name]) / dt
+			arrived := float64(q.Ready-p.Ready) + float64(max(q.Unacked, 0)-max(p.Unacked, 0)) + float64(finished[q.Name])
 			q.EnqueueRate = max(0, arrived) / dt
 		}
 		out[i] = q
-		h := append(sm.history[info.Name], Point{At: start, Ready: info.Ready, Unacked: info.Unacked,
-			DeadLetters: info.DeadLetters, EnqueueRate: q.EnqueueRate, CompleteRate: q.CompleteRate})
+		h := append(sm.history[q.Name], Point{At: start, Ready: q.Ready, Unacked: q.Unacked,
+			DeadLetters: q.DeadLetters, EnqueueRate: q.EnqueueRate, CompleteRate: q.CompleteRate})
 		for len(h) > 0 && start.Sub(h[0].At) > sm.s.cfg.History {
 			h = h[1:]
 		}
-		sm.history[info.Name] = h
+		sm.history[q.Name] = h
 	}
 	sm.latest, sm.at, sm.err = out, start, nil
 }
@@ -221,6 +220,13 @@ func (sm *sampler) finished(workers []fleet.Worker) map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// unsampled is info as the dashboard shows a queue before its rates are
+// known: unacked filled in from the workers' heartbeats, rates unknown.
+func unsampled(info admin.QueueInfo, workers []fleet.Worker) Queue {
+	info.Unacked = unacked(info, workers)
+	return Queue{QueueInfo: info, EnqueueRate: -1, CompleteRate: -1}
 }
 
 // unacked fills in what AMQP cannot tell: a queue with no consumers has
